@@ -1,0 +1,29 @@
+"""Shared per-request pieces: the JSON body gate and the clients the lifespan created."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import httpx
+from fastapi import Depends, Request
+
+from twinstack_contract.errors import require_json
+from twinstack_contract.jobs import JobStore
+
+
+def json_body(request: Request) -> None:
+    """415 for a non-JSON body, before FastAPI tries to parse it (same rule as Flask)."""
+    require_json(request.headers.get("content-type"))
+
+
+def get_downstream(request: Request) -> httpx.AsyncClient:
+    return request.app.state.downstream
+
+
+def get_jobs(request: Request) -> JobStore:
+    return request.app.state.jobs
+
+
+DownstreamDep = Annotated[httpx.AsyncClient, Depends(get_downstream)]
+JobsDep = Annotated[JobStore, Depends(get_jobs)]
+JsonBody = Depends(json_body)

@@ -1,0 +1,44 @@
+"""Every error leaves the FastAPI service in the contract's shape (twinstack_contract.errors)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from twinstack_contract.errors import ContractError, code_for_status, error_body, from_validation_errors
+
+log = logging.getLogger(__name__)
+
+
+def _respond(request: Request, exc: ContractError, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = error_body(exc.status, exc.code, exc.message, exc.details, getattr(request.state, "request_id", None))
+    return JSONResponse(body, status_code=exc.status, headers=headers)
+
+
+async def contract_error(request: Request, exc: ContractError) -> JSONResponse:
+    return _respond(request, exc)
+
+
+async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    return _respond(request, from_validation_errors(exc.errors()))
+
+
+async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    message = exc.detail if isinstance(exc.detail, str) else "Request failed."
+    return _respond(request, ContractError(exc.status_code, code_for_status(exc.status_code), message), exc.headers)
+
+
+async def unhandled_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s", request.url.path)
+    return _respond(request, ContractError(500, "internal_error", "Internal server error."))
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(ContractError, contract_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, unhandled_error)

@@ -1,0 +1,1 @@
+"""One router per resource; each declares its own prefix and tags."""

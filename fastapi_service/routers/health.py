@@ -1,0 +1,34 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+import httpx
+from fastapi import APIRouter, Request
+
+from twinstack_contract.errors import ContractError
+from twinstack_contract.models import ErrorBody, Health
+from twinstack_contract.work import worker_id
+
+from ..dependencies import DownstreamDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health")
+async def health() -> Health:
+    """Liveness: the process answers. Touches no dependency, so a slow downstream never
+    gets a healthy worker restarted."""
+    return Health(status="ok", service="fastapi", served_by=worker_id())
+
+
+@router.get("/ready", responses={503: {"model": ErrorBody}})
+async def ready(request: Request, downstream: DownstreamDep) -> Health:
+    """Readiness: startup finished and the downstream answers its own health check."""
+    if not getattr(request.app.state, "started", False):
+        raise ContractError(503, "not_ready", "Startup has not finished.")
+    try:
+        resp = await downstream.get("/health", timeout=2.0)
+        resp.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise ContractError(503, "not_ready", f"Downstream unreachable: {type(exc).__name__}.") from exc
+    return Health(status="ready", service="fastapi", served_by=worker_id(), checks={"downstream": "ok"})

@@ -1,0 +1,1 @@
+"""The WSGI half of twinstack: Flask on gunicorn sync workers (one request per worker at a time)."""

@@ -1,0 +1,29 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+import httpx
+from flask import Blueprint, current_app
+
+from twinstack_contract.errors import ContractError
+from twinstack_contract.models import Health
+from twinstack_contract.work import worker_id
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/health")
+def health() -> dict:
+    """Liveness: the process answers. Touches no dependency."""
+    return Health(status="ok", service="flask", served_by=worker_id()).model_dump()
+
+
+@bp.get("/ready")
+def ready() -> dict:
+    """Readiness: the app is built and the downstream answers its own health check."""
+    try:
+        resp = current_app.extensions["downstream"].get("/health", timeout=2.0)
+        resp.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise ContractError(503, "not_ready", f"Downstream unreachable: {type(exc).__name__}.") from exc
+    return Health(status="ready", service="flask", served_by=worker_id(), checks={"downstream": "ok"}).model_dump()

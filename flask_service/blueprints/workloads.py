@@ -1,0 +1,81 @@
+"""The measured workloads, written the way WSGI runs them: every wait holds the worker."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from flask import Blueprint, Response, current_app
+
+from twinstack_contract.models import (
+    CpuParams,
+    CpuResult,
+    FanoutParams,
+    FanoutResult,
+    IoParams,
+    IoResult,
+    StreamChunk,
+    StreamParams,
+)
+from twinstack_contract.work import cpu_work, worker_id
+
+from ..validation import query
+
+bp = Blueprint("workloads", __name__)
+
+
+@bp.get("/io")
+def io() -> dict:
+    """I/O-bound: a blocking wait. A sync worker serves nothing else meanwhile."""
+    params = query(IoParams)
+    start = time.perf_counter()
+    time.sleep(params.delay_ms / 1000)
+    return IoResult(
+        delay_ms=params.delay_ms, waited_ms=(time.perf_counter() - start) * 1000, served_by=worker_id()
+    ).model_dump()
+
+
+@bp.get("/cpu")
+def cpu() -> dict:
+    """CPU-bound: each worker process hashes on its own core, no event loop to stall."""
+    params = query(CpuParams)
+    start = time.process_time()
+    digest = cpu_work(params.work)
+    return CpuResult(
+        work=params.work, digest=digest, cpu_ms=(time.process_time() - start) * 1000, served_by=worker_id()
+    ).model_dump()
+
+
+@bp.get("/fanout")
+def fanout() -> dict:
+    """N downstream calls one after another: N waits cost N waits."""
+    params = query(FanoutParams)
+    client = current_app.extensions["downstream"]
+    start = time.perf_counter()
+    for _ in range(params.calls):
+        client.get("/delay", params={"ms": params.delay_ms}).raise_for_status()
+    return FanoutResult(
+        calls=params.calls,
+        delay_ms=params.delay_ms,
+        elapsed_ms=(time.perf_counter() - start) * 1000,
+        mode="sequential",
+        served_by=worker_id(),
+    ).model_dump()
+
+
+@bp.get("/stream")
+def stream() -> Response:
+    """NDJSON lines sent as they are made; the worker is held for the whole stream."""
+    params = query(StreamParams)
+
+    def lines() -> Iterator[bytes]:
+        start = time.perf_counter()
+        for i in range(params.chunks):
+            if i:
+                time.sleep(params.interval_ms / 1000)
+            chunk = StreamChunk(
+                chunk=i + 1, of=params.chunks, elapsed_ms=(time.perf_counter() - start) * 1000, served_by=worker_id()
+            )
+            yield chunk.model_dump_json().encode() + b"\n"
+
+    return Response(lines(), mimetype="application/x-ndjson")

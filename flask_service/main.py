@@ -1,0 +1,39 @@
+"""App factory: gunicorn calls ``flask_service.main:create_app()``. Only wiring lives here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+from flask import Flask
+
+from twinstack_contract.jobs import JobStore
+
+from . import errors
+from .blueprints import health, inspect, jobs, orders, workloads
+from .proxy import TrustedProxyFix
+from .settings import Settings
+
+
+def create_app(settings: Settings | None = None, test_config: Mapping[str, Any] | None = None) -> Flask:
+    settings = settings or Settings()
+    app = Flask(__name__)
+    # Defaults, then FLASK_* from the environment, then the test mapping (Flask tutorial order).
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the models' field order
+    app.config.from_mapping(MAX_CONTENT_LENGTH=64 * 1024)  # same limit as nginx client_max_body_size
+    app.config.from_prefixed_env()
+    if test_config:
+        app.config.from_mapping(test_config)
+    app.extensions["settings"] = settings
+    app.extensions["downstream"] = httpx.Client(base_url=settings.downstream_url, timeout=settings.downstream_timeout_s)
+    app.extensions["jobs"] = JobStore(settings.state_dir / "sync-jobs")
+    app.extensions["job_executor"] = ThreadPoolExecutor(settings.job_threads, thread_name_prefix="job")
+
+    errors.install(app)
+    for module in (health, workloads, orders, jobs, inspect):
+        app.register_blueprint(module.bp)
+    app.wsgi_app = TrustedProxyFix(app.wsgi_app, settings.trusted_proxies)  # type: ignore[method-assign]
+    return app
+

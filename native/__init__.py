@@ -1,0 +1,1 @@
+"""Native mode: run the compose topology as local processes under supervisord."""

@@ -1,0 +1,179 @@
+"""``python -m native up|down|status|restart|logs|check``: what the Makefile's native mode runs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from . import nginx_config
+from .settings import ROOT, StackSettings
+
+CONF = ROOT / "native" / "supervisord.conf"
+PROGRAMS = ("downstream", "fastapi", "flask", "nginx")
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def _pid(settings: StackSettings) -> int | None:
+    try:
+        pid = int((settings.run_dir / "supervisord.pid").read_text())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def _ctl(env: dict[str, str], *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    cmd = [str(Path(sys.prefix) / "bin" / "supervisorctl"), "-c", str(CONF), *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, check=check)
+
+
+def _port_busy(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def _get(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
+def ready_urls(settings: StackSettings) -> list[str]:
+    base = f"http://127.0.0.1:{settings.http_port}"
+    return [f"{base}/", f"{base}/async/ready", f"{base}/sync/ready"]
+
+
+def wait_ready(settings: StackSettings) -> None:
+    deadline = time.monotonic() + settings.ready_timeout_s
+    pending = ready_urls(settings)
+    while pending and time.monotonic() < deadline:
+        pending = [url for url in pending if _get(url) != 200]
+        if pending:
+            time.sleep(0.3)
+    if pending:
+        raise StackError(f"not ready after {settings.ready_timeout_s:.0f} s: {', '.join(pending)}")
+
+
+def up(settings: StackSettings) -> None:
+    env = settings.environment()
+    if _pid(settings):
+        _ctl(env, "start", "all")  # idempotent: starts whatever was stopped
+        wait_ready(settings)
+        print("twinstack is already running.")
+        return
+    nginx = settings.nginx()
+    if nginx is None:
+        raise StackError(
+            "nginx is not installed. Install it from your OS packages "
+            "(Debian/Ubuntu: sudo apt-get install nginx), or set TWINSTACK_NGINX_BIN."
+        )
+    busy = [f"{name} ({port})" for name, port in settings.ports().items() if _port_busy(port)]
+    if busy:
+        raise StackError(
+            f"port busy: {', '.join(busy)}. Stop what uses it, or choose other ports in .env "
+            "(TWINSTACK_HTTP_PORT, TWINSTACK_ASYNC_PORT, TWINSTACK_SYNC_PORT, TWINSTACK_DOWNSTREAM_PORT)."
+        )
+    for directory in (settings.run_dir, settings.log_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    prefix = nginx_config.render(env, settings.run_dir.resolve() / "nginx")
+    nginx_config.check(nginx, prefix, env["TWINSTACK_NGINX_GLOBALS"])
+    subprocess.run([str(Path(sys.prefix) / "bin" / "supervisord"), "-c", str(CONF)], env=env, check=True)
+    try:
+        wait_ready(settings)
+    except StackError:
+        print(_ctl(env, "status").stdout, file=sys.stderr)
+        print(f"Logs: {settings.log_dir}/", file=sys.stderr)
+        raise
+    print(f"twinstack is up (native mode, logs in {settings.log_dir}/):")
+    base = f"http://localhost:{settings.http_port}"
+    for label, path in (("landing page", "/"), ("async API docs", "/async/docs"), ("sync health", "/sync/health")):
+        print(f"  {label:15} {base}{path}")
+
+
+def down(settings: StackSettings, timeout_s: float = 120.0) -> None:
+    pid = _pid(settings)
+    if pid is None:
+        print("twinstack is not running.")
+        return
+    # supervisord stops programs in reverse priority, each with its graceful signal.
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while _pid(settings) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if _pid(settings):
+        raise StackError(f"supervisord (pid {pid}) still running after {timeout_s:.0f} s")
+    print("twinstack stopped.")
+
+
+def status(settings: StackSettings) -> int:
+    if _pid(settings) is None:
+        print("twinstack is not running.")
+        return 3
+    out = _ctl(settings.environment(), "status")
+    print(out.stdout, end="")
+    for url in ready_urls(settings):
+        print(f"  {_get(url) or 'down':>4}  {url}")
+    return out.returncode
+
+
+def logs(settings: StackSettings) -> None:
+    files = [str(settings.log_dir / f"{name}.log") for name in PROGRAMS]
+    os.execvp("tail", ["tail", "-n", "20", "-F", *files])
+
+
+def check(settings: StackSettings) -> None:
+    """Render the nginx config into a scratch prefix and run nginx -t on it."""
+    env = settings.environment()
+    nginx = settings.nginx()
+    if nginx is None:
+        raise StackError("nginx is not installed (needed for nginx -t).")
+    prefix = settings.run_dir.resolve() / "nginx-check"
+    env["TWINSTACK_NGINX_TEMP_DIR"] = str(prefix / "temp")
+    nginx_config.render(env, prefix)
+    nginx_config.check(nginx, prefix, settings.nginx_globals(prefix, foreground=False))
+    print("nginx -t: configuration is valid")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m native", description=__doc__)
+    parser.add_argument("command", choices=["up", "down", "restart", "status", "logs", "check"])
+    args = parser.parse_args(argv)
+    settings = StackSettings()
+    try:
+        if args.command == "up":
+            up(settings)
+        elif args.command == "down":
+            down(settings)
+        elif args.command == "restart":
+            down(settings)
+            up(settings)
+        elif args.command == "status":
+            return status(settings)
+        elif args.command == "logs":
+            logs(settings)
+        else:
+            check(settings)
+    except (StackError, nginx_config.RenderError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,64 @@
+"""Render nginx/templates/*.template the way the official nginx image does at start-up.
+
+The image runs envsubst over /etc/nginx/templates/*.template into conf.d/, substituting only
+the variables named by NGINX_ENVSUBST_FILTER (docker-compose.yml sets ``TWINSTACK_``). This
+does the same for native mode, and refuses to render a variable that is not set, so a
+template and its runners cannot silently disagree.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+from .settings import ROOT
+
+NGINX_DIR = ROOT / "nginx"
+PLACEHOLDER = re.compile(r"\$\{(TWINSTACK_[A-Z0-9_]+)\}")
+SYSTEM_MIME_TYPES = (Path("/etc/nginx/mime.types"), Path("/usr/local/etc/nginx/mime.types"))
+
+
+class RenderError(RuntimeError):
+    pass
+
+
+def render_template(text: str, env: Mapping[str, str]) -> str:
+    missing = sorted({name for name in PLACEHOLDER.findall(text) if name not in env})
+    if missing:
+        raise RenderError(f"nginx template needs {', '.join(missing)}")
+    return PLACEHOLDER.sub(lambda m: env[m.group(1)], text)
+
+
+def render(env: Mapping[str, str], prefix: Path) -> Path:
+    """Lay out an nginx prefix directory: nginx.conf, snippets, mime.types, conf.d/."""
+    conf_d = prefix / "conf.d"
+    if conf_d.exists():
+        shutil.rmtree(conf_d)
+    conf_d.mkdir(parents=True)
+    (prefix / "temp").mkdir(exist_ok=True)
+    shutil.copyfile(NGINX_DIR / "nginx.conf", prefix / "nginx.conf")
+    snippets = prefix / "snippets"
+    if snippets.is_symlink() or snippets.exists():
+        snippets.unlink() if snippets.is_symlink() else shutil.rmtree(snippets)
+    snippets.symlink_to(NGINX_DIR / "snippets")
+    mime = next((p for p in SYSTEM_MIME_TYPES if p.exists()), None)
+    if mime is None:
+        raise RenderError("mime.types not found: is nginx installed from the OS packages?")
+    shutil.copyfile(mime, prefix / "mime.types")
+    for template in sorted((NGINX_DIR / "templates").glob("*.template")):
+        (conf_d / template.name.removesuffix(".template")).write_text(render_template(template.read_text(), env))
+    return prefix
+
+
+def check(nginx: str, prefix: Path, globals_: str) -> None:
+    """``nginx -t`` on the rendered config; raises with nginx's own message."""
+    result = subprocess.run(
+        [nginx, "-t", "-q", "-p", f"{prefix}/", "-c", "nginx.conf", "-e", "stderr", "-g", globals_],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise RenderError(f"nginx -t failed:\n{result.stderr.strip()}")

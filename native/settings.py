@@ -1,0 +1,79 @@
+"""Native-mode settings: ports and paths, from the environment or .env (see .env.example)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class StackSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TWINSTACK_", env_file=ROOT / ".env", extra="ignore")
+
+    http_port: int = Field(8080, ge=1, le=65535, description="nginx, the only public port.")
+    async_port: int = Field(8001, ge=1, le=65535)
+    sync_port: int = Field(8002, ge=1, le=65535)
+    downstream_port: int = Field(8003, ge=1, le=65535)
+    run_dir: Path = Field(ROOT / "run", description="Pid files, sockets, rendered nginx config.")
+    log_dir: Path = Field(ROOT / "logs")
+    nginx_bin: str | None = Field(None, description="nginx executable; found on PATH or in /usr/sbin if unset.")
+    ready_timeout_s: float = Field(60.0, gt=0)
+
+    def nginx(self) -> str | None:
+        if self.nginx_bin:
+            return self.nginx_bin
+        return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin:/sbin")
+
+    def ports(self) -> dict[str, int]:
+        return {
+            "nginx": self.http_port,
+            "fastapi": self.async_port,
+            "flask": self.sync_port,
+            "downstream": self.downstream_port,
+        }
+
+    @staticmethod
+    def nginx_globals(prefix: Path, foreground: bool = True) -> str:
+        """Main-context directives only the runner knows: foreground, pid file, user."""
+        directives = ["daemon off;"] if foreground else []
+        directives.append(f"pid {prefix}/nginx.pid;")
+        if os.geteuid() == 0:
+            # The checkout may sit under a private home (/root): a worker dropped to "nobody"
+            # could not read it. Native mode listens on unprivileged ports, so nginx's
+            # workers simply run as the user who started the stack. Docker uses the nginx user.
+            directives.append("user root;")
+        return " ".join(directives)
+
+    def environment(self) -> dict[str, str]:
+        """Everything supervisord and its programs read: the caller's environment plus the
+        derived values, so the nginx templates, gunicorn.conf.py and the apps agree."""
+        run_dir, log_dir = self.run_dir.resolve(), self.log_dir.resolve()
+        env = dict(os.environ)
+        env.update(
+            TWINSTACK_ROOT=str(ROOT),
+            TWINSTACK_VENV=sys.prefix,
+            TWINSTACK_RUN_DIR=str(run_dir),
+            TWINSTACK_LOG_DIR=str(log_dir),
+            TWINSTACK_HTTP_PORT=str(self.http_port),
+            TWINSTACK_ASYNC_PORT=str(self.async_port),
+            TWINSTACK_SYNC_PORT=str(self.sync_port),
+            TWINSTACK_DOWNSTREAM_PORT=str(self.downstream_port),
+            TWINSTACK_ASYNC_UPSTREAM=f"127.0.0.1:{self.async_port}",
+            TWINSTACK_SYNC_UPSTREAM=f"127.0.0.1:{self.sync_port}",
+            TWINSTACK_DOWNSTREAM_URL=f"http://127.0.0.1:{self.downstream_port}",
+            TWINSTACK_WEB_ROOT=str(ROOT / "nginx" / "html"),
+            TWINSTACK_NGINX_TEMP_DIR=str(run_dir / "nginx" / "temp"),
+            TWINSTACK_NGINX_BIN=self.nginx() or "nginx",
+            TWINSTACK_NGINX_GLOBALS=self.nginx_globals(run_dir / "nginx"),
+            TWINSTACK_STATE_DIR=str(run_dir / "state"),
+        )
+        # Natively every pool binds loopback only: nginx is the one public entry.
+        env.setdefault("TWINSTACK_ASYNC_HOST", "127.0.0.1")
+        env.setdefault("TWINSTACK_SYNC_HOST", "127.0.0.1")
+        return env

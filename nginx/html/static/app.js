@@ -1,0 +1,25 @@
+// twinstack landing page: the two things a static page cannot know ahead of time.
+"use strict";
+
+// The Locust UI runs on its own port of whatever host served this page.
+const locust = document.getElementById("locust-link");
+if (locust) {
+  locust.href = `${location.protocol}//${location.hostname}:${locust.dataset.port}/`;
+}
+
+// A WebSocket round trip through nginx to the async service.
+const button = document.getElementById("ws-try");
+const out = document.getElementById("ws-out");
+if (button && out) {
+  button.addEventListener("click", () => {
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const ws = new WebSocket(`${scheme}://${location.host}/async/ws/echo`);
+    const started = performance.now();
+    ws.addEventListener("open", () => ws.send("hello"));
+    ws.addEventListener("message", (event) => {
+      out.textContent = `echoed “${event.data}” in ${(performance.now() - started).toFixed(1)} ms`;
+      ws.close();
+    });
+    ws.addEventListener("error", () => { out.textContent = "WebSocket failed"; });
+  });
+}

@@ -1,0 +1,172 @@
+"""One Pydantic model per payload, used by both services.
+
+FastAPI binds them as query/body models; Flask validates with them explicitly. The limits
+here are the contract: they bound every request's cost so a caller cannot ask for an
+hour-long sleep or a gigabyte of hashing.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MAX_DELAY_MS = 30_000
+MAX_WORK = 2_000_000
+MAX_FANOUT_CALLS = 50
+MAX_CHUNKS = 100
+# Upper bound on how long any one request may run. nginx's proxy_read_timeout and
+# gunicorn's timeout are set above it (see nginx/snippets/proxy.conf, gunicorn.conf.py).
+MAX_REQUEST_MS = 30_000
+
+
+class IoParams(BaseModel):
+    """``GET /io``: wait this long without using CPU."""
+
+    delay_ms: int = Field(100, ge=0, le=MAX_DELAY_MS, description="How long to wait, in ms.")
+
+
+class CpuParams(BaseModel):
+    """``GET /cpu``: hash this many rounds (about 1 µs a round)."""
+
+    work: int = Field(10_000, ge=1, le=MAX_WORK, description="SHA-256 rounds to run.")
+
+
+class FanoutParams(BaseModel):
+    """``GET /fanout``: make ``calls`` downstream requests that each wait ``delay_ms``."""
+
+    calls: int = Field(5, ge=1, le=MAX_FANOUT_CALLS)
+    delay_ms: int = Field(100, ge=0, le=MAX_DELAY_MS)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> FanoutParams:
+        # Sequential calls (the sync service) take calls x delay_ms: keep that under the cap.
+        if self.calls * self.delay_ms > MAX_REQUEST_MS:
+            raise ValueError(f"calls x delay_ms must be at most {MAX_REQUEST_MS} ms")
+        return self
+
+
+class StreamParams(BaseModel):
+    """``GET /stream``: send ``chunks`` NDJSON lines, ``interval_ms`` apart."""
+
+    chunks: int = Field(5, ge=1, le=MAX_CHUNKS)
+    interval_ms: int = Field(100, ge=0, le=5_000)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> StreamParams:
+        if self.chunks * self.interval_ms > MAX_REQUEST_MS:
+            raise ValueError(f"chunks x interval_ms must be at most {MAX_REQUEST_MS} ms")
+        return self
+
+
+class Order(BaseModel):
+    """``POST /orders`` body. Unknown fields are rejected rather than silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    sku: str = Field(min_length=1, max_length=32, pattern=r"^[A-Z0-9][A-Z0-9-]*$", examples=["TS-1001"])
+    quantity: int = Field(ge=1, le=1_000, examples=[2])
+    unit_price_cents: int = Field(ge=0, le=10_000_000, examples=[1999])
+    customer_email: str = Field(
+        min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", examples=["ada@example.com"]
+    )
+
+
+class OrderCreated(BaseModel):
+    order_id: str
+    sku: str
+    quantity: int
+    total_cents: int
+    served_by: str
+
+
+class JobRequest(BaseModel):
+    """``POST /jobs`` body: background work to do after the response is sent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    delay_ms: int = Field(500, ge=0, le=MAX_DELAY_MS)
+    work: int = Field(0, ge=0, le=MAX_WORK)
+
+
+class Job(BaseModel):
+    job_id: str
+    status: Literal["queued", "running", "done", "failed"]
+    delay_ms: int
+    work: int
+    accepted_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    served_by: str
+
+
+class ErrorDetail(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorInfo(BaseModel):
+    status: int
+    code: str
+    message: str
+    details: list[ErrorDetail] = []
+    request_id: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """The one error shape: services and nginx itself answer every 4xx/5xx with it."""
+
+    error: ErrorInfo
+
+
+class Health(BaseModel):
+    status: Literal["ok", "ready"]
+    service: str
+    served_by: str
+    checks: dict[str, str] = {}
+
+
+class IoResult(BaseModel):
+    delay_ms: int
+    waited_ms: float
+    served_by: str
+
+
+class CpuResult(BaseModel):
+    work: int
+    digest: str
+    cpu_ms: float
+    served_by: str
+
+
+class FanoutResult(BaseModel):
+    calls: int
+    delay_ms: int
+    elapsed_ms: float
+    mode: Literal["concurrent", "sequential"]
+    served_by: str
+
+
+class StreamChunk(BaseModel):
+    """One NDJSON line of ``GET /stream``."""
+
+    chunk: int
+    of: int
+    elapsed_ms: float
+    served_by: str
+
+
+class Inspection(BaseModel):
+    """What the framework's Request object sees behind the proxy."""
+
+    framework: Literal["fastapi", "flask"]
+    client_ip: str | None
+    scheme: str
+    host: str
+    prefix: str
+    path: str
+    url: str
+    request_id: str
+    via_trusted_proxy: bool
+    served_by: str

@@ -1,0 +1,40 @@
+"""Which peers may tell a service who the client is.
+
+nginx sets X-Forwarded-For/Proto/Host/Prefix and X-Request-ID. A service believes them only
+when the TCP peer is a configured proxy; from anyone else they are ignored, so a client that
+reaches a service port directly cannot forge its address or prefix.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+from ipaddress import IPv4Network, IPv6Network, ip_address
+
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{8,128}$")
+PREFIX_RE = re.compile(r"^(/[A-Za-z0-9._-]+)+$")
+
+
+def is_trusted(peer: str | None, networks: Sequence[IPv4Network | IPv6Network]) -> bool:
+    if not peer:
+        return False
+    try:
+        addr = ip_address(peer)
+    except ValueError:
+        return False
+    return any(addr in net for net in networks)
+
+
+def clean_prefix(value: str | None) -> str:
+    """A forwarded prefix is used only if it is a plain path like ``/async``."""
+    if value and PREFIX_RE.match(value):
+        return value
+    return ""
+
+
+def request_id(value: str | None, trusted: bool) -> str:
+    """Keep the proxy's request id; mint one for direct calls or a malformed value."""
+    if trusted and value and REQUEST_ID_RE.match(value):
+        return value
+    return uuid.uuid4().hex

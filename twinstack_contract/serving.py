@@ -1,0 +1,63 @@
+"""Settings for the gunicorn masters, read by each service's ``gunicorn.conf.py``.
+
+Each pool reads its own variables (``TWINSTACK_ASYNC_*``, ``TWINSTACK_SYNC_*``); the timeout
+values are module constants because they are one ordering across nginx, gunicorn and the
+supervisor, asserted by tests/test_timeouts.py, not knobs to turn one at a time.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The ordering, longest-allowed request first (see README "Timeouts"):
+#   contract MAX_REQUEST_MS (30 s) < nginx proxy_read_timeout (35 s)
+#   < gunicorn timeout (40 s) <= graceful_timeout (40 s) < supervisor stopwaitsecs (50 s)
+# and gunicorn keepalive (75 s) > nginx upstream keepalive_timeout (60 s).
+TIMEOUT_S = 40
+GRACEFUL_TIMEOUT_S = 40
+KEEPALIVE_S = 75
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on: its affinity mask, capped by a cgroup v2 CPU quota
+    (``docker run --cpus``), which the affinity mask does not show."""
+    count = len(os.sched_getaffinity(0))
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            count = min(count, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return count
+
+
+class PoolSettings(BaseSettings):
+    """One gunicorn pool. Build with ``PoolSettings(_env_prefix="TWINSTACK_ASYNC_")``."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Interface to bind: loopback natively, 0.0.0.0 in a container.")
+    port: int = Field(8001, ge=1, le=65535)
+    workers: int | None = Field(None, ge=1, le=256, description="Worker processes; default derived from CPUs.")
+    worker_class: Literal["sync", "gthread", "gevent"] = "sync"
+    threads: int = Field(4, ge=1, le=256, description="Threads per worker (gthread only).")
+    worker_connections: int = Field(1000, ge=1, description="Concurrent requests per worker (gevent only).")
+    max_requests: int = Field(10_000, ge=0, description="Recycle a worker after this many requests (0: never).")
+    max_requests_jitter: int = Field(1_000, ge=0)
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    run_dir: Path = Field(Path("run"), description="Where the control socket goes.")
+
+    def bind(self) -> list[str]:
+        return [f"{self.host}:{self.port}"]
+
+    def control_socket(self, name: str) -> str:
+        # gunicorn >= 25 opens a control socket at one per-user default path; two masters
+        # would fight over it, so each pool gets its own.
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        return str(self.run_dir.resolve() / f"gunicorn-{name}.ctl")

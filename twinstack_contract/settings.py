@@ -1,0 +1,36 @@
+"""Settings both services read: environment -> typed settings -> code.
+
+Each service subclasses this (adding what only it needs) and builds it in its app factory;
+tests pass their own instance instead of patching the environment.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Network, IPv6Network, ip_network
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TWINSTACK_", extra="ignore")
+
+    downstream_url: str = Field(
+        "http://127.0.0.1:8003", description="Base URL of the downstream service /fanout and /ready call."
+    )
+    downstream_timeout_s: float = Field(35.0, gt=0, description="Per-call timeout; above the longest allowed wait.")
+    trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(
+        default_factory=lambda: [ip_network("127.0.0.1/32"), ip_network("::1/128")],
+        description="Peers whose X-Forwarded-* and X-Request-ID headers are believed (comma-separated CIDRs).",
+    )
+    state_dir: Path = Field(Path("run/state"), description="Where background job records are kept.")
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip()]
+        return value
+

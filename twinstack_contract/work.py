@@ -1,0 +1,33 @@
+"""The workloads, identical in both services so any difference measured is the server's."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import uuid
+
+from .models import Order, OrderCreated
+
+
+def cpu_work(rounds: int) -> str:
+    """Chain ``rounds`` SHA-256 hashes: pure CPU, holds the GIL, about 1 µs a round."""
+    digest = b"twinstack"
+    for _ in range(rounds):
+        digest = hashlib.sha256(digest).digest()
+    return digest.hex()
+
+
+def worker_id() -> str:
+    """Which process answered: the lab and the tests count distinct workers with it."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def create_order(order: Order) -> OrderCreated:
+    return OrderCreated(
+        order_id=uuid.uuid4().hex,
+        sku=order.sku,
+        quantity=order.quantity,
+        total_cents=order.quantity * order.unit_price_cents,
+        served_by=worker_id(),
+    )
