@@ -13,6 +13,9 @@ from twinstack_contract.errors import ContractError, code_for_status, error_body
 
 log = logging.getLogger(__name__)
 
+# The detail fastapi.routing uses for a body it could not decode.
+BODY_PARSE_ERROR = "There was an error parsing the body"
+
 
 def _respond(request: Request, exc: ContractError, headers: dict[str, str] | None = None) -> JSONResponse:
     body = error_body(exc.status, exc.code, exc.message, exc.details, getattr(request.state, "request_id", None))
@@ -28,6 +31,10 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
 
 
 async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    if exc.status_code == 400 and exc.detail == BODY_PARSE_ERROR:
+        # FastAPI raises this before any dependency runs when a JSON body cannot even be
+        # decoded (invalid UTF-8): the contract calls that invalid JSON, as Flask does.
+        return _respond(request, ContractError(400, "invalid_json", "The request body is not valid JSON."))
     message = exc.detail if isinstance(exc.detail, str) else "Request failed."
     return _respond(request, ContractError(exc.status_code, code_for_status(exc.status_code), message), exc.headers)
 

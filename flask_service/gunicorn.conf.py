@@ -51,7 +51,7 @@ loglevel = pool.log_level
 
 def worker_exit(server, worker):  # noqa: ARG001 - gunicorn's hook signature
     """Let accepted background jobs finish before the worker process goes away."""
-    app = getattr(worker, "wsgi", None)
-    executor = getattr(app, "extensions", {}).get("job_executor")
-    if executor is not None:
-        executor.shutdown(wait=True)
+    from flask_service.main import shutdown
+
+    if getattr(worker, "wsgi", None) is not None:
+        shutdown(worker.wsgi)

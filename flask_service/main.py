@@ -37,3 +37,10 @@ def create_app(settings: Settings | None = None, test_config: Mapping[str, Any] 
     app.wsgi_app = TrustedProxyFix(app.wsgi_app, settings.trusted_proxies)  # type: ignore[method-assign]
     return app
 
+
+
+def shutdown(app: Flask) -> None:
+    """Release what create_app opened: finish accepted jobs, close downstream connections.
+    gunicorn calls it from worker_exit (gunicorn.conf.py); tests call it after each app."""
+    app.extensions["job_executor"].shutdown(wait=True)
+    app.extensions["downstream"].close()

@@ -7,6 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from dotenv import dotenv_values
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -54,7 +55,9 @@ class StackSettings(BaseSettings):
         """Everything supervisord and its programs read: the caller's environment plus the
         derived values, so the nginx templates, gunicorn.conf.py and the apps agree."""
         run_dir, log_dir = self.run_dir.resolve(), self.log_dir.resolve()
-        env = dict(os.environ)
+        # .env first, the real environment over it: the same precedence pydantic-settings uses.
+        env = {k: v for k, v in dotenv_values(ROOT / ".env").items() if v is not None}
+        env.update(os.environ)
         env.update(
             TWINSTACK_ROOT=str(ROOT),
             TWINSTACK_VENV=sys.prefix,

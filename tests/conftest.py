@@ -1,0 +1,44 @@
+"""Fixtures every test layer shares: a real downstream service, and settings built on it."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from downstream_service.main import create_app as create_downstream
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def downstream_url() -> Iterator[str]:
+    """The real downstream app under uvicorn, in a thread, for in-process service tests."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_downstream(), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "downstream did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def settings_kwargs(downstream_url: str, tmp_path: Path) -> dict:
+    """What both services' Settings get in tests: the live downstream, a private state dir."""
+    return {"downstream_url": downstream_url, "state_dir": tmp_path / "state"}
