@@ -4,9 +4,9 @@ Read by native mode (supervisor) and the Docker image alike; only the environmen
 (``TWINSTACK_SYNC_*``, see .env.example).
 """
 
-from twinstack_contract.serving import GRACEFUL_TIMEOUT_S, KEEPALIVE_S, TIMEOUT_S, PoolSettings, usable_cpus
+from twinstack_contract.serving import GRACEFUL_TIMEOUT_S, KEEPALIVE_S, TIMEOUT_S, SyncPool, usable_cpus
 
-pool = PoolSettings(_env_prefix="TWINSTACK_SYNC_", port=8002)
+pool = SyncPool()
 
 # --- Socket -------------------------------------------------------------------------------
 bind = pool.bind()

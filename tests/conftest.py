@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -12,14 +11,7 @@ import pytest
 import uvicorn
 
 from downstream_service.main import create_app as create_downstream
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.support import free_port, require_binary
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +34,10 @@ def downstream_url() -> Iterator[str]:
 def settings_kwargs(downstream_url: str, tmp_path: Path) -> dict:
     """What both services' Settings get in tests: the live downstream, a private state dir."""
     return {"downstream_url": downstream_url, "state_dir": tmp_path / "state"}
+
+
+@pytest.fixture(scope="session")
+def nginx_bin() -> str:
+    from native.settings import StackSettings
+
+    return require_binary(StackSettings().nginx(), "nginx")

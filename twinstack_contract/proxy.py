@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from ipaddress import IPv4Network, IPv6Network, ip_address
 
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{8,128}$")
-PREFIX_RE = re.compile(r"^(/[A-Za-z0-9._-]+)+$")
+PREFIX_RE = re.compile(r"^(/[A-Za-z0-9_-][A-Za-z0-9._-]*)+$")  # no "." or ".." segments
 
 
 def is_trusted(peer: str | None, networks: Sequence[IPv4Network | IPv6Network]) -> bool:

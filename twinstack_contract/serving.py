@@ -38,7 +38,7 @@ def usable_cpus() -> int:
 
 
 class PoolSettings(BaseSettings):
-    """One gunicorn pool. Build with ``PoolSettings(_env_prefix="TWINSTACK_ASYNC_")``."""
+    """One gunicorn pool; AsyncPool and SyncPool below give it its variables' prefix."""
 
     model_config = SettingsConfigDict(extra="ignore")
 
@@ -51,7 +51,8 @@ class PoolSettings(BaseSettings):
     max_requests: int = Field(10_000, ge=0, description="Recycle a worker after this many requests (0: never).")
     max_requests_jitter: int = Field(1_000, ge=0)
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
-    run_dir: Path = Field(Path("run"), description="Where the control socket goes.")
+    # Shared by the whole stack, so not per-pool: TWINSTACK_RUN_DIR, as native mode sets it.
+    run_dir: Path = Field(Path("run"), validation_alias="TWINSTACK_RUN_DIR", description="Where the control socket goes.")
 
     def bind(self) -> list[str]:
         return [f"{self.host}:{self.port}"]
@@ -61,3 +62,15 @@ class PoolSettings(BaseSettings):
         # would fight over it, so each pool gets its own.
         self.run_dir.mkdir(parents=True, exist_ok=True)
         return str(self.run_dir.resolve() / f"gunicorn-{name}.ctl")
+
+
+class AsyncPool(PoolSettings):
+    model_config = SettingsConfigDict(env_prefix="TWINSTACK_ASYNC_")
+
+    port: int = Field(8001, ge=1, le=65535)
+
+
+class SyncPool(PoolSettings):
+    model_config = SettingsConfigDict(env_prefix="TWINSTACK_SYNC_")
+
+    port: int = Field(8002, ge=1, le=65535)

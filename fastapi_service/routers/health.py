@@ -9,7 +9,7 @@ from twinstack_contract.errors import ContractError
 from twinstack_contract.models import ErrorBody, Health
 from twinstack_contract.work import worker_id
 
-from ..dependencies import DownstreamDep
+from ..dependencies import get_downstream
 
 router = APIRouter(tags=["health"])
 
@@ -22,12 +22,13 @@ async def health() -> Health:
 
 
 @router.get("/ready", responses={503: {"model": ErrorBody}})
-async def ready(request: Request, downstream: DownstreamDep) -> Health:
+async def ready(request: Request) -> Health:
     """Readiness: startup finished and the downstream answers its own health check."""
     if not getattr(request.app.state, "started", False):
+        # Checked first: before the lifespan ran there is no downstream client yet.
         raise ContractError(503, "not_ready", "Startup has not finished.")
     try:
-        resp = await downstream.get("/health", timeout=2.0)
+        resp = await get_downstream(request).get("/health", timeout=2.0)
         resp.raise_for_status()
     except httpx.HTTPError as exc:
         raise ContractError(503, "not_ready", f"Downstream unreachable: {type(exc).__name__}.") from exc

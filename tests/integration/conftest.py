@@ -1,0 +1,85 @@
+"""The real stack (supervisord, nginx, both gunicorn pools, downstream) on free ports.
+
+Started once per session through ``python -m native up``, the very entry point `make up` uses,
+with its own run and log directories, so it runs beside a user's stack on the default ports.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import ROOT, free_port
+
+SYNC_WORKERS = 2
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    run_dir: Path
+    log_dir: Path
+    base_url: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.base_url = f"http://127.0.0.1:{self.env['TWINSTACK_HTTP_PORT']}"
+
+    def native(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "native", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, check=check
+        )
+
+    def ctl(self, *args: str) -> str:
+        cmd = [str(Path(sys.prefix) / "bin" / "supervisorctl"), "-c", str(ROOT / "native/supervisord.conf"), *args]
+        full_env = {**self.env, "TWINSTACK_RUN_DIR": str(self.run_dir), "TWINSTACK_LOG_DIR": str(self.log_dir)}
+        full_env.setdefault("TWINSTACK_ROOT", str(ROOT))
+        return subprocess.run(cmd, env=full_env, capture_output=True, text=True).stdout
+
+    def client(self, **kwargs) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=30, **kwargs)
+
+
+def make_stack(tmp: Path, **extra: str) -> Stack:
+    env = dict(os.environ)
+    env.update(
+        TWINSTACK_HTTP_PORT=str(free_port()),
+        TWINSTACK_ASYNC_PORT=str(free_port()),
+        TWINSTACK_SYNC_PORT=str(free_port()),
+        TWINSTACK_DOWNSTREAM_PORT=str(free_port()),
+        TWINSTACK_RUN_DIR=str(tmp / "run"),
+        TWINSTACK_LOG_DIR=str(tmp / "logs"),
+        TWINSTACK_SYNC_WORKERS=str(SYNC_WORKERS),
+        TWINSTACK_SYNC_WORKER_CLASS="sync",
+        TWINSTACK_ASYNC_WORKERS="2",
+        **extra,
+    )
+    return Stack(env=env, run_dir=tmp / "run", log_dir=tmp / "logs")
+
+
+def start(stack: Stack) -> None:
+    result = stack.native("up", check=False)
+    if result.returncode != 0:
+        stack.native("down", check=False)  # never leave a half-started stack behind
+        logs = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(stack.log_dir.glob("*.log")))
+        pytest.fail(f"stack did not start:\n{result.stdout}\n{result.stderr}\n{logs}")
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, nginx_bin: str) -> Iterator[Stack]:
+    s = make_stack(tmp_path_factory.mktemp("stack"))
+    start(s)
+    yield s
+    s.native("down", check=False)
+
+
+@pytest.fixture
+def client(stack: Stack) -> Iterator[httpx.Client]:
+    with stack.client() as c:
+        yield c

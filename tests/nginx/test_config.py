@@ -1,0 +1,69 @@
+"""The committed nginx configuration: valid, fully rendered, and saying what it promises."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from native import nginx_config
+from native.settings import StackSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+NGINX = ROOT / "nginx"
+
+
+@pytest.fixture
+def rendered(tmp_path: Path, nginx_bin: str) -> Path:
+    settings = StackSettings(run_dir=tmp_path, http_port=18080)
+    env = settings.environment()
+    env["TWINSTACK_NGINX_TEMP_DIR"] = str(tmp_path / "nginx" / "temp")
+    return nginx_config.render(env, tmp_path / "nginx")
+
+
+def test_nginx_t_passes(rendered: Path, nginx_bin: str, tmp_path: Path):
+    nginx_config.check(nginx_bin, rendered, StackSettings.nginx_globals(rendered, foreground=False))
+
+
+def test_nginx_t_reports_a_broken_config(rendered: Path, nginx_bin: str):
+    (rendered / "conf.d" / "broken.conf").write_text("this_is_not_a_directive on;\n")
+    with pytest.raises(nginx_config.RenderError, match="unknown directive"):
+        nginx_config.check(nginx_bin, rendered, StackSettings.nginx_globals(rendered, foreground=False))
+
+
+def test_every_placeholder_is_rendered(rendered: Path):
+    for conf in (rendered / "conf.d").glob("*.conf"):
+        assert "${" not in conf.read_text(), conf.name
+
+
+def test_render_refuses_an_unset_variable():
+    with pytest.raises(nginx_config.RenderError, match="TWINSTACK_NOT_SET"):
+        nginx_config.render_template("listen ${TWINSTACK_NOT_SET};", {})
+
+
+def test_nginx_variables_are_left_alone():
+    assert nginx_config.render_template("proxy_set_header Host $http_host;", {}) == "proxy_set_header Host $http_host;"
+
+
+def test_every_template_variable_is_provided_by_native_mode():
+    used = set()
+    for template in (NGINX / "templates").glob("*.template"):
+        used |= set(nginx_config.PLACEHOLDER.findall(template.read_text()))
+    assert used
+    assert used <= set(StackSettings().environment())
+
+
+def test_security_basics():
+    conf = (NGINX / "nginx.conf").read_text()
+    assert re.search(r"^\s*server_tokens off;", conf, re.M)
+    headers = (NGINX / "snippets" / "security.conf").read_text()
+    for header in ("X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy", "X-Request-ID"):
+        assert header in headers
+
+
+def test_every_error_status_nginx_produces_has_a_json_body():
+    errors = (NGINX / "snippets" / "errors.conf").read_text()
+    for status in (400, 404, 405, 413, 429, 500, 502, 503, 504):
+        assert f"error_page {status} @error_{status};" in errors
+        assert re.search(rf"location @error_{status} {{ types {{ }} default_type application/json; return {status} ", errors)

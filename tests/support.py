@@ -1,0 +1,27 @@
+"""Helpers the test layers share (fixtures live in the conftest files)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def require_binary(path: str | None, what: str) -> str:
+    """A missing system dependency fails in CI (CI=true) and skips, with the reason, elsewhere."""
+    if path:
+        return path
+    message = f"{what} is not installed (`make test` installs it when run as root)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)

@@ -1,0 +1,42 @@
+"""One ordering of timeouts across the stack, read from the files that set them.
+
+longest request the contract allows < nginx proxy_read_timeout < gunicorn timeout
+<= gunicorn graceful_timeout < supervisord stopwaitsecs, and gunicorn keepalive > nginx's
+upstream keepalive_timeout. If any one value moves out of order, this fails.
+"""
+
+from __future__ import annotations
+
+import configparser
+import re
+import runpy
+from pathlib import Path
+
+from twinstack_contract.models import MAX_DELAY_MS, MAX_REQUEST_MS
+from twinstack_contract.settings import ServiceSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def nginx_seconds(path: Path, directive: str) -> list[int]:
+    values = re.findall(rf"^\s*{directive}\s+(\d+)s;", path.read_text(), re.M)
+    assert values, f"{directive} not found in {path}"
+    return [int(v) for v in values]
+
+
+def test_timeouts_are_in_one_order():
+    proxy_read = nginx_seconds(ROOT / "nginx/snippets/proxy-timeouts.conf", "proxy_read_timeout")[0]
+    upstream_keepalive = max(nginx_seconds(ROOT / "nginx/templates/upstreams.conf.template", "keepalive_timeout"))
+    supervisor = configparser.RawConfigParser()
+    supervisor.read(ROOT / "native/supervisord.conf")
+
+    for service in ("fastapi_service", "flask_service"):
+        conf = runpy.run_path(str(ROOT / service / "gunicorn.conf.py"))
+        assert MAX_REQUEST_MS / 1000 < proxy_read < conf["timeout"] <= conf["graceful_timeout"], service
+        assert conf["keepalive"] > upstream_keepalive, service
+        for program in ("fastapi", "flask", "nginx"):
+            assert int(supervisor[f"program:{program}"]["stopwaitsecs"]) > conf["graceful_timeout"], program
+
+
+def test_downstream_timeout_outlasts_the_longest_wait():
+    assert ServiceSettings().downstream_timeout_s > MAX_DELAY_MS / 1000

@@ -1,0 +1,126 @@
+"""The shared pieces: trust policy, settings parsing, worker sizing, the gunicorn configs."""
+
+from __future__ import annotations
+
+import os
+import runpy
+from ipaddress import ip_network
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from twinstack_contract import serving
+from twinstack_contract.proxy import clean_prefix, is_trusted, request_id
+from twinstack_contract.serving import SyncPool, usable_cpus
+from twinstack_contract.settings import ServiceSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+LOOPBACK = [ip_network("127.0.0.1/32"), ip_network("::1/128")]
+
+
+@pytest.mark.parametrize(
+    ("peer", "trusted"),
+    [("127.0.0.1", True), ("::1", True), ("127.0.0.2", False), ("10.0.0.1", False), ("testclient", False), (None, False)],
+)
+def test_is_trusted(peer, trusted):
+    assert is_trusted(peer, LOOPBACK) is trusted
+
+
+def test_is_trusted_by_network():
+    assert is_trusted("172.18.0.5", [ip_network("172.16.0.0/12")])
+
+
+def test_request_id_kept_only_when_trusted_and_well_formed():
+    assert request_id("abcdef123456", trusted=True) == "abcdef123456"
+    assert request_id("abcdef123456", trusted=False) != "abcdef123456"
+    for bad in ("short", "has space 12345", "x" * 129, "new\nline12345"):
+        assert request_id(bad, trusted=True) != bad
+    assert len(request_id(None, trusted=True)) == 32
+
+
+@pytest.mark.parametrize(("value", "expected"), [("/async", "/async"), ("/a/b-c_d.e", "/a/b-c_d.e"), ("/..", ""), ("", "")])
+def test_clean_prefix(value, expected):
+    assert clean_prefix(value) == expected
+
+
+def test_trusted_proxies_from_environment(monkeypatch):
+    monkeypatch.setenv("TWINSTACK_TRUSTED_PROXIES", "127.0.0.1, 172.16.0.0/12")
+    assert ServiceSettings().trusted_proxies == [ip_network("127.0.0.1/32"), ip_network("172.16.0.0/12")]
+
+
+def test_bad_trusted_proxy_fails_fast(monkeypatch):
+    monkeypatch.setenv("TWINSTACK_TRUSTED_PROXIES", "not-an-ip")
+    with pytest.raises(ValueError):
+        ServiceSettings()
+
+
+def test_usable_cpus_follows_affinity():
+    assert usable_cpus() == len(os.sched_getaffinity(0))
+
+
+def test_usable_cpus_capped_by_cgroup_quota(monkeypatch, tmp_path):
+    cpu_max = tmp_path / "cpu.max"
+    cpu_max.write_text("150000 100000\n")  # --cpus=1.5
+    real_path = serving.Path
+    monkeypatch.setattr(serving, "Path", lambda p: cpu_max if p == "/sys/fs/cgroup/cpu.max" else real_path(p))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert usable_cpus() == 2
+    cpu_max.write_text("max 100000\n")
+    assert usable_cpus() == 4
+
+
+def test_pool_settings_reject_unknown_worker_class(monkeypatch):
+    monkeypatch.setenv("TWINSTACK_SYNC_WORKER_CLASS", "eventlet")
+    with pytest.raises(ValidationError):
+        SyncPool()
+
+
+def load_conf(service: str, monkeypatch, tmp_path, **env: str) -> dict:
+    monkeypatch.setenv("TWINSTACK_RUN_DIR", str(tmp_path))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return runpy.run_path(str(ROOT / service / "gunicorn.conf.py"))
+
+
+def test_fastapi_gunicorn_conf(monkeypatch, tmp_path):
+    conf = load_conf("fastapi_service", monkeypatch, tmp_path, TWINSTACK_ASYNC_PORT="9101")
+    assert conf["worker_class"] == "uvicorn_worker.UvicornWorker"
+    assert conf["workers"] == usable_cpus()
+    assert conf["bind"] == ["127.0.0.1:9101"]
+    assert conf["wsgi_app"] == "fastapi_service.main:create_app()"
+    assert conf["forwarded_allow_ips"] == ""
+
+
+@pytest.mark.parametrize(("worker_class", "threads"), [("sync", 1), ("gthread", 8), ("gevent", 1)])
+def test_flask_gunicorn_conf(monkeypatch, tmp_path, worker_class, threads):
+    conf = load_conf(
+        "flask_service",
+        monkeypatch,
+        tmp_path,
+        TWINSTACK_SYNC_WORKER_CLASS=worker_class,
+        TWINSTACK_SYNC_THREADS="8",
+        TWINSTACK_SYNC_WORKERS="3",
+    )
+    assert conf["worker_class"] == worker_class
+    assert conf["threads"] == threads
+    assert conf["workers"] == 3
+
+
+def test_pools_default_to_different_ports(monkeypatch, tmp_path):
+    for var in ("TWINSTACK_ASYNC_PORT", "TWINSTACK_SYNC_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    assert load_conf("fastapi_service", monkeypatch, tmp_path)["bind"] == ["127.0.0.1:8001"]
+    assert load_conf("flask_service", monkeypatch, tmp_path)["bind"] == ["127.0.0.1:8002"]
+    assert load_conf("flask_service", monkeypatch, tmp_path, TWINSTACK_SYNC_PORT="9202")["bind"] == ["127.0.0.1:9202"]
+
+
+def test_default_sync_workers(monkeypatch, tmp_path):
+    monkeypatch.delenv("TWINSTACK_SYNC_WORKERS", raising=False)
+    assert load_conf("flask_service", monkeypatch, tmp_path)["workers"] == 2 * usable_cpus() + 1
+
+
+def test_each_pool_has_its_own_control_socket(monkeypatch, tmp_path):
+    sockets = {load_conf(s, monkeypatch, tmp_path)["control_socket"] for s in ("fastapi_service", "flask_service")}
+    assert len(sockets) == 2
+    assert all(s.startswith(str(tmp_path)) for s in sockets)
