@@ -1,0 +1,46 @@
+"""The two serving models, shown through nginx: 50 concurrent waits of 200 ms each.
+
+The event loop holds all 50 at once; a sync worker holds one, so the sync pool needs about
+ceil(50 / workers) rounds. Only the shape is asserted, with wide margins: no tight timings.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from tests.integration.conftest import SYNC_WORKERS
+
+pytestmark = pytest.mark.integration
+
+N, DELAY_S = 50, 0.2
+
+
+def burst(base_url: str, path: str) -> tuple[float, list[dict]]:
+    limits = httpx.Limits(max_connections=N, max_keepalive_connections=N)
+    with httpx.Client(base_url=base_url, timeout=60, limits=limits) as client:
+        client.get(path.split("/io")[0] + "/health")  # warm up
+        start = time.perf_counter()
+        with ThreadPoolExecutor(N) as pool:
+            responses = list(pool.map(lambda _: client.get(f"{path}?delay_ms={int(DELAY_S * 1000)}"), range(N)))
+        elapsed = time.perf_counter() - start
+    assert [r.status_code for r in responses] == [200] * N
+    return elapsed, [r.json() for r in responses]
+
+
+def test_async_overlaps_all_waits(stack):
+    elapsed, bodies = burst(stack.base_url, "/async/io")
+    serial = N * DELAY_S  # 10 s if the waits did not overlap
+    assert elapsed < serial / 4, f"{N} concurrent waits took {elapsed:.2f} s"
+    assert all(b["waited_ms"] >= DELAY_S * 1000 * 0.9 for b in bodies)
+
+
+def test_sync_is_bounded_by_its_workers(stack):
+    elapsed, bodies = burst(stack.base_url, "/sync/io")
+    rounds = math.ceil(N / SYNC_WORKERS)
+    assert elapsed >= rounds * DELAY_S * 0.8, f"{N} waits on {SYNC_WORKERS} workers took only {elapsed:.2f} s"
+    assert len({b["served_by"] for b in bodies}) <= SYNC_WORKERS
