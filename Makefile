@@ -11,7 +11,7 @@ PY     := $(VENV)/bin/python
 # Re-install when the pinned dependencies change.
 STAMP  := $(VENV)/.installed
 
-.PHONY: help up down restart status logs test check clean
+.PHONY: help up down restart status logs test lint check clean
 
 help: ## Show this help
 	@echo "twinstack: FastAPI and Flask side by side behind one nginx"
@@ -36,8 +36,12 @@ logs: $(STAMP) ## Follow every log of the running stack, interleaved
 check: $(STAMP) .system-deps ## Validate the nginx configuration (nginx -t on the rendered templates)
 	@$(PY) -m native check
 
-test: $(STAMP) .system-deps ## Run the whole test suite (unit, contract, and the real stack through nginx)
+test: lint .system-deps ## Lint, then run the whole test suite (unit, contract, the real stack through nginx)
 	@$(PY) -m pytest
+
+lint: $(STAMP) ## Check the code with ruff (style, imports, likely bugs)
+	@$(PY) -m ruff check .
+	@$(PY) -m ruff format --check .
 
 clean: down ## Stop the stack and remove the virtualenv, runtime files and logs
 	rm -rf $(VENV) run logs reports .pytest_cache

@@ -38,7 +38,6 @@ def create_app(settings: Settings | None = None, test_config: Mapping[str, Any] 
     return app
 
 
-
 def shutdown(app: Flask) -> None:
     """Release what create_app opened: finish accepted jobs, close downstream connections.
     gunicorn calls it from worker_exit (gunicorn.conf.py); tests call it after each app."""

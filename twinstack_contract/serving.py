@@ -52,7 +52,9 @@ class PoolSettings(BaseSettings):
     max_requests_jitter: int = Field(1_000, ge=0)
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     # Shared by the whole stack, so not per-pool: TWINSTACK_RUN_DIR, as native mode sets it.
-    run_dir: Path = Field(Path("run"), validation_alias="TWINSTACK_RUN_DIR", description="Where the control socket goes.")
+    run_dir: Path = Field(
+        Path("run"), validation_alias="TWINSTACK_RUN_DIR", description="Where the control socket goes."
+    )
 
     def bind(self) -> list[str]:
         return [f"{self.host}:{self.port}"]

@@ -33,4 +33,3 @@ class ServiceSettings(BaseSettings):
         if isinstance(value, str):
             return [ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip()]
         return value
-

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import time
 import uuid
 
-from .models import Order, OrderCreated
+from .models import Order, OrderCreated, StreamChunk
 
 
 def cpu_work(rounds: int) -> str:
@@ -31,3 +32,10 @@ def create_order(order: Order) -> OrderCreated:
         total_cents=order.quantity * order.unit_price_cents,
         served_by=worker_id(),
     )
+
+
+def stream_line(index: int, total: int, started: float) -> bytes:
+    """One NDJSON line of /stream: chunk ``index`` (0-based) of ``total``."""
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    chunk = StreamChunk(chunk=index + 1, of=total, elapsed_ms=elapsed_ms, served_by=worker_id())
+    return chunk.model_dump_json().encode() + b"\n"

@@ -43,7 +43,9 @@ async def cpu_in_loop(params: Annotated[CpuParams, Query()]) -> CpuResult:
     """ANTI-PATTERN: hashing inside ``async def``: no other request runs until it ends."""
     start = time.process_time()
     digest = cpu_work(params.work)  # deliberately wrong: CPU work on the event loop
-    return CpuResult(work=params.work, digest=digest, cpu_ms=(time.process_time() - start) * 1000, served_by=worker_id())
+    return CpuResult(
+        work=params.work, digest=digest, cpu_ms=(time.process_time() - start) * 1000, served_by=worker_id()
+    )
 
 
 @router.get("/cpu-in-process-pool", tags=["lab: fix"])
@@ -53,4 +55,6 @@ async def cpu_in_process_pool(params: Annotated[CpuParams, Query()], request: Re
     loop = asyncio.get_running_loop()
     digest = await loop.run_in_executor(request.app.state.process_pool(), cpu_work, params.work)
     # The CPU was spent in another process: report wall time, which is what the caller waited.
-    return CpuResult(work=params.work, digest=digest, cpu_ms=(time.perf_counter() - start) * 1000, served_by=worker_id())
+    return CpuResult(
+        work=params.work, digest=digest, cpu_ms=(time.perf_counter() - start) * 1000, served_by=worker_id()
+    )

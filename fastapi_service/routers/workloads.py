@@ -17,10 +17,9 @@ from twinstack_contract.models import (
     FanoutResult,
     IoParams,
     IoResult,
-    StreamChunk,
     StreamParams,
 )
-from twinstack_contract.work import cpu_work, worker_id
+from twinstack_contract.work import cpu_work, stream_line, worker_id
 
 from ..dependencies import DownstreamDep
 
@@ -41,7 +40,9 @@ def cpu(params: Annotated[CpuParams, Query()]) -> CpuResult:
     loop keeps serving. It still holds the GIL: one worker process does one hash at a time."""
     start = time.process_time()
     digest = cpu_work(params.work)
-    return CpuResult(work=params.work, digest=digest, cpu_ms=(time.process_time() - start) * 1000, served_by=worker_id())
+    return CpuResult(
+        work=params.work, digest=digest, cpu_ms=(time.process_time() - start) * 1000, served_by=worker_id()
+    )
 
 
 @router.get("/fanout")
@@ -71,9 +72,6 @@ async def stream(params: Annotated[StreamParams, Query()]) -> StreamingResponse:
         for i in range(params.chunks):
             if i:
                 await asyncio.sleep(params.interval_ms / 1000)
-            chunk = StreamChunk(
-                chunk=i + 1, of=params.chunks, elapsed_ms=(time.perf_counter() - start) * 1000, served_by=worker_id()
-            )
-            yield chunk.model_dump_json().encode() + b"\n"
+            yield stream_line(i, params.chunks, start)
 
     return StreamingResponse(lines(), media_type="application/x-ndjson")

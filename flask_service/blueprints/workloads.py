@@ -14,10 +14,9 @@ from twinstack_contract.models import (
     FanoutResult,
     IoParams,
     IoResult,
-    StreamChunk,
     StreamParams,
 )
-from twinstack_contract.work import cpu_work, worker_id
+from twinstack_contract.work import cpu_work, stream_line, worker_id
 
 from ..validation import query
 
@@ -73,9 +72,6 @@ def stream() -> Response:
         for i in range(params.chunks):
             if i:
                 time.sleep(params.interval_ms / 1000)
-            chunk = StreamChunk(
-                chunk=i + 1, of=params.chunks, elapsed_ms=(time.perf_counter() - start) * 1000, served_by=worker_id()
-            )
-            yield chunk.model_dump_json().encode() + b"\n"
+            yield stream_line(i, params.chunks, start)
 
     return Response(lines(), mimetype="application/x-ndjson")

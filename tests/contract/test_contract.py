@@ -119,7 +119,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("method", "path", "body", "headers", "status"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("method", "path", "body", "headers", "status"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_same_request_same_answer(both: dict, method: str, path: str, body: bytes | None, headers: dict, status: int):
     async_answer = both["fastapi"](method, path, body, headers)
     sync_answer = both["flask"](method, path, body, headers)

@@ -48,7 +48,7 @@ class Stack:
 
 def make_stack(tmp: Path, **extra: str) -> Stack:
     env = dict(os.environ)
-    env.update(
+    defaults = dict(
         TWINSTACK_HTTP_PORT=str(free_port()),
         TWINSTACK_ASYNC_PORT=str(free_port()),
         TWINSTACK_SYNC_PORT=str(free_port()),
@@ -58,8 +58,8 @@ def make_stack(tmp: Path, **extra: str) -> Stack:
         TWINSTACK_SYNC_WORKERS=str(SYNC_WORKERS),
         TWINSTACK_SYNC_WORKER_CLASS="sync",
         TWINSTACK_ASYNC_WORKERS="2",
-        **extra,
     )
+    env.update(defaults, **extra)
     return Stack(env=env, run_dir=tmp / "run", log_dir=tmp / "logs")
 
 

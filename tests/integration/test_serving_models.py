@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.integration.conftest import SYNC_WORKERS
+from tests.integration.conftest import SYNC_WORKERS, make_stack, start
 
 pytestmark = pytest.mark.integration
 
@@ -44,3 +44,28 @@ def test_sync_is_bounded_by_its_workers(stack):
     rounds = math.ceil(N / SYNC_WORKERS)
     assert elapsed >= rounds * DELAY_S * 0.8, f"{N} waits on {SYNC_WORKERS} workers took only {elapsed:.2f} s"
     assert len({b["served_by"] for b in bodies}) <= SYNC_WORKERS
+
+
+@pytest.mark.parametrize(("worker_class", "max_rounds", "min_rounds"), [("gthread", 4, 3), ("gevent", 2, 1)])
+def test_sync_worker_classes_change_the_bound(tmp_path, nginx_bin, worker_class, max_rounds, min_rounds):
+    """One sync worker, 12 concurrent 300 ms waits: gthread runs 4 at a time (3 rounds),
+    gevent all of them at once (1 round). The sync class would need 12 rounds."""
+    own = make_stack(
+        tmp_path, TWINSTACK_SYNC_WORKER_CLASS=worker_class, TWINSTACK_SYNC_WORKERS="1", TWINSTACK_SYNC_THREADS="4"
+    )
+    start(own)
+    try:
+        n, delay = 12, 0.3
+        with httpx.Client(base_url=own.base_url, timeout=60, limits=httpx.Limits(max_connections=n)) as client:
+            assert client.get("/sync/fanout?calls=2&delay_ms=10").status_code == 200
+            begin = time.perf_counter()
+            with ThreadPoolExecutor(n) as pool:
+                codes = list(
+                    pool.map(lambda _: client.get(f"/sync/io?delay_ms={int(delay * 1000)}").status_code, range(n))
+                )
+            elapsed = time.perf_counter() - begin
+        assert codes == [200] * n
+        assert min_rounds * delay * 0.8 <= elapsed < (max_rounds + 1) * delay + 1.0, f"{worker_class}: {elapsed:.2f} s"
+        assert elapsed < n * delay * 0.6  # clearly better than one at a time
+    finally:
+        own.native("down", check=False)

@@ -43,7 +43,9 @@ def test_orders(client: httpx.Client, prefix: str):
     bad = client.post(f"{prefix}/orders", json={**ORDER, "quantity": 0})
     assert bad.status_code == 422
     assert bad.json()["error"]["details"][0]["loc"] == ["body", "quantity"]
-    assert client.post(f"{prefix}/orders", content=b"{", headers={"content-type": "application/json"}).status_code == 400
+    assert (
+        client.post(f"{prefix}/orders", content=b"{", headers={"content-type": "application/json"}).status_code == 400
+    )
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)
@@ -162,7 +164,9 @@ def test_docs_page_loads_its_schema_from_the_prefixed_url(client: httpx.Client):
     assert {"/io", "/cpu", "/fanout", "/orders", "/inspect", "/stream", "/jobs"} <= set(schema["paths"])
 
 
-@pytest.mark.parametrize("path", ["/no-such-page", "/static/missing.css", "/async/no-such-route", "/sync/no-such-route"])
+@pytest.mark.parametrize(
+    "path", ["/no-such-page", "/static/missing.css", "/async/no-such-route", "/sync/no-such-route"]
+)
 def test_404_is_json(client: httpx.Client, path: str):
     r = client.get(path)
     assert r.status_code == 404

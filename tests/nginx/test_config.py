@@ -66,4 +66,6 @@ def test_every_error_status_nginx_produces_has_a_json_body():
     errors = (NGINX / "snippets" / "errors.conf").read_text()
     for status in (400, 404, 405, 413, 429, 500, 502, 503, 504):
         assert f"error_page {status} @error_{status};" in errors
-        assert re.search(rf"location @error_{status} {{ types {{ }} default_type application/json; return {status} ", errors)
+        assert re.search(
+            rf"location @error_{status} {{ types {{ }} default_type application/json; return {status} ", errors
+        )

@@ -21,7 +21,14 @@ LOOPBACK = [ip_network("127.0.0.1/32"), ip_network("::1/128")]
 
 @pytest.mark.parametrize(
     ("peer", "trusted"),
-    [("127.0.0.1", True), ("::1", True), ("127.0.0.2", False), ("10.0.0.1", False), ("testclient", False), (None, False)],
+    [
+        ("127.0.0.1", True),
+        ("::1", True),
+        ("127.0.0.2", False),
+        ("10.0.0.1", False),
+        ("testclient", False),
+        (None, False),
+    ],
 )
 def test_is_trusted(peer, trusted):
     assert is_trusted(peer, LOOPBACK) is trusted
@@ -39,7 +46,9 @@ def test_request_id_kept_only_when_trusted_and_well_formed():
     assert len(request_id(None, trusted=True)) == 32
 
 
-@pytest.mark.parametrize(("value", "expected"), [("/async", "/async"), ("/a/b-c_d.e", "/a/b-c_d.e"), ("/..", ""), ("", "")])
+@pytest.mark.parametrize(
+    ("value", "expected"), [("/async", "/async"), ("/a/b-c_d.e", "/a/b-c_d.e"), ("/..", ""), ("", "")]
+)
 def test_clean_prefix(value, expected):
     assert clean_prefix(value) == expected
 

@@ -1,0 +1,47 @@
+"""gunicorn settings both pools share, star-imported by each service's ``gunicorn.conf.py``.
+
+These are one policy for the whole stack, so they live once. What differs per pool (bind,
+worker class and count, recycling, the control socket, the log level) stays in each file.
+"""
+
+from twinstack_contract.serving import GRACEFUL_TIMEOUT_S, KEEPALIVE_S, TIMEOUT_S
+
+__all__ = [
+    "accesslog",
+    "errorlog",
+    "forwarded_allow_ips",
+    "graceful_timeout",
+    "keepalive",
+    "timeout",
+    "worker_tmp_dir",
+]
+
+# --- Timeouts (one ordering across the stack, asserted by tests/test_timeouts.py) ----------
+# timeout: a worker silent (sync: busy) this long is killed. Above nginx proxy_read_timeout
+# (35 s), so nginx answers 504 first, and above the longest request the contract allows (30 s).
+timeout = TIMEOUT_S
+# graceful_timeout: on stop or reload, in-flight requests get this long to finish; at least the
+# longest allowed request. supervisord's stopwaitsecs (50 s) waits longer than this.
+graceful_timeout = GRACEFUL_TIMEOUT_S
+# keepalive: idle upstream connections stay open longer than nginx keeps them (upstream
+# keepalive_timeout 60 s), so nginx always closes first and never reuses a closing socket.
+# (uvicorn, gthread and gevent keep connections alive; the sync worker closes after each
+# response, so there nginx's upstream keep-alive has nothing to reuse.)
+keepalive = KEEPALIVE_S
+
+# --- Proxy -----------------------------------------------------------------------------------
+# X-Forwarded-* are applied inside each app, from trusted peers only, together with
+# X-Forwarded-Prefix (fastapi_service/middleware.py, flask_service/proxy.py). The server's own
+# copy is off: in uvicorn it would rewrite the client address before the app could check the
+# peer, and one place to configure trust (TWINSTACK_TRUSTED_PROXIES) is enough.
+forwarded_allow_ips = ""
+
+# --- Workers ---------------------------------------------------------------------------------
+# Heartbeat files on tmpfs: a disk-backed /tmp can stall the heartbeat under I/O load and get
+# healthy workers killed.
+worker_tmp_dir = "/dev/shm"
+
+# --- Logging ---------------------------------------------------------------------------------
+# stdout/stderr: Docker collects them; natively supervisord writes them to logs/.
+accesslog = "-"
+errorlog = "-"
