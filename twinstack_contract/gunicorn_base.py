@@ -4,6 +4,11 @@ These are one policy for the whole stack, so they live once. What differs per po
 worker class and count, recycling, the control socket, the log level) stays in each file.
 """
 
+import ctypes
+import os
+import signal
+import sys
+
 from twinstack_contract.serving import GRACEFUL_TIMEOUT_S, KEEPALIVE_S, TIMEOUT_S
 
 __all__ = [
@@ -12,6 +17,7 @@ __all__ = [
     "forwarded_allow_ips",
     "graceful_timeout",
     "keepalive",
+    "post_fork",
     "timeout",
     "worker_tmp_dir",
 ]
@@ -45,3 +51,19 @@ worker_tmp_dir = "/dev/shm"
 # stdout/stderr: Docker collects them; natively supervisord writes them to logs/.
 accesslog = "-"
 errorlog = "-"
+
+
+# --- Worker lifecycle --------------------------------------------------------------------------
+PR_SET_PDEATHSIG = 1
+
+
+def post_fork(server, worker):
+    """Die with the master. A master killed outright (SIGKILL, OOM) cannot stop its workers;
+    uvicorn workers never notice and keep the listening socket, so the master the supervisor
+    starts next cannot bind ("Address already in use") while orphans serve stale code.
+    The kernel sends SIGTERM (a graceful stop) to this worker when its parent dies."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != worker.ppid:  # the master died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)

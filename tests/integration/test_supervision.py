@@ -8,6 +8,7 @@ import re
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -37,13 +38,36 @@ def test_each_pool_has_its_own_control_socket(stack: Stack):
     assert (stack.run_dir / "gunicorn-sync.ctl").is_socket()
 
 
-def test_crashed_master_is_restarted(stack: Stack, client: httpx.Client):
-    old = program_pid(stack, "fastapi")
-    assert old
+def children(pid: int) -> set[int]:
+    return {int(p) for p in (Path(f"/proc/{pid}/task/{pid}/children").read_text().split())}
+
+
+def parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize(("program", "prefix"), [("fastapi", "/async"), ("flask", "/sync")])
+def test_crashed_master_is_restarted_and_its_workers_go_with_it(stack: Stack, client: httpx.Client, program, prefix):
+    old = wait_for(lambda: program_pid(stack, program), what=f"{program} RUNNING")
+    old_workers = children(old)
+    assert old_workers
     os.kill(old, signal.SIGKILL)
-    new = wait_for(lambda: (pid := program_pid(stack, "fastapi")) and pid != old and pid, what="a new master")
-    assert new != old
-    wait_for(lambda: client.get("/async/health").status_code == 200, what="/async/health after restart")
+    new = wait_for(lambda: (pid := program_pid(stack, program)) and pid != old and pid, what="a new master")
+    # No orphan keeps serving (or holding the port) after its master died.
+    wait_for(lambda: not any(alive(w) for w in old_workers), what="the old workers to exit")
+
+    def served_by_new_master() -> bool:
+        r = client.get(f"{prefix}/inspect")
+        return r.status_code == 200 and parent(int(r.json()["served_by"].rsplit(":", 1)[1])) == new
+
+    wait_for(served_by_new_master, what=f"{prefix} served by the new master's workers")
 
 
 def test_stopped_backend_is_a_502_json(stack: Stack, client: httpx.Client):
