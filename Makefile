@@ -11,7 +11,11 @@ PY     := $(VENV)/bin/python
 # Re-install when the pinned dependencies change.
 STAMP  := $(VENV)/.installed
 
-.PHONY: help up down restart status logs test lint check clean
+.PHONY: help up down restart status logs loadtest test lint check clean
+
+# make loadtest PROFILE=smoke|mixed|stress|spike|soak WORKERS=N
+PROFILE ?= mixed
+WORKERS ?= 0
 
 help: ## Show this help
 	@echo "twinstack: FastAPI and Flask side by side behind one nginx"
@@ -33,10 +37,13 @@ status: $(STAMP) ## Show each process and whether the stack answers
 logs: $(STAMP) ## Follow every log of the running stack, interleaved
 	@$(PY) -m native logs
 
+loadtest: up ## Headless Locust run against the stack (PROFILE=mixed, WORKERS=0); report in reports/
+	@$(PY) -m loadtest $(PROFILE) --workers $(WORKERS)
+
 check: $(STAMP) .system-deps ## Validate the nginx configuration (nginx -t on the rendered templates)
 	@$(PY) -m native check
 
-test: lint .system-deps ## Lint, then run the whole test suite (unit, contract, the real stack through nginx)
+test: lint .test-deps ## Lint, then run the whole test suite (unit, contract, the real stack through nginx)
 	@$(PY) -m pytest
 
 lint: $(STAMP) ## Check the code with ruff (style, imports, likely bugs)
@@ -51,9 +58,14 @@ $(STAMP): pyproject.toml
 	@scripts/system-deps.sh python3-venv
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
-	@$(PY) -m pip install -q -e '.[test]'
+	@$(PY) -m pip install -q -e '.[loadtest,test]'
 	@touch $@
 
 .PHONY: .system-deps
 .system-deps:
 	@scripts/system-deps.sh nginx
+
+# The browser tests drive Debian's chromium through Playwright.
+.PHONY: .test-deps
+.test-deps:
+	@scripts/system-deps.sh nginx chromium

@@ -17,7 +17,7 @@ from . import nginx_config
 from .settings import ROOT, StackSettings
 
 CONF = ROOT / "native" / "supervisord.conf"
-PROGRAMS = ("downstream", "fastapi", "flask", "nginx")
+PROGRAMS = ("downstream", "fastapi", "flask", "nginx", "locust")
 
 
 class StackError(RuntimeError):
@@ -60,7 +60,7 @@ def _get(url: str) -> int:
 
 def ready_urls(settings: StackSettings) -> list[str]:
     base = f"http://127.0.0.1:{settings.http_port}"
-    return [f"{base}/", f"{base}/async/ready", f"{base}/sync/ready"]
+    return [f"{base}/", f"{base}/async/ready", f"{base}/sync/ready", f"http://127.0.0.1:{settings.locust_port}/"]
 
 
 def wait_ready(settings: StackSettings) -> None:
@@ -91,7 +91,8 @@ def up(settings: StackSettings) -> None:
     if busy:
         raise StackError(
             f"port busy: {', '.join(busy)}. Stop what uses it, or choose other ports in .env "
-            "(TWINSTACK_HTTP_PORT, TWINSTACK_ASYNC_PORT, TWINSTACK_SYNC_PORT, TWINSTACK_DOWNSTREAM_PORT)."
+            "(TWINSTACK_HTTP_PORT, TWINSTACK_ASYNC_PORT, TWINSTACK_SYNC_PORT, TWINSTACK_DOWNSTREAM_PORT, "
+            "TWINSTACK_LOCUST_PORT)."
         )
     for directory in (settings.run_dir, settings.log_dir):
         directory.mkdir(parents=True, exist_ok=True)
@@ -108,6 +109,7 @@ def up(settings: StackSettings) -> None:
     base = f"http://localhost:{settings.http_port}"
     for label, path in (("landing page", "/"), ("async API docs", "/async/docs"), ("sync health", "/sync/health")):
         print(f"  {label:15} {base}{path}")
+    print(f"  {'Locust web UI':15} http://localhost:{settings.locust_port}/")
 
 
 def down(settings: StackSettings, timeout_s: float = 120.0) -> None:

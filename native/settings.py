@@ -21,6 +21,7 @@ class StackSettings(BaseSettings):
     async_port: int = Field(8001, ge=1, le=65535)
     sync_port: int = Field(8002, ge=1, le=65535)
     downstream_port: int = Field(8003, ge=1, le=65535)
+    locust_port: int = Field(8089, ge=1, le=65535, description="The Locust web UI.")
     run_dir: Path = Field(ROOT / "run", description="Pid files, sockets, rendered nginx config.")
     log_dir: Path = Field(ROOT / "logs")
     nginx_bin: str | None = Field(None, description="nginx executable; found on PATH or in /usr/sbin if unset.")
@@ -37,6 +38,7 @@ class StackSettings(BaseSettings):
             "fastapi": self.async_port,
             "flask": self.sync_port,
             "downstream": self.downstream_port,
+            "locust": self.locust_port,
         }
 
     @staticmethod
@@ -67,6 +69,7 @@ class StackSettings(BaseSettings):
             TWINSTACK_ASYNC_PORT=str(self.async_port),
             TWINSTACK_SYNC_PORT=str(self.sync_port),
             TWINSTACK_DOWNSTREAM_PORT=str(self.downstream_port),
+            TWINSTACK_LOCUST_PORT=str(self.locust_port),
             TWINSTACK_ASYNC_UPSTREAM=f"127.0.0.1:{self.async_port}",
             TWINSTACK_SYNC_UPSTREAM=f"127.0.0.1:{self.sync_port}",
             TWINSTACK_DOWNSTREAM_URL=f"http://127.0.0.1:{self.downstream_port}",

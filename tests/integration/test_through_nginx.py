@@ -133,9 +133,15 @@ def test_landing_page_and_every_local_link(client: httpx.Client):
     for path in ("/async/docs", "/async/redoc", "/sync/health", "/async/io?delay_ms=200", "/static/style.css"):
         assert path in local
     for url in sorted(local):
-        assert client.get(url).status_code == 200, url
-    external = [u for u in parser.urls if urlparse(urljoin("http://x/", u)).netloc not in ("x", "localhost:8089")]
+        assert client.get(url, follow_redirects=True).status_code == 200, url
+    external = [u for u in parser.urls if urlparse(urljoin("http://x/", u)).netloc != "x"]
     assert external == []
+
+
+def test_locust_link_finds_the_configured_ui_port(stack, client: httpx.Client):
+    r = client.get("/locust")
+    assert r.status_code == 302
+    assert r.headers["location"] == f"http://127.0.0.1:{stack.env['TWINSTACK_LOCUST_PORT']}/"
 
 
 def test_static_assets_cached_and_compressed(client: httpx.Client):

@@ -1,11 +1,5 @@
-// twinstack landing page: the two things a static page cannot know ahead of time.
+// twinstack landing page: the one thing a static page cannot do by itself.
 "use strict";
-
-// The Locust UI runs on its own port of whatever host served this page.
-const locust = document.getElementById("locust-link");
-if (locust) {
-  locust.href = `${location.protocol}//${location.hostname}:${locust.dataset.port}/`;
-}
 
 // A WebSocket round trip through nginx to the async service.
 const button = document.getElementById("ws-try");

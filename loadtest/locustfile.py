@@ -1,0 +1,113 @@
+"""Mixed traffic against the whole stack through nginx: one user class per backend, one for
+the static assets nginx serves itself.
+
+Run settings (users, rates, duration, thresholds) live in loadtest/locust.conf and
+loadtest/profiles/*.conf; the host comes from the command line (``make loadtest`` sets it
+to the stack's nginx). Select workloads with tags: ``--tags io cpu``.
+"""
+
+from __future__ import annotations
+
+import random
+
+from locust import FastHttpUser, between, tag, task
+
+from loadtest import gate  # noqa: F401  (registers the CI gate's options and listeners)
+from loadtest.checks import check, check_error
+
+ORDER = {"sku": "TS-1001", "quantity": 2, "unit_price_cents": 1999, "customer_email": "ada@example.com"}
+BAD_ORDER = {"sku": "not a sku", "quantity": 0, "unit_price_cents": -1, "customer_email": "nope"}
+
+
+class ContractUser(FastHttpUser):
+    """The contract's workloads; each backend's user only sets the prefix. Weights follow
+    what a typical API sees: mostly I/O-bound reads, some CPU, some writes."""
+
+    abstract = True
+    prefix = ""
+    wait_time = between(0.5, 1.5)
+
+    @tag("io")
+    @task(6)
+    def io(self) -> None:
+        delay = random.choice((20, 50, 100, 200))
+        with self.client.get(
+            f"{self.prefix}/io?delay_ms={delay}", name=f"{self.prefix}/io", catch_response=True
+        ) as resp:
+            check(resp, 200, "waited_ms")
+
+    @tag("cpu")
+    @task(2)
+    def cpu(self) -> None:
+        with self.client.get(f"{self.prefix}/cpu?work=20000", name=f"{self.prefix}/cpu", catch_response=True) as resp:
+            check(resp, 200, "digest")
+
+    @tag("fanout")
+    @task(2)
+    def fanout(self) -> None:
+        with self.client.get(
+            f"{self.prefix}/fanout?calls=3&delay_ms=50", name=f"{self.prefix}/fanout", catch_response=True
+        ) as resp:
+            check(resp, 200, "elapsed_ms")
+
+    @tag("orders")
+    @task(2)
+    def order(self) -> None:
+        with self.client.post(f"{self.prefix}/orders", json=ORDER, catch_response=True) as resp:
+            check(resp, 201, "order_id", "total_cents")
+
+    @tag("orders")
+    @task(1)
+    def invalid_order(self) -> None:
+        # A 422 is the right answer here: counted as a success, anything else as a failure.
+        with self.client.post(
+            f"{self.prefix}/orders", json=BAD_ORDER, name=f"{self.prefix}/orders [invalid]", catch_response=True
+        ) as resp:
+            check_error(resp, 422, "validation_error")
+
+    @tag("stream")
+    @task(1)
+    def stream(self) -> None:
+        with self.client.get(
+            f"{self.prefix}/stream?chunks=3&interval_ms=50", name=f"{self.prefix}/stream", catch_response=True
+        ) as resp:
+            lines = (resp.text or "").splitlines()
+            if resp.status_code != 200 or len(lines) != 3:
+                resp.failure(f"expected 3 NDJSON lines with 200, got {resp.status_code} / {len(lines)} lines")
+
+    @tag("inspect")
+    @task(1)
+    def inspect(self) -> None:
+        with self.client.get(f"{self.prefix}/inspect", catch_response=True) as resp:
+            body = check(resp, 200, "request_id")
+            if body is not None and body["request_id"] != resp.headers.get("x-request-id"):
+                resp.failure("request id in the body differs from the X-Request-ID header")
+
+
+class AsyncUser(ContractUser):
+    """FastAPI behind /async/."""
+
+    weight = 3
+    prefix = "/async"
+
+
+class SyncUser(ContractUser):
+    """Flask behind /sync/."""
+
+    weight = 3
+    prefix = "/sync"
+
+
+class StaticUser(FastHttpUser):
+    """A browser loading the landing page and its assets, served by nginx alone."""
+
+    weight = 1
+    wait_time = between(1, 3)
+
+    @tag("static")
+    @task
+    def landing_page(self) -> None:
+        for path in ("/", "/static/style.css", "/static/app.js", "/static/favicon.svg"):
+            with self.client.get(path, catch_response=True) as resp:
+                if resp.status_code != 200 or not resp.content:
+                    resp.failure(f"expected 200 with a body, got {resp.status_code}")
