@@ -1,44 +1,49 @@
 # twinstack: `make` lists the targets. Every public target carries a `## description`.
-# Runner: native mode (supervisord + nginx from the OS packages). Docker Compose is the
-# deployment template (docker-compose.yml).
+# Runner: Docker Compose when a Docker engine answers, native mode (supervisord + nginx from
+# the OS packages) otherwise. STACK=docker or STACK=native forces one.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-PYTHON ?= python3
-VENV   := .venv
-PY     := $(VENV)/bin/python
+PYTHON  ?= python3
+VENV    := .venv
+PY      := $(VENV)/bin/python
 # Re-install when the pinned dependencies change.
-STAMP  := $(VENV)/.installed
-
-.PHONY: help up down restart status logs loadtest test lint check clean
-
+STAMP   := $(VENV)/.installed
+COMPOSE ?= docker compose
+STACK   ?= $(shell docker info >/dev/null 2>&1 && echo docker || echo native)
 # make loadtest PROFILE=smoke|mixed|stress|spike|soak WORKERS=N
 PROFILE ?= mixed
 WORKERS ?= 0
 
+ifeq ($(filter $(STACK),docker native),)
+$(error STACK must be docker or native, not '$(STACK)')
+endif
+
+.PHONY: help up down restart status logs loadtest test lint check tls-cert clean
+
 help: ## Show this help
-	@echo "twinstack: FastAPI and Flask side by side behind one nginx"
+	@echo "twinstack: FastAPI and Flask side by side behind one nginx (runner: $(STACK))"
 	@echo
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
 
-up: $(STAMP) .system-deps ## Start the stack detached, wait until healthy, print the URLs
-	@$(PY) -m native up
+up: ## Start the stack detached, wait until healthy, print the URLs
+	@$(MAKE) --no-print-directory _up-$(STACK)
 
 down: ## Stop the stack gracefully (in-flight requests finish)
-	@if [ -x $(PY) ]; then $(PY) -m native down; else echo "twinstack is not running."; fi
+	@$(MAKE) --no-print-directory _down-$(STACK)
 
-restart: $(STAMP) .system-deps ## Stop, then start the stack again
-	@$(PY) -m native restart
+restart: ## Stop, then start the stack again
+	@$(MAKE) --no-print-directory _down-$(STACK) _up-$(STACK)
 
-status: $(STAMP) ## Show each process and whether the stack answers
-	@$(PY) -m native status
+status: ## Show each process and whether the stack answers
+	@$(MAKE) --no-print-directory _status-$(STACK)
 
-logs: $(STAMP) ## Follow every log of the running stack, interleaved
-	@$(PY) -m native logs
+logs: ## Follow every log of the running stack, interleaved
+	@$(MAKE) --no-print-directory _logs-$(STACK)
 
 loadtest: up ## Headless Locust run against the stack (PROFILE=mixed, WORKERS=0); report in reports/
-	@$(PY) -m loadtest $(PROFILE) --workers $(WORKERS)
+	@$(MAKE) --no-print-directory _loadtest-$(STACK)
 
 check: $(STAMP) .system-deps ## Validate the nginx configuration (nginx -t on the rendered templates)
 	@$(PY) -m native check
@@ -50,10 +55,50 @@ lint: $(STAMP) ## Check the code with ruff (style, imports, likely bugs)
 	@$(PY) -m ruff check .
 	@$(PY) -m ruff format --check .
 
+tls-cert: ## Make a self-signed certificate for localhost (nginx/tls/certs, for docker-compose.tls.yml)
+	@mkdir -p nginx/tls/certs
+	@openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=localhost" \
+		-addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+		-keyout nginx/tls/certs/tls.key -out nginx/tls/certs/tls.crt 2>/dev/null
+	@echo "nginx/tls/certs/tls.crt (self-signed, 30 days): for local use only"
+
 clean: down ## Stop the stack and remove the virtualenv, runtime files and logs
 	rm -rf $(VENV) run logs reports .pytest_cache
 
-# --- helpers (not listed) ------------------------------------------------------------------
+# --- native mode (not listed) ---------------------------------------------------------------
+.PHONY: _up-native _down-native _status-native _logs-native _loadtest-native
+_up-native: $(STAMP) .system-deps
+	@$(PY) -m native up
+_down-native:
+	@if [ -x $(PY) ]; then $(PY) -m native down; else echo "twinstack is not running."; fi
+_status-native: $(STAMP)
+	@$(PY) -m native status
+_logs-native: $(STAMP)
+	@$(PY) -m native logs
+_loadtest-native: $(STAMP)
+	@$(PY) -m loadtest $(PROFILE) --workers $(WORKERS)
+
+# --- Docker Compose (not listed) -----------------------------------------------------------
+.PHONY: _up-docker _down-docker _status-docker _logs-docker _loadtest-docker
+_up-docker: .env
+	$(COMPOSE) up -d --build --wait
+	@echo "twinstack is up (Docker Compose): http://localhost:$$(grep -E '^TWINSTACK_PUBLIC_PORT=' .env | cut -d= -f2)/"
+_down-docker:
+	$(COMPOSE) --profile loadtest down
+_status-docker:
+	$(COMPOSE) --profile loadtest ps
+_logs-docker:
+	$(COMPOSE) --profile loadtest logs -f --tail=50
+_loadtest-docker:
+	$(COMPOSE) --profile loadtest run --rm --entrypoint python locust-master \
+		-m loadtest $(PROFILE) --host http://nginx:8080 --workers $(WORKERS)
+
+# The compose file requires TWINSTACK_PUBLIC_PORT: start from the documented example.
+.env:
+	cp .env.example .env
+	@echo "Created .env from .env.example; edit it to change ports and pool sizes."
+
+# --- set-up (not listed) ---------------------------------------------------------------------
 $(STAMP): pyproject.toml
 	@scripts/system-deps.sh python3-venv
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -61,11 +106,9 @@ $(STAMP): pyproject.toml
 	@$(PY) -m pip install -q -e '.[loadtest,test]'
 	@touch $@
 
-.PHONY: .system-deps
+.PHONY: .system-deps .test-deps
 .system-deps:
 	@scripts/system-deps.sh nginx
-
 # The browser tests drive Debian's chromium through Playwright.
-.PHONY: .test-deps
 .test-deps:
 	@scripts/system-deps.sh nginx chromium

@@ -18,8 +18,6 @@ PROFILES = ROOT / "loadtest" / "profiles"
 
 
 def main(argv: list[str] | None = None) -> int:
-    from native.settings import StackSettings
-
     profiles = sorted(p.stem for p in PROFILES.glob("*.conf"))
     parser = argparse.ArgumentParser(prog="python -m loadtest", description=__doc__.split("\n\n")[1])
     parser.add_argument("profile", choices=profiles, nargs="?", default="mixed")
@@ -28,7 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reports", type=Path, default=ROOT / "reports")
     args, locust_args = parser.parse_known_args(argv)
 
-    host = args.host or f"http://127.0.0.1:{StackSettings().http_port}"
+    if args.host:
+        host = args.host
+    else:  # native mode's nginx; in Docker the Makefile passes --host http://nginx:8080
+        from native.settings import StackSettings
+
+        host = f"http://127.0.0.1:{StackSettings().http_port}"
     base = args.reports / f"locust-{args.profile}-{time.strftime('%Y%m%d-%H%M%S')}"
     cmd = [
         sys.executable, "-m", "locust",

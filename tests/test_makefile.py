@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 
 from tests.support import ROOT
@@ -32,3 +33,30 @@ def test_down_when_nothing_runs_is_harmless(tmp_path):
     result = make("down", TWINSTACK_RUN_DIR=str(tmp_path / "run"), TWINSTACK_LOG_DIR=str(tmp_path / "logs"))
     assert result.returncode == 0
     assert "not running" in result.stdout
+
+
+def test_stack_choice_drives_every_lifecycle_target():
+    for target, docker_cmd in (
+        ("up", "docker compose up -d --build --wait"),
+        ("down", "docker compose --profile loadtest down"),
+        ("status", "docker compose --profile loadtest ps"),
+        ("logs", "docker compose --profile loadtest logs -f"),
+    ):
+        assert docker_cmd in make("-n", target, "STACK=docker").stdout, target
+        native = make("-n", target, "STACK=native").stdout
+        assert "docker compose" not in native and "native" in native, target
+
+
+def test_without_a_docker_engine_make_uses_native_mode():
+    # This machine has the docker client at most, no engine: `docker info` fails.
+    engine = (
+        subprocess.run(["docker", "info"], capture_output=True).returncode == 0 if shutil.which("docker") else False
+    )
+    expected = "docker" if engine else "native"
+    assert f"(runner: {expected})" in make("help").stdout
+
+
+def test_an_unknown_stack_is_a_clear_error():
+    result = make("up", "STACK=kubernetes")
+    assert result.returncode != 0
+    assert "STACK must be docker or native" in result.stderr

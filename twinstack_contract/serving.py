@@ -40,7 +40,8 @@ def usable_cpus() -> int:
 class PoolSettings(BaseSettings):
     """One gunicorn pool; AsyncPool and SyncPool below give it its variables' prefix."""
 
-    model_config = SettingsConfigDict(extra="ignore")
+    # env_ignore_empty: compose passes `${VAR:-}` as "", which means "use the default".
+    model_config = SettingsConfigDict(extra="ignore", env_ignore_empty=True)
 
     host: str = Field("127.0.0.1", description="Interface to bind: loopback natively, 0.0.0.0 in a container.")
     port: int = Field(8001, ge=1, le=65535)

@@ -15,7 +15,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class ServiceSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TWINSTACK_", extra="ignore")
+    # env_ignore_empty: compose passes `${VAR:-}` as "", which means "use the default".
+    model_config = SettingsConfigDict(env_prefix="TWINSTACK_", extra="ignore", env_ignore_empty=True)
 
     downstream_url: str = Field(
         "http://127.0.0.1:8003", description="Base URL of the downstream service /fanout and /ready call."

@@ -133,3 +133,15 @@ def test_each_pool_has_its_own_control_socket(monkeypatch, tmp_path):
     sockets = {load_conf(s, monkeypatch, tmp_path)["control_socket"] for s in ("fastapi_service", "flask_service")}
     assert len(sockets) == 2
     assert all(s.startswith(str(tmp_path)) for s in sockets)
+
+
+def test_container_healthcheck(downstream_url, monkeypatch):
+    from twinstack_contract.healthcheck import main
+
+    assert main([f"{downstream_url}/health"]) == 0
+    assert main([f"{downstream_url}/no-such-path"]) == 1  # 404 is not healthy
+    assert main(["http://127.0.0.1:9/health"]) == 1  # nothing listening
+    monkeypatch.setenv("TWINSTACK_HEALTH_URL", f"{downstream_url}/health")
+    assert main([]) == 0
+    monkeypatch.delenv("TWINSTACK_HEALTH_URL")
+    assert main([]) == 1

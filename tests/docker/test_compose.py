@@ -1,0 +1,268 @@
+"""docker-compose.yml and the Dockerfile, checked without a Docker engine: the Compose
+specification's schema, hadolint, the deployment rules, and parity with native mode (same
+nginx, gunicorn and Locust files, same variable names, same ports inside the stack)."""
+
+from __future__ import annotations
+
+import configparser
+import re
+import runpy
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from native import nginx_config
+from native.settings import StackSettings
+from tests.support import ROOT
+
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+CORE = {"nginx", "fastapi", "flask", "downstream"}
+PYTHON_SERVICES = {"fastapi", "flask", "downstream"}
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+SUPERVISOR = configparser.RawConfigParser()
+SUPERVISOR.read(ROOT / "native/supervisord.conf")
+BIN = Path(sys.executable).parent
+
+
+def env_example() -> dict[str, str]:
+    pairs = re.findall(r"^#?(TWINSTACK_[A-Z0-9_]+)=(.*)$", (ROOT / ".env.example").read_text(), re.M)
+    return dict(pairs)
+
+
+def interpolate(value: str) -> str:
+    """Compose's ${VAR}, ${VAR:-default}, ${VAR:?error}, resolved from .env.example."""
+    example = env_example()
+
+    def one(m: re.Match) -> str:
+        name, op, arg = m.group(1), m.group(2), m.group(3)
+        if op == ":-" and not example.get(name):
+            return arg
+        return example.get(name, "")
+
+    return re.sub(r"\$\{([A-Z0-9_]+)(?:(:-|:\?)([^}]*))?\}", one, str(value))
+
+
+def environment(service: str) -> dict[str, str]:
+    return {k: interpolate(v) for k, v in SERVICES[service].get("environment", {}).items()}
+
+
+def seconds(text: str) -> float:
+    return float(re.fullmatch(r"(\d+)s", text).group(1))
+
+
+# --- The Compose specification and hadolint ---------------------------------------------------
+
+
+def test_compose_files_validate_against_the_compose_spec_schema():
+    result = subprocess.run(
+        [
+            BIN / "check-jsonschema",
+            "--builtin-schema",
+            "vendor.compose-spec",
+            "docker-compose.yml",
+            "docker-compose.tls.yml",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_schema_check_rejects_an_invalid_file(tmp_path):
+    bad = tmp_path / "compose.yml"
+    bad.write_text("services:\n  web:\n    restart: sometimes-maybe\n    ports: 8080\n")
+    result = subprocess.run(
+        [BIN / "check-jsonschema", "--builtin-schema", "vendor.compose-spec", bad], capture_output=True
+    )
+    assert result.returncode != 0
+
+
+def test_dockerfile_passes_hadolint():
+    result = subprocess.run([BIN / "hadolint", "Dockerfile"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- Deployment rules ---------------------------------------------------------------------------
+
+
+def test_no_version_key_and_the_expected_services():
+    assert "version" not in COMPOSE
+    assert set(SERVICES) == CORE | {"locust-master", "locust-worker"}
+    for name in CORE:
+        assert "profiles" not in SERVICES[name], name
+    assert SERVICES["locust-master"]["profiles"] == SERVICES["locust-worker"]["profiles"] == ["loadtest"]
+
+
+def test_only_nginx_and_the_locust_ui_publish_ports():
+    published = {name for name, svc in SERVICES.items() if svc.get("ports")}
+    assert published == {"nginx", "locust-master"}
+    assert "${TWINSTACK_PUBLIC_PORT:?" in SERVICES["nginx"]["ports"][0]  # required: fails fast
+
+
+def test_every_service_is_healthchecked_restarted_and_ordered():
+    for name, svc in SERVICES.items():
+        assert svc.get("healthcheck", {}).get("test"), name
+        assert svc.get("restart") == "unless-stopped", name
+        for dep, cond in svc.get("depends_on", {}).items():
+            assert cond["condition"] == "service_healthy", (name, dep)
+    assert set(SERVICES["nginx"]["depends_on"]) == {"fastapi", "flask"}
+
+
+def test_app_services_have_resource_limits():
+    for name in PYTHON_SERVICES:
+        limits = SERVICES[name]["deploy"]["resources"]["limits"]
+        assert limits.get("cpus") and limits.get("memory"), name
+
+
+def test_stop_grace_outlasts_gunicorn_graceful_timeout():
+    graceful = runpy.run_path(str(ROOT / "fastapi_service/gunicorn.conf.py"))["graceful_timeout"]
+    for name in ("nginx", "fastapi", "flask", "downstream"):
+        assert seconds(SERVICES[name]["stop_grace_period"]) > graceful, name
+    assert SERVICES["nginx"]["stop_signal"] == "SIGQUIT"  # graceful for nginx
+
+
+def test_dockerfile_is_multi_stage_pinned_and_non_root():
+    bases = re.findall(r"^FROM (\S+)", DOCKERFILE, re.M)
+    assert bases[0] == bases[1] and re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", bases[0])
+    assert set(re.findall(r"^FROM \S+ AS (\S+)", DOCKERFILE, re.M)) >= {"wheels", "runtime", *PYTHON_SERVICES}
+    assert re.search(r"^USER 10001:10001$", DOCKERFILE, re.M)
+    assert "twinstack_contract.healthcheck" in DOCKERFILE.split("HEALTHCHECK", 1)[1]
+    runtime = DOCKERFILE.split("AS runtime", 1)[1]
+    assert "gcc" not in runtime and "build-essential" not in runtime and "apt-get" not in runtime
+    for name in PYTHON_SERVICES:
+        assert SERVICES[name]["build"]["target"] == name
+
+
+def test_dockerignore_keeps_local_state_out():
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".git", ".venv", ".env", "run", "logs"} <= set(ignored)
+
+
+# --- Parity with native mode --------------------------------------------------------------------
+
+
+def test_same_nginx_files():
+    mounts = {v.split(":")[0]: v.split(":")[1] for v in SERVICES["nginx"]["volumes"]}
+    assert mounts == {
+        "./nginx/nginx.conf": "/etc/nginx/nginx.conf",
+        "./nginx/snippets": "/etc/nginx/snippets",
+        "./nginx/templates": "/etc/nginx/templates",
+        "./nginx/html": environment("nginx")["TWINSTACK_WEB_ROOT"],
+    }
+    # Native mode renders exactly those (native/nginx_config.py).
+    assert nginx_config.NGINX_DIR == ROOT / "nginx"
+
+
+def test_same_gunicorn_files():
+    for program, target in (("fastapi", "fastapi"), ("flask", "flask")):
+        conf = re.search(r"-c (\S+)", SUPERVISOR[f"program:{program}"]["command"]).group(1)
+        assert f"COPY {conf} {conf}" in DOCKERFILE
+        stage = DOCKERFILE.split(f"AS {target}\n", 1)[1].split("FROM", 1)[0]
+        assert f'CMD ["gunicorn", "-c", "{conf}"]' in stage
+
+
+def test_same_locust_files():
+    native = SUPERVISOR["program:locust"]["command"]
+    for service in ("locust-master", "locust-worker"):
+        assert "--config loadtest/locust.conf" in SERVICES[service]["command"]
+        assert "./loadtest:/mnt/twinstack/loadtest:ro" in SERVICES[service]["volumes"]
+    assert "--config loadtest/locust.conf" in native
+
+
+def test_same_ports_inside_the_stack():
+    native = StackSettings.model_fields
+    assert environment("nginx")["TWINSTACK_HTTP_PORT"] == str(native["http_port"].default)
+    assert environment("nginx")["TWINSTACK_ASYNC_UPSTREAM"] == f"fastapi:{native['async_port'].default}"
+    assert environment("nginx")["TWINSTACK_SYNC_UPSTREAM"] == f"flask:{native['sync_port'].default}"
+    assert environment("fastapi")["TWINSTACK_ASYNC_PORT"] == str(native["async_port"].default)
+    assert environment("flask")["TWINSTACK_SYNC_PORT"] == str(native["sync_port"].default)
+    assert environment("fastapi")["TWINSTACK_DOWNSTREAM_URL"].endswith(f":{native['downstream_port'].default}")
+    assert "--port 8003" in " ".join(re.findall(r'"([^"]+)"', DOCKERFILE.split("AS downstream", 1)[1]))
+    assert SERVICES["nginx"]["ports"][0].endswith(f":{native['http_port'].default}")
+    assert SERVICES["locust-master"]["ports"][0].endswith(f":{native['locust_port'].default}")
+
+
+def known_variables() -> set[str]:
+    from fastapi_service.settings import Settings as AsyncSettings
+    from flask_service.settings import Settings as SyncSettings
+    from twinstack_contract.serving import AsyncPool, SyncPool
+
+    names = set(StackSettings().environment()) | {f"TWINSTACK_{f.upper()}" for f in StackSettings.model_fields}
+    names |= {f"TWINSTACK_{f.upper()}" for f in AsyncSettings.model_fields | SyncSettings.model_fields}
+    for prefix, pool in (("TWINSTACK_ASYNC_", AsyncPool), ("TWINSTACK_SYNC_", SyncPool)):
+        names |= {prefix + f.upper() for f in pool.model_fields}
+    return {n for n in names if n.startswith("TWINSTACK_")}
+
+
+def test_same_variable_names():
+    """Every TWINSTACK_* variable compose sets is one the code reads (native mode, settings),
+    and every one .env.example documents is used by compose or the code."""
+    known = known_variables()
+    compose_vars = set()
+    for svc in SERVICES.values():
+        compose_vars |= {k for k in svc.get("environment", {}) if k.startswith("TWINSTACK_")}
+    assert compose_vars - known - {"TWINSTACK_HEALTH_URL"} == set()
+    text = (ROOT / "docker-compose.yml").read_text() + (ROOT / "docker-compose.tls.yml").read_text()
+    interpolated = set(re.findall(r"\$\{(TWINSTACK_[A-Z0-9_]+)", text))
+    assert set(env_example()) - known - interpolated == set()
+
+
+# --- nginx -t with the compose values -----------------------------------------------------------
+
+
+@pytest.fixture
+def docker_like_nginx(tmp_path, nginx_bin):
+    """Render the templates with compose's nginx environment and run nginx -t where the
+    compose service names resolve, as Docker's DNS would make them (a private mount
+    namespace with its own /etc/hosts; the host's is untouched)."""
+    import os
+
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare to give nginx -t its own /etc/hosts")
+    env = environment("nginx")
+    env["TWINSTACK_NGINX_TEMP_DIR"] = str(tmp_path / "nginx" / "temp")  # a path, not a port: may differ
+    prefix = nginx_config.render(env, tmp_path / "nginx")
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost fastapi flask downstream\n")
+
+    def nginx_t() -> subprocess.CompletedProcess[str]:
+        globals_ = StackSettings.nginx_globals(prefix, foreground=False)
+        script = (
+            f'mount --bind {hosts} /etc/hosts && {nginx_bin} -t -p {prefix}/ -c nginx.conf -e stderr -g "{globals_}"'
+        )
+        return subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True)
+
+    return prefix, nginx_t
+
+
+def test_nginx_t_passes_with_the_compose_upstream_names(docker_like_nginx):
+    prefix, nginx_t = docker_like_nginx
+    upstreams = (prefix / "conf.d" / "upstreams.conf").read_text()
+    assert "server fastapi:8001" in upstreams and "server flask:8002" in upstreams
+    result = nginx_t()
+    assert result.returncode == 0, result.stderr
+
+
+def test_nginx_t_passes_with_the_tls_override(docker_like_nginx, nginx_bin):
+    prefix, nginx_t = docker_like_nginx
+    (prefix / "certs").mkdir()
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-keyout", prefix / "certs/tls.key", "-out", prefix / "certs/tls.crt"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    tls = (ROOT / "nginx/tls/twinstack-tls.conf").read_text()
+    version = subprocess.run([nginx_bin, "-v"], capture_output=True, text=True).stderr
+    major, minor, patch = map(int, re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", version).groups())
+    if (major, minor, patch) < (1, 25, 1):
+        # `http2 on;` is nginx >= 1.25.1 (the pinned image is 1.28); this host's is older.
+        tls = tls.replace("    http2 on;\n", "")
+    (prefix / "conf.d" / "twinstack-tls.conf").write_text(tls)
+    result = nginx_t()
+    assert result.returncode == 0, result.stderr
