@@ -5,10 +5,15 @@ Read by native mode (supervisord) and the Docker image alike; only the environme
 are the stack-wide policy in twinstack_contract/gunicorn_base.py.
 """
 
+import os
+
 from twinstack_contract.gunicorn_base import *  # noqa: F403
+from twinstack_contract.logs import logging_config
 from twinstack_contract.serving import AsyncPool, usable_cpus
 
 pool = AsyncPool()
+# Before any worker imports prometheus_client: every worker writes its values here.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", pool.metrics_dir("async"))
 
 # --- Socket -------------------------------------------------------------------------------
 bind = pool.bind()
@@ -31,3 +36,4 @@ control_socket = pool.control_socket("async")
 
 # --- Logging -------------------------------------------------------------------------------
 loglevel = pool.log_level
+logconfig_dict = logging_config(pool.log_level)

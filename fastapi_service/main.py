@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 from collections.abc import AsyncIterator
 from concurrent.futures import ProcessPoolExecutor
@@ -11,10 +12,12 @@ import httpx
 from fastapi import FastAPI
 
 from twinstack_contract.jobs import JobStore
+from twinstack_contract.metrics import Metrics
 
 from . import errors
 from .middleware import ForwardedMiddleware
-from .routers import health, inspect, jobs, lab, orders, workloads, ws
+from .observability import ObservabilityMiddleware, monitor_loop_lag
+from .routers import health, inspect, jobs, lab, metrics, orders, workloads, ws
 from .settings import Settings
 
 
@@ -41,10 +44,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.jobs = JobStore(settings.state_dir / "async-jobs")
             app.state.process_pool = process_pool
             app.state.started = True
+            lag_monitor = asyncio.create_task(monitor_loop_lag(app.state.metrics))
             try:
                 yield
             finally:
                 app.state.started = False
+                lag_monitor.cancel()
                 for p in pool:
                     p.shutdown(wait=True, cancel_futures=True)
 
@@ -56,8 +61,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.started = False
+    app.state.metrics = Metrics("fastapi")
     errors.install(app)
-    for module in (health, workloads, orders, jobs, inspect, lab, ws):
+    for module in (health, workloads, orders, jobs, inspect, lab, ws, metrics):
         app.include_router(module.router)
+    # Added last = outermost: ForwardedMiddleware sets the request id and client first.
+    app.add_middleware(ObservabilityMiddleware, metrics=app.state.metrics)
     app.add_middleware(ForwardedMiddleware, trusted=settings.trusted_proxies)
     return app

@@ -5,10 +5,15 @@ Read by native mode (supervisord) and the Docker image alike; only the environme
 are the stack-wide policy in twinstack_contract/gunicorn_base.py.
 """
 
+import os
+
 from twinstack_contract.gunicorn_base import *  # noqa: F403
+from twinstack_contract.logs import logging_config
 from twinstack_contract.serving import SyncPool, usable_cpus
 
 pool = SyncPool()
+# Before any worker imports prometheus_client: every worker writes its values here.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", pool.metrics_dir("sync"))
 
 # --- Socket -------------------------------------------------------------------------------
 bind = pool.bind()
@@ -32,6 +37,7 @@ control_socket = pool.control_socket("sync")
 
 # --- Logging -------------------------------------------------------------------------------
 loglevel = pool.log_level
+logconfig_dict = logging_config(pool.log_level)
 
 
 def worker_exit(server, worker):

@@ -11,7 +11,7 @@ from flask import Flask
 
 from twinstack_contract.jobs import JobStore
 
-from . import errors
+from . import errors, observability
 from .blueprints import health, inspect, jobs, orders, workloads
 from .proxy import TrustedProxyFix
 from .settings import Settings
@@ -32,6 +32,7 @@ def create_app(settings: Settings | None = None, test_config: Mapping[str, Any] 
     app.extensions["job_executor"] = ThreadPoolExecutor(settings.job_threads, thread_name_prefix="job")
 
     errors.install(app)
+    observability.install(app)
     for module in (health, workloads, orders, jobs, inspect):
         app.register_blueprint(module.bp)
     app.wsgi_app = TrustedProxyFix(app.wsgi_app, settings.trusted_proxies)  # type: ignore[method-assign]

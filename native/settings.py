@@ -22,6 +22,7 @@ class StackSettings(BaseSettings):
     sync_port: int = Field(8002, ge=1, le=65535)
     downstream_port: int = Field(8003, ge=1, le=65535)
     locust_port: int = Field(8089, ge=1, le=65535, description="The Locust web UI.")
+    nginx_status_port: int = Field(8090, ge=1, le=65535, description="nginx stub_status, loopback only.")
     run_dir: Path = Field(ROOT / "run", description="Pid files, sockets, rendered nginx config.")
     log_dir: Path = Field(ROOT / "logs")
     nginx_bin: str | None = Field(None, description="nginx executable; found on PATH or in /usr/sbin if unset.")
@@ -39,6 +40,7 @@ class StackSettings(BaseSettings):
             "flask": self.sync_port,
             "downstream": self.downstream_port,
             "locust": self.locust_port,
+            "nginx status": self.nginx_status_port,
         }
 
     @staticmethod
@@ -70,6 +72,9 @@ class StackSettings(BaseSettings):
             TWINSTACK_SYNC_PORT=str(self.sync_port),
             TWINSTACK_DOWNSTREAM_PORT=str(self.downstream_port),
             TWINSTACK_LOCUST_PORT=str(self.locust_port),
+            TWINSTACK_NGINX_STATUS_PORT=str(self.nginx_status_port),
+            TWINSTACK_NGINX_STATUS_LISTEN=f"127.0.0.1:{self.nginx_status_port}",
+            TWINSTACK_NGINX_STATUS_ALLOW="127.0.0.1",
             TWINSTACK_ASYNC_UPSTREAM=f"127.0.0.1:{self.async_port}",
             TWINSTACK_SYNC_UPSTREAM=f"127.0.0.1:{self.sync_port}",
             TWINSTACK_DOWNSTREAM_URL=f"http://127.0.0.1:{self.downstream_port}",

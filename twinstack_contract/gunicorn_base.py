@@ -13,10 +13,12 @@ from twinstack_contract.serving import GRACEFUL_TIMEOUT_S, KEEPALIVE_S, TIMEOUT_
 
 __all__ = [
     "accesslog",
+    "child_exit",
     "errorlog",
     "forwarded_allow_ips",
     "graceful_timeout",
     "keepalive",
+    "on_starting",
     "post_fork",
     "timeout",
     "worker_tmp_dir",
@@ -48,8 +50,10 @@ forwarded_allow_ips = ""
 worker_tmp_dir = "/dev/shm"
 
 # --- Logging ---------------------------------------------------------------------------------
-# stdout/stderr: Docker collects them; natively supervisord writes them to logs/.
-accesslog = "-"
+# JSON lines on stderr (each conf sets logconfig_dict from twinstack_contract.observability):
+# Docker collects them; natively supervisord writes them to logs/. No server access log: the
+# apps log each request themselves, with the request id, route and duration.
+accesslog = None
 errorlog = "-"
 
 
@@ -67,3 +71,18 @@ def post_fork(server, worker):
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     if os.getppid() != worker.ppid:  # the master died before prctl took effect
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+# --- Metrics (prometheus-client multiprocess mode) ----------------------------------------------
+def on_starting(server):
+    """Master start: an empty multiprocess directory, or a previous run's counts add up."""
+    from twinstack_contract.metrics import prepare_multiprocess_dir
+
+    prepare_multiprocess_dir(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+
+
+def child_exit(server, worker):
+    """A worker is gone: drop its live gauges (in flight, busy) from every later scrape."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

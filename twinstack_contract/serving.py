@@ -60,6 +60,11 @@ class PoolSettings(BaseSettings):
     def bind(self) -> list[str]:
         return [f"{self.host}:{self.port}"]
 
+    def metrics_dir(self, name: str) -> str:
+        """prometheus-client's multiprocess directory: one per pool, since each pool's
+        /metrics sums every file in it."""
+        return str(self.run_dir.resolve() / f"metrics-{name}")
+
     def control_socket(self, name: str) -> str:
         # gunicorn >= 25 opens a control socket at one per-user default path; two masters
         # would fight over it, so each pool gets its own.

@@ -54,6 +54,7 @@ def make_stack(tmp: Path, **extra: str) -> Stack:
         TWINSTACK_SYNC_PORT=str(free_port()),
         TWINSTACK_DOWNSTREAM_PORT=str(free_port()),
         TWINSTACK_LOCUST_PORT=str(free_port()),
+        TWINSTACK_NGINX_STATUS_PORT=str(free_port()),
         TWINSTACK_RUN_DIR=str(tmp / "run"),
         TWINSTACK_LOG_DIR=str(tmp / "logs"),
         TWINSTACK_SYNC_WORKERS=str(SYNC_WORKERS),

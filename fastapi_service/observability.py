@@ -1,0 +1,72 @@
+"""Per-request metrics, the access log line and Server-Timing for the ASGI app, plus the
+event-loop lag monitor. The metric and field definitions are shared (twinstack_contract)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from twinstack_contract.logs import log_request, server_timing
+from twinstack_contract.metrics import UNMATCHED, Metrics
+
+
+class ObservabilityMiddleware:
+    """Inside ForwardedMiddleware, so the request id and the real client are known."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_timed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)["server-timing"] = server_timing(time.perf_counter() - start)
+            await send(message)
+
+        self.metrics.started()
+        try:
+            await self.app(scope, receive, send_timed)
+        finally:
+            duration = time.perf_counter() - start
+            route = getattr(scope.get("route"), "path", UNMATCHED)
+            self.metrics.finished(route, scope["method"], status, duration)
+            client = scope.get("client")
+            log_request(
+                "fastapi",
+                scope.get("state", {}).get("request_id", ""),
+                scope["method"],
+                scope.get("root_path", "") + scope["path"].removeprefix(scope.get("root_path", "")),
+                route,
+                status,
+                duration,
+                client[0] if client else None,
+            )
+
+
+async def monitor_loop_lag(metrics: Metrics, interval: float = 0.1, window_s: float = 5.0) -> None:
+    """Sleep ``interval`` and measure how late the loop wakes us: that is how long any ready
+    task waits right now. Reports the worst of the last ``window_s`` seconds, so a stall is
+    still visible to a scrape that comes after it (the loop cannot report while stalled)."""
+    loop = asyncio.get_running_loop()
+    samples: deque[tuple[float, float]] = deque()
+    gauge = metrics.loop_lag.labels(metrics.service)
+    while True:
+        before = loop.time()
+        await asyncio.sleep(interval)
+        now = loop.time()
+        samples.append((now, max(0.0, now - before - interval)))
+        while samples and samples[0][0] < now - window_s:
+            samples.popleft()
+        gauge.set(max(lag for _, lag in samples))

@@ -1,0 +1,60 @@
+"""Per-request metrics, the access log line and Server-Timing for the WSGI app, and the
+/metrics endpoint. The metric and field definitions are shared (twinstack_contract)."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+
+from twinstack_contract.errors import ContractError
+from twinstack_contract.logs import log_request, server_timing
+from twinstack_contract.metrics import UNMATCHED, Metrics
+
+bp = Blueprint("metrics", __name__)
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Every worker's metrics. nginx refuses /sync/metrics publicly; should a request still
+    arrive through the public proxy (it carries the prefix), it gets a 404 here too."""
+    if request.script_root:
+        raise ContractError(404, "not_found", "Not Found")
+    body, content_type = current_app.extensions["metrics"].exposition()
+    return Response(body, content_type=content_type)
+
+
+def install(app: Flask) -> None:
+    metrics = Metrics("flask")
+    app.extensions["metrics"] = metrics
+    app.register_blueprint(bp)
+
+    @app.before_request
+    def start_timer() -> None:
+        g.started = time.perf_counter()
+        metrics.started()
+
+    @app.after_request
+    def record(response: Response) -> Response:
+        duration = time.perf_counter() - g.started
+        response.headers["Server-Timing"] = server_timing(duration)
+        route = request.url_rule.rule if request.url_rule else UNMATCHED
+        g.recorded = True
+        metrics.finished(route, request.method, response.status_code, duration)
+        log_request(
+            "flask",
+            request.environ["twinstack.request_id"],
+            request.method,
+            request.script_root + request.path,
+            route,
+            response.status_code,
+            duration,
+            request.remote_addr,
+        )
+        return response
+
+    @app.teardown_request
+    def never_leave_in_flight(exc: BaseException | None) -> None:
+        # after_request is skipped if a response could not be built at all.
+        if "started" in g and not g.get("recorded"):
+            metrics.finished(UNMATCHED, request.method, 500, time.perf_counter() - g.started)

@@ -1,0 +1,96 @@
+"""Prometheus metrics, the same for both services, in prometheus-client's multiprocess mode
+when PROMETHEUS_MULTIPROC_DIR is set (each gunicorn.conf.py sets it before any worker
+imports this), so /metrics of a pool sums every worker."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+UNMATCHED = "<unmatched>"  # the route label of a 404: keeps label cardinality bounded
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    """The metrics of one app instance (one per gunicorn worker). Each instance has its own
+    registry, so tests can build many apps; in multiprocess mode the values are files that
+    /metrics sums over every worker, dead ones included for counters."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "twinstack_requests",
+            "Requests served, by route template.",
+            ["service", "route", "method", "status"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "twinstack_request_duration_seconds",
+            "Time in the app per request (to the first byte of a streamed body).",
+            ["service", "route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "twinstack_requests_in_flight",
+            "Requests being served now.",
+            ["service"],
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.workers = Gauge(
+            "twinstack_workers", "Live worker processes.", ["service"], multiprocess_mode="livesum", registry=r
+        )
+        self.busy = Gauge(
+            "twinstack_workers_busy",
+            "Workers serving at least one request (idle = workers - busy).",
+            ["service"],
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.loop_lag = Gauge(
+            "twinstack_event_loop_lag_seconds",
+            "Worst event-loop delay of the last 5 s (async pool): how long a ready task waited.",
+            ["service"],
+            multiprocess_mode="livemax",
+            registry=r,
+        )
+        self.workers.labels(service).set(1)
+        self._active = 0
+        self._lock = threading.Lock()
+
+    def started(self) -> None:
+        with self._lock:
+            self._active += 1
+            self.in_flight.labels(self.service).inc()
+            self.busy.labels(self.service).set(1)
+
+    def finished(self, route: str, method: str, status: int, duration_s: float) -> None:
+        with self._lock:
+            self._active -= 1
+            self.in_flight.labels(self.service).dec()
+            self.busy.labels(self.service).set(1 if self._active else 0)
+        self.requests.labels(self.service, route, method, str(status)).inc()
+        self.duration.labels(self.service, route, method).observe(duration_s)
+
+    def exposition(self) -> tuple[bytes, str]:
+        """Text exposition: every worker's values when multiprocess, else this app's own."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+        else:
+            registry = self.registry
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def prepare_multiprocess_dir(path: str) -> None:
+    """Empty the directory at master start: values left by a previous run would be summed in."""
+    os.makedirs(path, exist_ok=True)
+    for name in os.listdir(path):
+        if name.endswith(".db"):
+            os.remove(os.path.join(path, name))
