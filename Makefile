@@ -15,6 +15,10 @@ STACK   ?= $(shell docker info >/dev/null 2>&1 && echo docker || echo native)
 # make loadtest PROFILE=smoke|mixed|stress|spike|soak WORKERS=N
 PROFILE ?= mixed
 WORKERS ?= 0
+# make up MONITORING=1: Prometheus (and Grafana under Docker) next to the stack.
+MONITORING ?=
+MONITORING_ENV := $(if $(MONITORING),TWINSTACK_MONITORING=$(MONITORING))
+COMPOSE_PROFILES_ARGS := $(if $(filter 1 true,$(MONITORING)),--profile monitoring)
 
 ifeq ($(filter $(STACK),docker native),)
 $(error STACK must be docker or native, not '$(STACK)')
@@ -68,27 +72,28 @@ clean: down ## Stop the stack and remove the virtualenv, runtime files and logs
 # --- native mode (not listed) ---------------------------------------------------------------
 .PHONY: _up-native _down-native _status-native _logs-native _loadtest-native
 _up-native: $(STAMP) .system-deps
-	@$(PY) -m native up
+	@$(if $(filter 1 true,$(MONITORING)),scripts/system-deps.sh prometheus prometheus-nginx-exporter)
+	@$(MONITORING_ENV) $(PY) -m native up
 _down-native:
 	@if [ -x $(PY) ]; then $(PY) -m native down; else echo "twinstack is not running."; fi
 _status-native: $(STAMP)
-	@$(PY) -m native status
+	@$(MONITORING_ENV) $(PY) -m native status
 _logs-native: $(STAMP)
-	@$(PY) -m native logs
+	@$(MONITORING_ENV) $(PY) -m native logs
 _loadtest-native: $(STAMP)
 	@$(PY) -m loadtest $(PROFILE) --workers $(WORKERS)
 
 # --- Docker Compose (not listed) -----------------------------------------------------------
 .PHONY: _up-docker _down-docker _status-docker _logs-docker _loadtest-docker
 _up-docker: .env
-	$(COMPOSE) up -d --build --wait
+	$(COMPOSE) $(COMPOSE_PROFILES_ARGS) up -d --build --wait
 	@echo "twinstack is up (Docker Compose): http://localhost:$$(grep -E '^TWINSTACK_PUBLIC_PORT=' .env | cut -d= -f2)/"
 _down-docker:
-	$(COMPOSE) --profile loadtest down
+	$(COMPOSE) --profile loadtest --profile monitoring down
 _status-docker:
-	$(COMPOSE) --profile loadtest ps
+	$(COMPOSE) --profile loadtest --profile monitoring ps
 _logs-docker:
-	$(COMPOSE) --profile loadtest logs -f --tail=50
+	$(COMPOSE) --profile loadtest --profile monitoring logs -f --tail=50
 _loadtest-docker:
 	$(COMPOSE) --profile loadtest run --rm --entrypoint python locust-master \
 		-m loadtest $(PROFILE) --host http://nginx:8080 --workers $(WORKERS)
@@ -109,6 +114,7 @@ $(STAMP): pyproject.toml
 .PHONY: .system-deps .test-deps
 .system-deps:
 	@scripts/system-deps.sh nginx
-# The browser tests drive Debian's chromium through Playwright.
+# The browser tests drive Debian's chromium through Playwright; promtool checks the
+# Prometheus config and the monitoring test runs Prometheus and the nginx exporter.
 .test-deps:
-	@scripts/system-deps.sh nginx chromium
+	@scripts/system-deps.sh nginx chromium prometheus prometheus-nginx-exporter

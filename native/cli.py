@@ -13,11 +13,16 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from . import nginx_config
+from . import monitoring, nginx_config
 from .settings import ROOT, StackSettings
 
 CONF = ROOT / "native" / "supervisord.conf"
 PROGRAMS = ("downstream", "fastapi", "flask", "nginx", "locust")
+MONITORING_PROGRAMS = ("nginx-exporter", "prometheus")
+
+
+def programs(settings: StackSettings) -> tuple[str, ...]:
+    return PROGRAMS + (MONITORING_PROGRAMS if settings.monitoring else ())
 
 
 class StackError(RuntimeError):
@@ -60,7 +65,10 @@ def _get(url: str) -> int:
 
 def ready_urls(settings: StackSettings) -> list[str]:
     base = f"http://127.0.0.1:{settings.http_port}"
-    return [f"{base}/", f"{base}/async/ready", f"{base}/sync/ready", f"http://127.0.0.1:{settings.locust_port}/"]
+    urls = [f"{base}/", f"{base}/async/ready", f"{base}/sync/ready", f"http://127.0.0.1:{settings.locust_port}/"]
+    if settings.monitoring:
+        urls.append(f"http://127.0.0.1:{settings.prometheus_port}/-/ready")
+    return urls
 
 
 def wait_ready(settings: StackSettings) -> None:
@@ -77,7 +85,9 @@ def wait_ready(settings: StackSettings) -> None:
 def up(settings: StackSettings) -> None:
     env = settings.environment()
     if _pid(settings):
-        _ctl(env, "start", "all")  # idempotent: starts whatever was stopped
+        if settings.monitoring:
+            monitoring.render(settings)
+        _ctl(env, "start", *programs(settings))  # idempotent: starts whatever was stopped
         wait_ready(settings)
         print("twinstack is already running.")
         return
@@ -96,6 +106,8 @@ def up(settings: StackSettings) -> None:
         )
     for directory in (settings.run_dir, settings.log_dir):
         directory.mkdir(parents=True, exist_ok=True)
+    if settings.monitoring:
+        monitoring.render(settings)
     prefix = nginx_config.render(env, settings.run_dir.resolve() / "nginx")
     nginx_config.check(nginx, prefix, env["TWINSTACK_NGINX_GLOBALS"])
     subprocess.run([str(Path(sys.prefix) / "bin" / "supervisord"), "-c", str(CONF)], env=env, check=True)
@@ -110,6 +122,8 @@ def up(settings: StackSettings) -> None:
     for label, path in (("landing page", "/"), ("async API docs", "/async/docs"), ("sync health", "/sync/health")):
         print(f"  {label:15} {base}{path}")
     print(f"  {'Locust web UI':15} http://localhost:{settings.locust_port}/")
+    if settings.monitoring:
+        print(f"  {'Prometheus':15} http://localhost:{settings.prometheus_port}/")
 
 
 def down(settings: StackSettings, timeout_s: float = 120.0) -> None:
@@ -139,7 +153,7 @@ def status(settings: StackSettings) -> int:
 
 
 def logs(settings: StackSettings) -> None:
-    files = [str(settings.log_dir / f"{name}.log") for name in PROGRAMS]
+    files = [str(settings.log_dir / f"{name}.log") for name in programs(settings)]
     os.execvp("tail", ["tail", "-n", "20", "-F", *files])
 
 
@@ -175,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             logs(settings)
         else:
             check(settings)
-    except (StackError, nginx_config.RenderError) as exc:
+    except (StackError, nginx_config.RenderError, monitoring.MonitoringError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -23,6 +23,9 @@ class StackSettings(BaseSettings):
     downstream_port: int = Field(8003, ge=1, le=65535)
     locust_port: int = Field(8089, ge=1, le=65535, description="The Locust web UI.")
     nginx_status_port: int = Field(8090, ge=1, le=65535, description="nginx stub_status, loopback only.")
+    monitoring: bool = Field(False, description="Also run Prometheus and the nginx exporter (make up MONITORING=1).")
+    prometheus_port: int = Field(9090, ge=1, le=65535)
+    nginx_exporter_port: int = Field(9113, ge=1, le=65535)
     run_dir: Path = Field(ROOT / "run", description="Pid files, sockets, rendered nginx config.")
     log_dir: Path = Field(ROOT / "logs")
     nginx_bin: str | None = Field(None, description="nginx executable; found on PATH or in /usr/sbin if unset.")
@@ -41,6 +44,11 @@ class StackSettings(BaseSettings):
             "downstream": self.downstream_port,
             "locust": self.locust_port,
             "nginx status": self.nginx_status_port,
+            **(
+                {"prometheus": self.prometheus_port, "nginx exporter": self.nginx_exporter_port}
+                if self.monitoring
+                else {}
+            ),
         }
 
     @staticmethod
@@ -83,6 +91,11 @@ class StackSettings(BaseSettings):
             TWINSTACK_NGINX_BIN=self.nginx() or "nginx",
             TWINSTACK_NGINX_GLOBALS=self.nginx_globals(run_dir / "nginx"),
             TWINSTACK_STATE_DIR=str(run_dir / "state"),
+            TWINSTACK_MONITORING_AUTOSTART="true" if self.monitoring else "false",
+            TWINSTACK_PROMETHEUS_PORT=str(self.prometheus_port),
+            TWINSTACK_NGINX_EXPORTER_PORT=str(self.nginx_exporter_port),
+            TWINSTACK_PROMETHEUS_BIN=shutil.which("prometheus") or "prometheus",
+            TWINSTACK_NGINX_EXPORTER_BIN=shutil.which("prometheus-nginx-exporter") or "prometheus-nginx-exporter",
         )
         # Natively every pool binds loopback only: nginx is the one public entry.
         env.setdefault("TWINSTACK_ASYNC_HOST", "127.0.0.1")

@@ -93,15 +93,18 @@ def test_dockerfile_passes_hadolint():
 
 def test_no_version_key_and_the_expected_services():
     assert "version" not in COMPOSE
-    assert set(SERVICES) == CORE | {"locust-master", "locust-worker"}
+    assert set(SERVICES) == CORE | {"locust-master", "locust-worker", "nginx-exporter", "prometheus", "grafana"}
     for name in CORE:
         assert "profiles" not in SERVICES[name], name
     assert SERVICES["locust-master"]["profiles"] == SERVICES["locust-worker"]["profiles"] == ["loadtest"]
+    for name in ("nginx-exporter", "prometheus", "grafana"):
+        assert SERVICES[name]["profiles"] == ["monitoring"], name
 
 
-def test_only_nginx_and_the_locust_ui_publish_ports():
+def test_only_nginx_and_the_profiles_uis_publish_ports():
     published = {name for name, svc in SERVICES.items() if svc.get("ports")}
-    assert published == {"nginx", "locust-master"}
+    assert published == {"nginx", "locust-master", "prometheus", "grafana"}
+    assert all("profiles" in SERVICES[name] for name in published - {"nginx"})
     assert "${TWINSTACK_PUBLIC_PORT:?" in SERVICES["nginx"]["ports"][0]  # required: fails fast
 
 

@@ -1,0 +1,137 @@
+"""The monitoring profile: Prometheus config (promtool), the metrics' names (promtool), the
+provisioned Grafana dashboard, and native `make up MONITORING=1` scraping every target."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from native import monitoring
+from native.settings import StackSettings
+from tests.support import ROOT, require_binary
+from twinstack_contract.metrics import Metrics
+
+MONITORING = ROOT / "monitoring"
+DASHBOARD = json.loads((MONITORING / "grafana/dashboards/twinstack.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    return require_binary(shutil.which("promtool"), "promtool (Debian package prometheus)")
+
+
+def check_config(promtool: str, config: Path) -> str:
+    result = subprocess.run([promtool, "check", "config", str(config)], capture_output=True, text=True)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "WARNING" not in output, output  # e.g. a targets file missing from the layout
+    return output
+
+
+def test_prometheus_config_as_docker_mounts_it(promtool, tmp_path):
+    shutil.copyfile(MONITORING / "prometheus.yml", tmp_path / "prometheus.yml")
+    shutil.copytree(MONITORING / "targets/docker", tmp_path / "targets")
+    assert "SUCCESS" in check_config(promtool, tmp_path / "prometheus.yml")
+
+
+def test_prometheus_config_as_native_mode_renders_it(promtool, tmp_path):
+    require_binary(shutil.which("prometheus-nginx-exporter"), "prometheus-nginx-exporter")
+    home = monitoring.render(StackSettings(run_dir=tmp_path, async_port=18001))
+    check_config(promtool, home / "prometheus.yml")
+    assert json.loads((home / "targets/fastapi.json").read_text())[0]["targets"] == ["127.0.0.1:18001"]
+
+
+def test_promtool_rejects_a_broken_config(promtool, tmp_path):
+    (tmp_path / "prometheus.yml").write_text("scrape_configs:\n  - job_name: x\n    scrape_interval: soon\n")
+    assert subprocess.run([promtool, "check", "config", tmp_path / "prometheus.yml"], capture_output=True).returncode
+
+
+def test_metric_names_follow_prometheus_conventions(promtool):
+    m = Metrics("lint")
+    m.started()
+    m.finished("/io", "GET", 200, 0.01)
+    result = subprocess.run([promtool, "check", "metrics"], input=m.exposition()[0], capture_output=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def dashboard_exprs() -> list[str]:
+    return [t["expr"] for p in DASHBOARD["panels"] for t in p["targets"]]
+
+
+def test_dashboard_is_provisioned_against_the_provisioned_datasource():
+    datasource = yaml.safe_load((MONITORING / "grafana/provisioning/datasources/prometheus.yml").read_text())
+    uid = datasource["datasources"][0]["uid"]
+    provider = yaml.safe_load((MONITORING / "grafana/provisioning/dashboards/twinstack.yml").read_text())
+    assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+    assert DASHBOARD["uid"] and DASHBOARD["title"]
+    ids = [p["id"] for p in DASHBOARD["panels"]]
+    assert len(ids) == len(set(ids))
+    for panel in DASHBOARD["panels"]:
+        assert panel["datasource"]["uid"] == uid, panel["title"]
+        assert panel["targets"] and all(t["expr"] and t["datasource"]["uid"] == uid for t in panel["targets"])
+
+
+def test_dashboard_shows_what_the_issue_asks_for():
+    titles = " | ".join(p["title"].lower() for p in DASHBOARD["panels"])
+    for word in ("throughput", "p50", "p95", "p99", "errors", "in flight", "loop lag", "busy"):
+        assert word in titles, word
+
+
+def test_dashboard_queries_only_metrics_that_exist():
+    m = Metrics("names")
+    m.finished("/io", "GET", 200, 0.01)
+    m.loop_lag.labels("names").set(0)  # a gauge is exposed once it has a value
+    exposed = set(re.findall(r"^(\w+)(?:\{| )", m.exposition()[0].decode(), re.M))
+    used = {name for expr in dashboard_exprs() for name in re.findall(r"\b(twinstack_\w+)", expr)}
+    assert used and used <= exposed, used - exposed
+    # nginx-prometheus-exporter's names for stub_status.
+    nginx = {name for expr in dashboard_exprs() for name in re.findall(r"\b(nginx_\w+)", expr)}
+    assert nginx <= {"nginx_http_requests_total", "nginx_connections_active", "nginx_up"}
+
+
+@pytest.mark.integration
+def test_native_monitoring_scrapes_both_pools_and_nginx(tmp_path, nginx_bin):
+    from tests.integration.conftest import make_stack, start
+    from tests.support import free_port
+
+    require_binary(shutil.which("prometheus"), "prometheus")
+    require_binary(shutil.which("prometheus-nginx-exporter"), "prometheus-nginx-exporter")
+    own = make_stack(
+        tmp_path,
+        TWINSTACK_MONITORING="1",
+        TWINSTACK_PROMETHEUS_PORT=str(free_port()),
+        TWINSTACK_NGINX_EXPORTER_PORT=str(free_port()),
+    )
+    start(own)
+    try:
+        prometheus = f"http://127.0.0.1:{own.env['TWINSTACK_PROMETHEUS_PORT']}"
+        for prefix in ("/async", "/sync"):
+            httpx.get(f"{own.base_url}{prefix}/io?delay_ms=1", timeout=10)
+        deadline = time.monotonic() + 60
+        while True:
+            targets = httpx.get(f"{prometheus}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+            health = {t["labels"]["job"]: t["health"] for t in targets}
+            if set(health) >= {"fastapi", "flask", "nginx"} and all(v == "up" for v in health.values()):
+                break
+            assert time.monotonic() < deadline, health
+            time.sleep(1)
+        query = "sum by (service) (twinstack_requests_total)"
+        deadline = time.monotonic() + 30
+        while (
+            len(result := httpx.get(f"{prometheus}/api/v1/query", params={"query": query}).json()["data"]["result"]) < 2
+        ):
+            assert time.monotonic() < deadline, result
+            time.sleep(1)
+        assert {r["metric"]["service"] for r in result} == {"fastapi", "flask"}
+        up = httpx.get(f"{prometheus}/api/v1/query", params={"query": "nginx_up"}).json()["data"]["result"]
+        assert up and up[0]["value"][1] == "1"
+    finally:
+        own.native("down", check=False)
