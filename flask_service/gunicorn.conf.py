@@ -5,15 +5,15 @@ Read by native mode (supervisord) and the Docker image alike; only the environme
 are the stack-wide policy in twinstack_contract/gunicorn_base.py.
 """
 
-import os
-
 from twinstack_contract.gunicorn_base import *  # noqa: F403
 from twinstack_contract.logs import logging_config
 from twinstack_contract.serving import SyncPool, usable_cpus
 
 pool = SyncPool()
-# Before any worker imports prometheus_client: every worker writes its values here.
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", pool.metrics_dir("sync"))
+# prometheus-client's multiprocess directory, this pool's own. raw_env: gunicorn sets it in the
+# master when it starts (before any worker imports prometheus_client), always to this pool's
+# directory, whatever the caller's environment holds; reading this file changes nothing.
+raw_env = [f"PROMETHEUS_MULTIPROC_DIR={pool.metrics_dir('sync')}"]
 
 # --- Socket -------------------------------------------------------------------------------
 bind = pool.bind()

@@ -78,7 +78,7 @@ def on_starting(server):
     """Master start: an empty multiprocess directory, or a previous run's counts add up."""
     from twinstack_contract.metrics import prepare_multiprocess_dir
 
-    prepare_multiprocess_dir(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    prepare_multiprocess_dir(server.cfg.env["PROMETHEUS_MULTIPROC_DIR"])
 
 
 def child_exit(server, worker):

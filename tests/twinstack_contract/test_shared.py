@@ -129,6 +129,16 @@ def test_default_sync_workers(monkeypatch, tmp_path):
     assert load_conf("flask_service", monkeypatch, tmp_path)["workers"] == 2 * usable_cpus() + 1
 
 
+def test_each_pool_has_its_own_metrics_directory_whatever_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/somewhere/shared")
+    dirs = set()
+    for service in ("fastapi_service", "flask_service"):
+        (entry,) = load_conf(service, monkeypatch, tmp_path)["raw_env"]
+        dirs.add(entry.split("=", 1)[1])
+    assert len(dirs) == 2 and all(d.startswith(str(tmp_path)) for d in dirs)
+    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == "/somewhere/shared"  # reading a conf changes nothing
+
+
 def test_each_pool_has_its_own_control_socket(monkeypatch, tmp_path):
     sockets = {load_conf(s, monkeypatch, tmp_path)["control_socket"] for s in ("fastapi_service", "flask_service")}
     assert len(sockets) == 2
