@@ -27,28 +27,25 @@ class ContractUser(FastHttpUser):
     prefix = ""
     wait_time = between(0.5, 1.5)
 
+    def get_checked(self, path: str, key: str, name: str) -> None:
+        """GET ``prefix + path``, grouped under ``prefix + name``; 200 with ``key`` or a failure."""
+        with self.client.get(self.prefix + path, name=self.prefix + name, catch_response=True) as resp:
+            check(resp, 200, key)
+
     @tag("io")
     @task(6)
     def io(self) -> None:
-        delay = random.choice((20, 50, 100, 200))
-        with self.client.get(
-            f"{self.prefix}/io?delay_ms={delay}", name=f"{self.prefix}/io", catch_response=True
-        ) as resp:
-            check(resp, 200, "waited_ms")
+        self.get_checked(f"/io?delay_ms={random.choice((20, 50, 100, 200))}", "waited_ms", "/io")
 
     @tag("cpu")
     @task(2)
     def cpu(self) -> None:
-        with self.client.get(f"{self.prefix}/cpu?work=20000", name=f"{self.prefix}/cpu", catch_response=True) as resp:
-            check(resp, 200, "digest")
+        self.get_checked("/cpu?work=20000", "digest", "/cpu")
 
     @tag("fanout")
     @task(2)
     def fanout(self) -> None:
-        with self.client.get(
-            f"{self.prefix}/fanout?calls=3&delay_ms=50", name=f"{self.prefix}/fanout", catch_response=True
-        ) as resp:
-            check(resp, 200, "elapsed_ms")
+        self.get_checked("/fanout?calls=3&delay_ms=50", "elapsed_ms", "/fanout")
 
     @tag("orders")
     @task(2)
