@@ -24,7 +24,7 @@ ifeq ($(filter $(STACK),docker native),)
 $(error STACK must be docker or native, not '$(STACK)')
 endif
 
-.PHONY: help up down restart status logs loadtest test lint check tls-cert clean
+.PHONY: help up down restart reload status logs loadtest test lint check tls-cert clean
 
 help: ## Show this help
 	@echo "twinstack: FastAPI and Flask side by side behind one nginx (runner: $(STACK))"
@@ -39,6 +39,9 @@ down: ## Stop the stack gracefully (in-flight requests finish)
 
 restart: ## Stop, then start the stack again
 	@$(MAKE) --no-print-directory _down-$(STACK) _up-$(STACK)
+
+reload: ## Reload gracefully: new gunicorn workers and nginx config, no request dropped
+	@$(MAKE) --no-print-directory _reload-$(STACK)
 
 status: ## Show each process and whether the stack answers
 	@$(MAKE) --no-print-directory _status-$(STACK)
@@ -76,6 +79,8 @@ _up-native: $(STAMP) .system-deps
 	@$(MONITORING_ENV) $(PY) -m native up
 _down-native:
 	@if [ -x $(PY) ]; then $(PY) -m native down; else echo "twinstack is not running."; fi
+_reload-native: $(STAMP)
+	@$(MONITORING_ENV) $(PY) -m native reload
 _status-native: $(STAMP)
 	@$(MONITORING_ENV) $(PY) -m native status
 _logs-native: $(STAMP)
@@ -90,6 +95,9 @@ _up-docker: .env
 	@echo "twinstack is up (Docker Compose): http://localhost:$$(grep -E '^TWINSTACK_PUBLIC_PORT=' .env | cut -d= -f2)/"
 _down-docker:
 	$(COMPOSE) --profile loadtest --profile monitoring down
+_reload-docker:
+	$(COMPOSE) kill -s HUP fastapi flask
+	$(COMPOSE) exec nginx nginx -s reload
 _status-docker:
 	$(COMPOSE) --profile loadtest --profile monitoring ps
 _logs-docker:

@@ -141,11 +141,29 @@ def down(settings: StackSettings, timeout_s: float = 120.0) -> None:
     print("twinstack stopped.")
 
 
+def reload(settings: StackSettings) -> None:
+    """Graceful reload: gunicorn (HUP) starts new workers with the current config and code,
+    then retires the old ones after their requests; nginx re-renders and reloads the same way."""
+    if _pid(settings) is None:
+        raise StackError("twinstack is not running.")
+    env = settings.environment()
+    prefix = settings.run_dir.resolve() / "nginx"
+    # Validate before touching anything: a broken config must not replace a working one.
+    check_prefix = settings.run_dir.resolve() / "nginx-check"
+    nginx_config.render({**env, "TWINSTACK_NGINX_TEMP_DIR": str(check_prefix / "temp")}, check_prefix)
+    nginx_config.check(env["TWINSTACK_NGINX_BIN"], check_prefix, settings.nginx_globals(check_prefix, foreground=False))
+    nginx_config.render(env, prefix)
+    result = _ctl(env, "signal", "HUP", "fastapi", "flask", "nginx")
+    if result.returncode != 0:
+        raise StackError(f"reload failed: {result.stdout}{result.stderr}")
+    print("twinstack reloaded: new gunicorn workers and nginx configuration, no request dropped.")
+
+
 def status(settings: StackSettings) -> int:
     if _pid(settings) is None:
         print("twinstack is not running.")
         return 3
-    out = _ctl(settings.environment(), "status")
+    out = _ctl(settings.environment(), "status", *programs(settings))
     print(out.stdout, end="")
     for url in ready_urls(settings):
         print(f"  {_get(url) or 'down':>4}  {url}")
@@ -172,7 +190,7 @@ def check(settings: StackSettings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m native", description=__doc__)
-    parser.add_argument("command", choices=["up", "down", "restart", "status", "logs", "check"])
+    parser.add_argument("command", choices=["up", "down", "restart", "reload", "status", "logs", "check"])
     args = parser.parse_args(argv)
     settings = StackSettings()
     try:
@@ -183,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "restart":
             down(settings)
             up(settings)
+        elif args.command == "reload":
+            reload(settings)
         elif args.command == "status":
             return status(settings)
         elif args.command == "logs":

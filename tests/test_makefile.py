@@ -9,7 +9,7 @@ import subprocess
 
 from tests.support import ROOT
 
-PUBLIC = ["up", "down", "restart", "status", "logs", "test", "lint", "check", "clean"]
+PUBLIC = ["up", "down", "restart", "reload", "status", "logs", "test", "lint", "check", "clean"]
 
 
 def make(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
