@@ -30,6 +30,11 @@ class StackSettings(BaseSettings):
     log_dir: Path = Field(ROOT / "logs")
     nginx_bin: str | None = Field(None, description="nginx executable; found on PATH or in /usr/sbin if unset.")
     ready_timeout_s: float = Field(60.0, gt=0)
+    sync_max_inflight: int | None = Field(
+        None, ge=1, description="Requests nginx lets into the sync pool at once; default 10 x its workers."
+    )
+    rate_limit_rps: int = Field(1000, ge=1, description="Requests per second per client address.")
+    rate_limit_burst: int = Field(2000, ge=0)
 
     def nginx(self) -> str | None:
         if self.nginx_bin:
@@ -50,6 +55,13 @@ class StackSettings(BaseSettings):
                 else {}
             ),
         }
+
+    @staticmethod
+    def sync_workers() -> int:
+        """The sync pool's worker count, as flask_service/gunicorn.conf.py derives it."""
+        from twinstack_contract.serving import SyncPool, usable_cpus
+
+        return SyncPool().workers or 2 * usable_cpus() + 1
 
     @staticmethod
     def nginx_globals(prefix: Path, foreground: bool = True) -> str:
@@ -91,6 +103,9 @@ class StackSettings(BaseSettings):
             TWINSTACK_NGINX_BIN=self.nginx() or "nginx",
             TWINSTACK_NGINX_GLOBALS=self.nginx_globals(run_dir / "nginx"),
             TWINSTACK_STATE_DIR=str(run_dir / "state"),
+            TWINSTACK_SYNC_MAX_INFLIGHT=str(self.sync_max_inflight or 10 * self.sync_workers()),
+            TWINSTACK_RATE_LIMIT_RPS=str(self.rate_limit_rps),
+            TWINSTACK_RATE_LIMIT_BURST=str(self.rate_limit_burst),
             TWINSTACK_MONITORING_AUTOSTART="true" if self.monitoring else "false",
             TWINSTACK_PROMETHEUS_PORT=str(self.prometheus_port),
             TWINSTACK_NGINX_EXPORTER_PORT=str(self.nginx_exporter_port),

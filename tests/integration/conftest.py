@@ -60,6 +60,8 @@ def make_stack(tmp: Path, **extra: str) -> Stack:
         TWINSTACK_SYNC_WORKERS=str(SYNC_WORKERS),
         TWINSTACK_SYNC_WORKER_CLASS="sync",
         TWINSTACK_ASYNC_WORKERS="2",
+        # The serving-model test sends 50 concurrent requests to 2 sync workers on purpose.
+        TWINSTACK_SYNC_MAX_INFLIGHT="100",
     )
     env.update(defaults, **extra)
     return Stack(env=env, run_dir=tmp / "run", log_dir=tmp / "logs")

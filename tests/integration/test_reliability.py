@@ -119,3 +119,46 @@ def test_worker_recycling_loses_nothing(tmp_path, nginx_bin):
             assert len(load.served_by[prefix]) >= 4, (prefix, load.served_by[prefix])
     finally:
         own.native("down", check=False)
+
+
+def test_overload_is_shed_fast_and_the_pool_recovers(tmp_path, nginx_bin):
+    own = make_stack(tmp_path, TWINSTACK_SYNC_WORKERS="2", TWINSTACK_SYNC_MAX_INFLIGHT="10")
+    start(own)
+    try:
+        n = 40
+        limits = httpx.Limits(max_connections=n)
+        with httpx.Client(base_url=own.base_url, timeout=30, limits=limits) as client:
+
+            def timed_get(_: int) -> tuple[int, float, dict]:
+                t0 = time.perf_counter()
+                r = client.get("/sync/io?delay_ms=1500")
+                return r.status_code, time.perf_counter() - t0, r.json()
+
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(n) as pool:
+                results = list(pool.map(timed_get, range(n)))
+            shed = [(t, body) for status, t, body in results if status == 503]
+            served = [t for status, t, _ in results if status == 200]
+            assert len(served) <= 10 and len(shed) >= n - 10, Counter(s for s, _, _ in results)
+            assert all(t < 1.0 for t, _ in shed)  # answered at once, not after waiting in a queue
+            assert all(body["error"]["code"] == "unavailable" for _, body in shed)
+            # Recovered: within the limit, everything is served again.
+            with ThreadPoolExecutor(8) as pool:
+                assert set(pool.map(lambda _: client.get("/sync/io?delay_ms=100").status_code, range(8))) == {200}
+            assert client.get("/async/io?delay_ms=1").status_code == 200  # the async pool was never limited
+    finally:
+        own.native("down", check=False)
+
+
+def test_per_client_rate_limit_answers_429_json(tmp_path, nginx_bin):
+    own = make_stack(tmp_path, TWINSTACK_RATE_LIMIT_RPS="5", TWINSTACK_RATE_LIMIT_BURST="5")
+    start(own)
+    try:
+        with httpx.Client(base_url=own.base_url, timeout=10) as client:
+            statuses = [client.get("/async/health") for _ in range(30)]
+        limited = [r for r in statuses if r.status_code == 429]
+        assert limited and statuses[0].status_code == 200
+        assert all(r.json()["error"]["code"] == "too_many_requests" for r in limited)
+    finally:
+        own.native("down", check=False)
