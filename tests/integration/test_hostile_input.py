@@ -1,0 +1,121 @@
+"""Hostile input through nginx, byte for byte (raw sockets: an HTTP client would tidy the
+request up). Every answer is a 4xx with the JSON error shape, never a 500, a hang, a file
+outside the web root, or a second smuggled request."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.integration
+
+HOST = b"Host: 127.0.0.1\r\nConnection: close\r\n"
+
+
+def raw(stack, data: bytes, timeout: float = 5.0) -> bytes:
+    port = int(stack.env["TWINSTACK_HTTP_PORT"])
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        out = b""
+        while chunk := sock.recv(65536):
+            out += chunk
+    return out
+
+
+def parse(response: bytes) -> tuple[int, dict]:
+    head, _, body = response.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    return status, json.loads(body)
+
+
+CASES = {
+    "uri too long": (b"GET /async/io?delay_ms=" + b"9" * 9000 + b" HTTP/1.1\r\n" + HOST + b"\r\n", 414),
+    "huge query value": (b"GET /sync/io?delay_ms=" + b"9" * 3000 + b" HTTP/1.1\r\n" + HOST + b"\r\n", 422),
+    "dot-dot in /static/": (b"GET /static/../../../../etc/passwd HTTP/1.1\r\n" + HOST + b"\r\n", 400),
+    "encoded dot-dot": (b"GET /static/%2e%2e/%2e%2e/%2e%2e/etc/passwd HTTP/1.1\r\n" + HOST + b"\r\n", 400),
+    "encoded slash": (b"GET /static/..%2f..%2f..%2fetc%2fpasswd HTTP/1.1\r\n" + HOST + b"\r\n", 400),
+    "config outside the root": (b"GET /static/../nginx.conf HTTP/1.1\r\n" + HOST + b"\r\n", 404),
+    "NUL in a header": (b"GET /async/health HTTP/1.1\r\n" + HOST + b"X-Bad: a\x00b\r\n\r\n", 400),
+    "header too large": (b"GET /async/health HTTP/1.1\r\n" + HOST + b"X-Big: " + b"a" * 20000 + b"\r\n\r\n", 400),
+    "garbage method": (b"G\x01T / HTTP/1.1\r\n" + HOST + b"\r\n", 400),
+    "wrong content type": (
+        b"POST /sync/orders HTTP/1.1\r\n" + HOST + b"Content-Type: text/xml\r\nContent-Length: 7\r\n\r\n<a></a>",
+        415,
+    ),
+    "deep JSON nesting": (
+        b"POST /async/orders HTTP/1.1\r\n"
+        + HOST
+        + b"Content-Type: application/json\r\nContent-Length: 20000\r\n\r\n"
+        + b"[" * 10000
+        + b"]" * 10000,
+        400,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_hostile_request_gets_a_json_4xx(stack, name):
+    data, expected = CASES[name]
+    response = raw(stack, data)
+    assert response.count(b"HTTP/1.1 ") == 1
+    status, body = parse(response)
+    assert status == expected, body
+    assert set(body["error"]) == {"status", "code", "message", "details", "request_id"}
+    assert b"root:" not in response  # no /etc/passwd, ever
+
+
+def test_request_smuggling_is_refused(stack):
+    """Content-Length and Transfer-Encoding together: nginx refuses the request outright, so the
+    request hidden in the body is never run as a second one."""
+    smuggled = b"GET /sync/inspect HTTP/1.1\r\nHost: x\r\n\r\n"
+    data = (
+        b"POST /sync/orders HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled
+    )
+    response = raw(stack, data)
+    assert response.count(b"HTTP/1.1 ") == 1
+    status, body = parse(response)
+    assert status == 400 and body["error"]["code"] == "bad_request"
+
+
+def test_error_pages_are_not_public(client):
+    assert client.get("/_error/500").status_code == 404
+
+
+def test_slow_headers_are_cut_off_while_others_are_served(stack):
+    """Slowloris: a client that sends its header a byte at a time is disconnected by nginx's
+    client_header_timeout (10 s), and meanwhile other clients are served normally."""
+    port = int(stack.env["TWINSTACK_HTTP_PORT"])
+    closed_after: list[float] = []
+
+    def slow_client() -> None:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(b"GET /async/health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            start = time.monotonic()
+            try:
+                for _ in range(20):  # at most 20 s: bounded even if nginx never closed
+                    sock.sendall(b"X")
+                    time.sleep(1)
+                    sock.settimeout(0.01)
+                    try:
+                        if sock.recv(1024) == b"":
+                            break
+                    except TimeoutError:
+                        pass
+                    sock.settimeout(30)
+            except OSError:
+                pass  # reset by nginx: closed
+            closed_after.append(time.monotonic() - start)
+
+    slow = threading.Thread(target=slow_client)
+    slow.start()
+    with httpx.Client(base_url=stack.base_url, timeout=5) as client:
+        served = [client.get("/async/health").status_code for _ in range(5)]
+    slow.join()
+    assert served == [200] * 5
+    assert closed_after and 8 <= closed_after[0] <= 15, closed_after
