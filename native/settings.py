@@ -33,6 +33,12 @@ class StackSettings(BaseSettings):
     sync_max_inflight: int | None = Field(
         None, ge=1, description="Requests nginx lets into the sync pool at once; default 10 x its workers."
     )
+    proxy_timeout_s: int = Field(
+        35, ge=1, le=3600, description="nginx proxy read/send timeout; keep it between 30 s and gunicorn's 40 s."
+    )
+    cors_origin_regex: str = Field(
+        "^(?!)", description="Origins allowed to call the API from a browser (a regex; default: none)."
+    )
     rate_limit_rps: int = Field(1000, ge=1, description="Requests per second per client address.")
     rate_limit_burst: int = Field(2000, ge=0)
 
@@ -104,6 +110,8 @@ class StackSettings(BaseSettings):
             TWINSTACK_NGINX_GLOBALS=self.nginx_globals(run_dir / "nginx"),
             TWINSTACK_STATE_DIR=str(run_dir / "state"),
             TWINSTACK_SYNC_MAX_INFLIGHT=str(self.sync_max_inflight or 10 * self.sync_workers()),
+            TWINSTACK_PROXY_TIMEOUT_S=str(self.proxy_timeout_s),
+            TWINSTACK_CORS_ORIGIN_REGEX=self.cors_origin_regex,
             TWINSTACK_RATE_LIMIT_RPS=str(self.rate_limit_rps),
             TWINSTACK_RATE_LIMIT_BURST=str(self.rate_limit_burst),
             TWINSTACK_MONITORING_AUTOSTART="true" if self.monitoring else "false",

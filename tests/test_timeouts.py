@@ -12,6 +12,9 @@ import re
 import runpy
 from pathlib import Path
 
+import yaml
+
+from native.settings import StackSettings
 from twinstack_contract.models import MAX_DELAY_MS, MAX_REQUEST_MS
 from twinstack_contract.settings import ServiceSettings
 
@@ -25,7 +28,14 @@ def nginx_seconds(path: Path, directive: str) -> list[int]:
 
 
 def test_timeouts_are_in_one_order():
-    proxy_read = nginx_seconds(ROOT / "nginx/snippets/proxy-timeouts.conf", "proxy_read_timeout")[0]
+    timeouts = (ROOT / "nginx/templates/timeouts.conf.template").read_text()
+    assert re.search(r"^proxy_read_timeout \$\{TWINSTACK_PROXY_TIMEOUT_S\}s;", timeouts, re.M)
+    proxy_read = StackSettings.model_fields["proxy_timeout_s"].default
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert (
+        compose["services"]["nginx"]["environment"]["TWINSTACK_PROXY_TIMEOUT_S"]
+        == f"${{TWINSTACK_PROXY_TIMEOUT_S:-{proxy_read}}}"
+    )
     upstream_keepalive = max(nginx_seconds(ROOT / "nginx/templates/upstreams.conf.template", "keepalive_timeout"))
     supervisor = configparser.RawConfigParser()
     supervisor.read(ROOT / "native/supervisord.conf")

@@ -62,6 +62,7 @@ def make_stack(tmp: Path, **extra: str) -> Stack:
         TWINSTACK_ASYNC_WORKERS="2",
         # The serving-model test sends 50 concurrent requests to 2 sync workers on purpose.
         TWINSTACK_SYNC_MAX_INFLIGHT="100",
+        TWINSTACK_CORS_ORIGIN_REGEX=r"^https://app\.example\.test$",
     )
     env.update(defaults, **extra)
     return Stack(env=env, run_dir=tmp / "run", log_dir=tmp / "logs")

@@ -162,3 +162,23 @@ def test_per_client_rate_limit_answers_429_json(tmp_path, nginx_bin):
         assert all(r.json()["error"]["code"] == "too_many_requests" for r in limited)
     finally:
         own.native("down", check=False)
+
+
+def test_a_request_past_the_proxy_timeout_gets_504_json_and_frees_the_worker(tmp_path, nginx_bin):
+    own = make_stack(tmp_path, TWINSTACK_PROXY_TIMEOUT_S="2", TWINSTACK_SYNC_WORKERS="1")
+    start(own)
+    try:
+        with httpx.Client(base_url=own.base_url, timeout=30) as client:
+            worker = client.get("/sync/inspect").json()["served_by"]
+            t0 = time.perf_counter()
+            r = client.get("/sync/io?delay_ms=4000")
+            assert r.status_code == 504 and r.json()["error"]["code"] == "gateway_timeout"
+            assert 1.5 < time.perf_counter() - t0 < 3.5  # nginx's timeout, not the request's 4 s
+            # Not retried (a timeout is not a dead worker), not stuck: the same single worker
+            # finishes its 4 s and serves again.
+            deadline = time.monotonic() + 10
+            while (r := client.get("/sync/inspect")).status_code != 200:
+                assert time.monotonic() < deadline, r.status_code
+            assert r.json()["served_by"] == worker
+    finally:
+        own.native("down", check=False)
