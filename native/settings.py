@@ -36,6 +36,9 @@ class StackSettings(BaseSettings):
     proxy_timeout_s: int = Field(
         35, ge=1, le=3600, description="nginx proxy read/send timeout; keep it between 30 s and gunicorn's 40 s."
     )
+    server_names: str = Field(
+        "localhost 127.0.0.1", description="Host names nginx serves; any other Host gets 421 (space-separated)."
+    )
     cors_origin_regex: str = Field(
         "^(?!)", description="Origins allowed to call the API from a browser (a regex; default: none)."
     )
@@ -111,6 +114,7 @@ class StackSettings(BaseSettings):
             TWINSTACK_STATE_DIR=str(run_dir / "state"),
             TWINSTACK_SYNC_MAX_INFLIGHT=str(self.sync_max_inflight or 10 * self.sync_workers()),
             TWINSTACK_PROXY_TIMEOUT_S=str(self.proxy_timeout_s),
+            TWINSTACK_SERVER_NAMES=self.server_names,
             TWINSTACK_CORS_ORIGIN_REGEX=self.cors_origin_regex,
             TWINSTACK_RATE_LIMIT_RPS=str(self.rate_limit_rps),
             TWINSTACK_RATE_LIMIT_BURST=str(self.rate_limit_burst),

@@ -119,3 +119,19 @@ def test_slow_headers_are_cut_off_while_others_are_served(stack):
     slow.join()
     assert served == [200] * 5
     assert closed_after and 8 <= closed_after[0] <= 15, closed_after
+
+
+@pytest.mark.parametrize("host", [b"evil.example.net", b"127.0.0.1.nip.io", b""])
+def test_unknown_host_is_refused_with_421_json(stack, host):
+    response = raw(stack, b"GET /async/inspect HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n")
+    status, body = parse(response)
+    if host:
+        assert status == 421 and body["error"]["code"] == "misdirected_request"
+    else:
+        assert status == 400  # HTTP/1.1 requires a Host
+    assert b"framework" not in response  # never reached a service
+
+
+def test_known_hosts_are_served(client):
+    for host in ("localhost", "127.0.0.1"):
+        assert client.get("/async/health", headers={"Host": host}).status_code == 200

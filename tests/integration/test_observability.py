@@ -21,7 +21,10 @@ def log_lines(stack, name: str) -> list[dict]:
     lines = []
     for raw in (stack.log_dir / f"{name}.log").read_text().splitlines():
         if raw.startswith("{"):
-            lines.append(json.loads(raw))
+            try:
+                lines.append(json.loads(raw))
+            except ValueError:
+                continue  # the last line, still being written: read again on the next poll
     return lines
 
 

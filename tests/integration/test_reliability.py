@@ -182,3 +182,38 @@ def test_a_request_past_the_proxy_timeout_gets_504_json_and_frees_the_worker(tmp
             assert r.json()["served_by"] == worker
     finally:
         own.native("down", check=False)
+
+
+def test_a_post_in_flight_on_a_killed_worker_is_a_clean_502_never_a_duplicate(tmp_path, nginx_bin):
+    """One async worker, its event loop blocked (the lab's blocking sleep), a POST sent to it
+    over one of nginx's kept-alive connections, then the worker is SIGKILLed. The POST must come
+    back as nginx's 502 JSON and must not be sent again; the blocked GET is idempotent and is
+    retried on the replacement worker. Jobs are files, so "never twice" is counted."""
+    own = make_stack(tmp_path, TWINSTACK_ASYNC_WORKERS="1")
+    start(own)
+    jobs_dir = tmp_path / "run" / "state" / "async-jobs"
+    try:
+        limits = httpx.Limits(max_connections=4)
+        with httpx.Client(base_url=own.base_url, timeout=30, limits=limits) as client:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(3) as pool:  # leave idle kept-alive upstream connections
+                list(pool.map(lambda _: client.get("/async/io?delay_ms=200"), range(3)))
+            jobs_before = len(list(jobs_dir.glob("*.json")))
+            with ThreadPoolExecutor(2) as pool:
+                blocked = pool.submit(client.get, "/async/lab/blocking-sleep?delay_ms=3000")
+                time.sleep(0.3)
+                post = pool.submit(client.post, "/async/jobs", json={"delay_ms": 0})
+                time.sleep(0.5)
+                os.kill(workers_of(master_pid(own, "fastapi"))[0], signal.SIGKILL)
+                post_response, blocked_response = post.result(), blocked.result()
+            time.sleep(1)
+            created = len(list(jobs_dir.glob("*.json"))) - jobs_before
+            assert blocked_response.status_code == 200  # idempotent: retried on the new worker
+            if post_response.status_code == 502:  # it was inside the killed worker
+                assert post_response.json()["error"]["code"] == "bad_gateway"
+                assert created == 0  # not retried, not half-done
+            else:  # it had not reached the worker yet: the replacement ran it, exactly once
+                assert post_response.status_code == 202 and created == 1
+    finally:
+        own.native("down", check=False)
