@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,6 +75,17 @@ def start(stack: Stack) -> None:
         stack.native("down", check=False)  # never leave a half-started stack behind
         logs = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(stack.log_dir.glob("*.log")))
         pytest.fail(f"stack did not start:\n{result.stdout}\n{result.stderr}\n{logs}")
+
+
+@contextmanager
+def running_stack(tmp: Path, **extra: str) -> Iterator[Stack]:
+    """A private stack for one test (its own ports and directories), always stopped after."""
+    own = make_stack(tmp, **extra)
+    start(own)
+    try:
+        yield own
+    finally:
+        own.native("down", check=False)
 
 
 @pytest.fixture(scope="session")

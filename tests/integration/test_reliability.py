@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.conftest import Stack, make_stack, start
+from tests.integration.conftest import Stack, running_stack
 
 pytestmark = pytest.mark.integration
 
@@ -101,15 +101,13 @@ def test_graceful_reload_under_load_drops_nothing_and_replaces_workers(stack: St
 
 
 def test_worker_recycling_loses_nothing(tmp_path, nginx_bin):
-    own = make_stack(
+    with running_stack(
         tmp_path,
         TWINSTACK_ASYNC_MAX_REQUESTS="40",
         TWINSTACK_ASYNC_MAX_REQUESTS_JITTER="10",
         TWINSTACK_SYNC_MAX_REQUESTS="40",
         TWINSTACK_SYNC_MAX_REQUESTS_JITTER="10",
-    )
-    start(own)
-    try:
+    ) as own:
         with SteadyLoad(own.base_url, per_pool=4, max_s=40) as load:
             while min(load.ok(p) for p in PREFIXES) < 400 and time.monotonic() < load.deadline:
                 time.sleep(0.2)
@@ -117,14 +115,10 @@ def test_worker_recycling_loses_nothing(tmp_path, nginx_bin):
         for prefix in PREFIXES:
             # 400+ requests over 2 workers recycling every 40-50: many generations of workers.
             assert len(load.served_by[prefix]) >= 4, (prefix, load.served_by[prefix])
-    finally:
-        own.native("down", check=False)
 
 
 def test_overload_is_shed_fast_and_the_pool_recovers(tmp_path, nginx_bin):
-    own = make_stack(tmp_path, TWINSTACK_SYNC_WORKERS="2", TWINSTACK_SYNC_MAX_INFLIGHT="10")
-    start(own)
-    try:
+    with running_stack(tmp_path, TWINSTACK_SYNC_WORKERS="2", TWINSTACK_SYNC_MAX_INFLIGHT="10") as own:
         n = 40
         limits = httpx.Limits(max_connections=n)
         with httpx.Client(base_url=own.base_url, timeout=30, limits=limits) as client:
@@ -147,41 +141,33 @@ def test_overload_is_shed_fast_and_the_pool_recovers(tmp_path, nginx_bin):
             with ThreadPoolExecutor(8) as pool:
                 assert set(pool.map(lambda _: client.get("/sync/io?delay_ms=100").status_code, range(8))) == {200}
             assert client.get("/async/io?delay_ms=1").status_code == 200  # the async pool was never limited
-    finally:
-        own.native("down", check=False)
 
 
 def test_per_client_rate_limit_answers_429_json(tmp_path, nginx_bin):
-    own = make_stack(tmp_path, TWINSTACK_RATE_LIMIT_RPS="5", TWINSTACK_RATE_LIMIT_BURST="5")
-    start(own)
-    try:
+    with running_stack(tmp_path, TWINSTACK_RATE_LIMIT_RPS="5", TWINSTACK_RATE_LIMIT_BURST="5") as own:
         with httpx.Client(base_url=own.base_url, timeout=10) as client:
             statuses = [client.get("/async/health") for _ in range(30)]
         limited = [r for r in statuses if r.status_code == 429]
         assert limited and statuses[0].status_code == 200
         assert all(r.json()["error"]["code"] == "too_many_requests" for r in limited)
-    finally:
-        own.native("down", check=False)
 
 
 def test_a_request_past_the_proxy_timeout_gets_504_json_and_frees_the_worker(tmp_path, nginx_bin):
-    own = make_stack(tmp_path, TWINSTACK_PROXY_TIMEOUT_S="2", TWINSTACK_SYNC_WORKERS="1")
-    start(own)
-    try:
-        with httpx.Client(base_url=own.base_url, timeout=30) as client:
-            worker = client.get("/sync/inspect").json()["served_by"]
-            t0 = time.perf_counter()
-            r = client.get("/sync/io?delay_ms=4000")
-            assert r.status_code == 504 and r.json()["error"]["code"] == "gateway_timeout"
-            assert 1.5 < time.perf_counter() - t0 < 3.5  # nginx's timeout, not the request's 4 s
-            # Not retried (a timeout is not a dead worker), not stuck: the same single worker
-            # finishes its 4 s and serves again.
-            deadline = time.monotonic() + 10
-            while (r := client.get("/sync/inspect")).status_code != 200:
-                assert time.monotonic() < deadline, r.status_code
-            assert r.json()["served_by"] == worker
-    finally:
-        own.native("down", check=False)
+    with (
+        running_stack(tmp_path, TWINSTACK_PROXY_TIMEOUT_S="2", TWINSTACK_SYNC_WORKERS="1") as own,
+        httpx.Client(base_url=own.base_url, timeout=30) as client,
+    ):
+        worker = client.get("/sync/inspect").json()["served_by"]
+        t0 = time.perf_counter()
+        r = client.get("/sync/io?delay_ms=4000")
+        assert r.status_code == 504 and r.json()["error"]["code"] == "gateway_timeout"
+        assert 1.5 < time.perf_counter() - t0 < 3.5  # nginx's timeout, not the request's 4 s
+        # Not retried (a timeout is not a dead worker), not stuck: the same single worker
+        # finishes its 4 s and serves again.
+        deadline = time.monotonic() + 10
+        while (r := client.get("/sync/inspect")).status_code != 200:
+            assert time.monotonic() < deadline, r.status_code
+        assert r.json()["served_by"] == worker
 
 
 def test_a_post_in_flight_on_a_killed_worker_is_a_clean_502_never_a_duplicate(tmp_path, nginx_bin):
@@ -189,10 +175,8 @@ def test_a_post_in_flight_on_a_killed_worker_is_a_clean_502_never_a_duplicate(tm
     over one of nginx's kept-alive connections, then the worker is SIGKILLed. The POST must come
     back as nginx's 502 JSON and must not be sent again; the blocked GET is idempotent and is
     retried on the replacement worker. Jobs are files, so "never twice" is counted."""
-    own = make_stack(tmp_path, TWINSTACK_ASYNC_WORKERS="1")
-    start(own)
-    jobs_dir = tmp_path / "run" / "state" / "async-jobs"
-    try:
+    with running_stack(tmp_path, TWINSTACK_ASYNC_WORKERS="1") as own:
+        jobs_dir = tmp_path / "run" / "state" / "async-jobs"
         limits = httpx.Limits(max_connections=4)
         with httpx.Client(base_url=own.base_url, timeout=30, limits=limits) as client:
             from concurrent.futures import ThreadPoolExecutor
@@ -215,5 +199,3 @@ def test_a_post_in_flight_on_a_killed_worker_is_a_clean_502_never_a_duplicate(tm
                 assert created == 0  # not retried, not half-done
             else:  # it had not reached the worker yet: the replacement ran it, exactly once
                 assert post_response.status_code == 202 and created == 1
-    finally:
-        own.native("down", check=False)

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.integration.conftest import SYNC_WORKERS, make_stack, start
+from tests.integration.conftest import SYNC_WORKERS, running_stack
 
 pytestmark = pytest.mark.integration
 
@@ -50,11 +50,9 @@ def test_sync_is_bounded_by_its_workers(stack):
 def test_sync_worker_classes_change_the_bound(tmp_path, nginx_bin, worker_class, max_rounds, min_rounds):
     """One sync worker, 12 concurrent 300 ms waits: gthread runs 4 at a time (3 rounds),
     gevent all of them at once (1 round). The sync class would need 12 rounds."""
-    own = make_stack(
+    with running_stack(
         tmp_path, TWINSTACK_SYNC_WORKER_CLASS=worker_class, TWINSTACK_SYNC_WORKERS="1", TWINSTACK_SYNC_THREADS="4"
-    )
-    start(own)
-    try:
+    ) as own:
         n, delay = 12, 0.3
         with httpx.Client(base_url=own.base_url, timeout=60, limits=httpx.Limits(max_connections=n)) as client:
             assert client.get("/sync/fanout?calls=2&delay_ms=10").status_code == 200
@@ -67,5 +65,3 @@ def test_sync_worker_classes_change_the_bound(tmp_path, nginx_bin, worker_class,
         assert codes == [200] * n
         assert min_rounds * delay * 0.8 <= elapsed < (max_rounds + 1) * delay + 1.0, f"{worker_class}: {elapsed:.2f} s"
         assert elapsed < n * delay * 0.6  # clearly better than one at a time
-    finally:
-        own.native("down", check=False)

@@ -99,19 +99,17 @@ def test_dashboard_queries_only_metrics_that_exist():
 
 @pytest.mark.integration
 def test_native_monitoring_scrapes_both_pools_and_nginx(tmp_path, nginx_bin):
-    from tests.integration.conftest import make_stack, start
+    from tests.integration.conftest import running_stack
     from tests.support import free_port
 
     require_binary(shutil.which("prometheus"), "prometheus")
     require_binary(shutil.which("prometheus-nginx-exporter"), "prometheus-nginx-exporter")
-    own = make_stack(
+    with running_stack(
         tmp_path,
         TWINSTACK_MONITORING="1",
         TWINSTACK_PROMETHEUS_PORT=str(free_port()),
         TWINSTACK_NGINX_EXPORTER_PORT=str(free_port()),
-    )
-    start(own)
-    try:
+    ) as own:
         prometheus = f"http://127.0.0.1:{own.env['TWINSTACK_PROMETHEUS_PORT']}"
         for prefix in ("/async", "/sync"):
             httpx.get(f"{own.base_url}{prefix}/io?delay_ms=1", timeout=10)
@@ -133,5 +131,3 @@ def test_native_monitoring_scrapes_both_pools_and_nginx(tmp_path, nginx_bin):
         assert {r["metric"]["service"] for r in result} == {"fastapi", "flask"}
         up = httpx.get(f"{prometheus}/api/v1/query", params={"query": "nginx_up"}).json()["data"]["result"]
         assert up and up[0]["value"][1] == "1"
-    finally:
-        own.native("down", check=False)
