@@ -23,10 +23,10 @@ def install(app: Flask) -> None:
     def http_error(exc: HTTPException) -> ResponseReturnValue:
         status = exc.code or 500
         # exc.name is the reason phrase ("Not Found"), the same text Starlette uses.
-        response = _respond(ContractError(status, code_for_status(status), exc.name))
-        if status == 405 and exc.get_response().headers.get("Allow"):
-            return response[0], status, {"Allow": exc.get_response().headers["Allow"]}
-        return response
+        body, _ = _respond(ContractError(status, code_for_status(status), exc.name))
+        # Keep the headers werkzeug's exception carries (Allow on a 405).
+        allow = exc.get_response().headers.get("Allow")
+        return body, status, {"Allow": allow} if allow else {}
 
     @app.errorhandler(Exception)
     def unhandled_error(exc: Exception) -> ResponseReturnValue:

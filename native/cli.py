@@ -148,10 +148,7 @@ def reload(settings: StackSettings) -> None:
         raise StackError("twinstack is not running.")
     env = settings.environment()
     prefix = settings.run_dir.resolve() / "nginx"
-    # Validate before touching anything: a broken config must not replace a working one.
-    check_prefix = settings.run_dir.resolve() / "nginx-check"
-    nginx_config.render({**env, "TWINSTACK_NGINX_TEMP_DIR": str(check_prefix / "temp")}, check_prefix)
-    nginx_config.check(env["TWINSTACK_NGINX_BIN"], check_prefix, settings.nginx_globals(check_prefix, foreground=False))
+    validate_nginx(settings)  # a broken config must not replace a working one
     nginx_config.render(env, prefix)
     result = _ctl(env, "signal", "HUP", "fastapi", "flask", "nginx")
     if result.returncode != 0:
@@ -175,16 +172,20 @@ def logs(settings: StackSettings) -> None:
     os.execvp("tail", ["tail", "-n", "20", "-F", *files])
 
 
-def check(settings: StackSettings) -> None:
-    """Render the nginx config into a scratch prefix and run nginx -t on it."""
-    env = settings.environment()
+def validate_nginx(settings: StackSettings) -> None:
+    """Render the nginx config into a scratch prefix and run nginx -t on it; the running
+    configuration is not touched."""
     nginx = settings.nginx()
     if nginx is None:
         raise StackError("nginx is not installed (needed for nginx -t).")
     prefix = settings.run_dir.resolve() / "nginx-check"
-    env["TWINSTACK_NGINX_TEMP_DIR"] = str(prefix / "temp")
+    env = {**settings.environment(), "TWINSTACK_NGINX_TEMP_DIR": str(prefix / "temp")}
     nginx_config.render(env, prefix)
     nginx_config.check(nginx, prefix, settings.nginx_globals(prefix, foreground=False))
+
+
+def check(settings: StackSettings) -> None:
+    validate_nginx(settings)
     print("nginx -t: configuration is valid")
 
 

@@ -59,7 +59,7 @@ def require_json(content_type: str | None) -> None:
     """Bodies are JSON only; anything else is 415, before any parsing is attempted."""
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
     if media_type not in JSON_TYPES:
-        raise ContractError(415, "unsupported_media_type", "Send the body as application/json.", [])
+        raise ContractError(415, "unsupported_media_type", "Send the body as application/json.")
 
 
 STATUS_CODES = {
