@@ -116,7 +116,7 @@ $(STAMP): pyproject.toml
 	@scripts/system-deps.sh python3-venv
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
-	@$(PY) -m pip install -q -e '.[loadtest,test]'
+	@$(PY) -m pip install -q -e '.[loadtest,test,bench]'
 	@touch $@
 
 .PHONY: .system-deps .test-deps

@@ -1,0 +1,2 @@
+"""The lab: ``python -m bench`` (``make bench``) measures both serving models against their
+physical limits and turns every claim in DESIGN.md into a verdict, with charts."""

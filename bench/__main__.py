@@ -1,0 +1,80 @@
+"""``python -m bench run|report|compare``: what `make bench` and `make bench-compare` run.
+
+run [--mode full|quick|tiny]  measure, then write reports/bench-<timestamp>/{results.json,index.html}
+report DIR                    rebuild DIR/index.html from DIR/results.json
+compare A B                   print B's figures as ratios of A's (report folders or results.json)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .modes import MODES
+from .procs import ROOT, LabError
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .experiments import Lab
+    from .load import wrk_binary
+    from .report import write_report
+
+    mode = MODES[args.mode]
+    wrk_binary()  # fail before starting anything when the generator is missing
+    out = args.out or (ROOT / "reports" / f"bench-{time.strftime('%Y%m%d-%H%M%S')}")
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"twinstack lab, {mode.name} mode: every claim in DESIGN.md, measured. Report: {out}/index.html", flush=True)
+    lab = Lab(mode, out, say=lambda line: print(line, flush=True))
+    results = lab.run()
+    (out / "results.json").write_text(json.dumps(results, indent=1, allow_nan=False))
+    page = write_report(results, out)
+    print()
+    print(f"{'claim':<6}{'verdict':<15}reason")
+    for e in results["experiments"]:
+        print(f"{e['claim']:<6}{e['verdict']:<15}{e['reason']}")
+    print(f"\nDone in {results['elapsed_s']:.0f} s. Report: {page}\nRaw figures: {out / 'results.json'}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    results = json.loads((args.folder / "results.json").read_text())
+    print(write_report(results, args.folder))
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .compare import compare, load
+
+    print(compare(load(args.a), load(args.b)))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description="The twinstack lab.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="Run every experiment and write the report.")
+    run.add_argument("--mode", choices=sorted(MODES), default="full")
+    run.add_argument("--out", type=Path, help="Report folder (default: reports/bench-<timestamp>).")
+    run.set_defaults(func=_run)
+    report = sub.add_parser("report", help="Rebuild index.html from a folder's results.json.")
+    report.add_argument("folder", type=Path)
+    report.set_defaults(func=_report)
+    cmp_ = sub.add_parser("compare", help="Ratios between two runs (B / A).")
+    cmp_.add_argument("a", type=Path)
+    cmp_.add_argument("b", type=Path)
+    cmp_.set_defaults(func=_compare)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except LabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

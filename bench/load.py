@@ -1,0 +1,426 @@
+"""Load generators and the one shape every measured run is recorded in.
+
+- wrk (from the OS packages) for throughput and latency: a C event loop that keeps hundreds
+  of connections busy on one core, where Locust would saturate first;
+- a raw asyncio client for claim 1 (open N connections, send a request on each at once);
+- the websockets client for claim 11, httpx for background jobs (claim 10);
+- Locust, headless, for mixed user traffic, where realistic user behaviour is the point.
+
+The generator's own CPU time is measured (``wait4`` rusage of its process, or this thread's
+CPU time) and a run where it used >= 90 % of the cores it may use is marked saturated: its
+figures then say as much about the generator as about the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+
+from .procs import ROOT, LabError, Sampler, Server, _pinned
+
+WRK_SCRIPT = Path(__file__).with_name("wrk_json.lua")
+SATURATED = 0.9
+# Above this share of all CPUs busy, the box itself is the limit of the run.
+BOX_SATURATED = 0.95
+
+
+def wrk_binary() -> str:
+    path = shutil.which("wrk")
+    if path is None:
+        raise LabError(
+            "wrk is not installed: the lab's load generator comes from the OS packages "
+            "(Debian/Ubuntu: sudo apt-get install wrk; `make bench` installs it when run as root)."
+        )
+    return path
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def record(
+    *,
+    label: str,
+    tool: str,
+    url: str,
+    concurrency: int,
+    duration_s: float,
+    requests: int,
+    errors: int,
+    latency_ms: dict[str, float],
+    sampler: Sampler,
+    generator_cpu_s: float,
+    generator_cores: int,
+    total_cpus: int,
+    settings: dict | None = None,
+) -> dict:
+    """One measured run, every figure a number (the report and results.json read these)."""
+    wall = max(sampler.wall_s, 1e-9)
+    gen_cores_used = generator_cpu_s / wall
+    server_cpu = sampler.cpu_s
+    box_util = sampler.box_busy_s / (wall * total_cpus)
+    return {
+        "label": label,
+        "tool": tool,
+        "url": url,
+        "concurrency": concurrency,
+        "duration_s": round(duration_s, 3),
+        "settings": settings or {},
+        "requests": requests,
+        "errors": errors,
+        "error_rate": errors / requests if requests else 1.0,
+        "throughput_rps": requests / duration_s if duration_s else 0.0,
+        "latency_ms": {k: round(float(v), 3) for k, v in latency_ms.items()},
+        "server_cpu_s": round(server_cpu, 4),
+        "server_cpu_cores": round(server_cpu / wall, 4),
+        "cpu_ms_per_request": round(1000 * server_cpu / requests, 4) if requests else 0.0,
+        "server_rss_mb": round(sampler.peak_rss / 2**20, 2),
+        "server_pss_mb": round(sampler.peak_pss / 2**20, 2),
+        "generator_cpu_s": round(generator_cpu_s, 4),
+        "generator_cpu_cores": round(gen_cores_used, 4),
+        "generator_saturated": gen_cores_used >= SATURATED * generator_cores,
+        "box_cpu_utilisation": round(min(box_util, 1.0), 4),
+        "box_saturated": box_util >= BOX_SATURATED,
+    }
+
+
+class Generator:
+    """Runs the load generators on the generator's CPUs and records each run."""
+
+    def __init__(self, cpus: Sequence[int], total_cpus: int, progress) -> None:
+        self.cpus = tuple(cpus)
+        self.total_cpus = total_cpus
+        self.progress = progress
+        # wrk threads: one per generator CPU, at most two (one wrk thread drives ~100k req/s).
+        self.wrk_threads = max(1, min(2, len(self.cpus) if len(self.cpus) < total_cpus else len(self.cpus) // 2))
+
+    # --- wrk ---------------------------------------------------------------------------------
+    def _start_wrk(self, url: str, concurrency: int, duration_s: int) -> subprocess.Popen:
+        threads = min(self.wrk_threads, concurrency)
+        cmd = [
+            wrk_binary(), f"-t{threads}", f"-c{concurrency}", f"-d{duration_s}s", "--timeout", "30s",
+            "-s", str(WRK_SCRIPT), url,
+        ]  # fmt: skip
+        return subprocess.Popen(
+            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=_pinned(self.cpus)
+        )
+
+    @staticmethod
+    def _finish_wrk(proc: subprocess.Popen) -> tuple[dict, float]:
+        # wait4 gives the child's own CPU time (rusage), which is the generator's cost.
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out = proc.stdout.read() if proc.stdout else ""
+        line = next((ln for ln in out.splitlines() if ln.startswith("TWINSTACK_WRK ")), None)
+        if proc.returncode != 0 or line is None:
+            raise LabError(f"wrk failed ({proc.returncode}): {out.strip()[-500:]}")
+        return json.loads(line.removeprefix("TWINSTACK_WRK ")), usage.ru_utime + usage.ru_stime
+
+    def wrk(
+        self,
+        label: str,
+        url: str,
+        concurrency: int,
+        duration_s: int,
+        watch: Sequence[Server],
+        settings: dict | None = None,
+        background: tuple[str, int] | None = None,
+    ) -> dict:
+        """One wrk run against ``url``; ``background`` = (url, concurrency) of a second wrk that
+        loads the same server meanwhile (the stall experiments), not itself recorded."""
+        other = self._start_wrk(background[0], background[1], duration_s + 1) if background else None
+        if other is not None:
+            time.sleep(0.3)  # let the interfering load reach the server first
+        with Sampler(watch) as sampler:
+            result, gen_cpu = self._finish_wrk(self._start_wrk(url, concurrency, duration_s))
+        if other is not None:
+            gen_cpu += self._finish_wrk(other)[1] * duration_s / (duration_s + 1)
+        errors = sum(result[k] for k in ("connect", "read", "write", "status", "timeout"))
+        measured = record(
+            label=label,
+            tool="wrk",
+            url=url,
+            concurrency=concurrency,
+            duration_s=result["duration_us"] / 1e6,
+            requests=result["requests"],
+            errors=errors,
+            latency_ms={k: result[k] / 1000 for k in ("p50", "p95", "p99", "mean", "max")},
+            sampler=sampler,
+            generator_cpu_s=gen_cpu,
+            generator_cores=min(self.wrk_threads, concurrency) * (2 if background else 1),
+            total_cpus=self.total_cpus,
+            settings=settings,
+        )
+        self.progress(measured)
+        return measured
+
+    # --- many connections at once (claim 1) -------------------------------------------------
+    def hold(self, label: str, server: Server, path: str, connections: int, waves: int, settings: dict) -> dict:
+        """Open ``connections`` keep-alive connections, then send one request on every one of
+        them at once, ``waves`` times. Little's law gives the concurrency the server held:
+        L = (sum of request latencies) / elapsed time."""
+        os.sched_setaffinity(0, self.cpus)
+        try:
+            with Sampler([server]) as sampler:
+                started = time.thread_time()
+                latencies, errors, elapsed = asyncio.run(_hold(server.port, path, connections, waves))
+                gen_cpu = time.thread_time() - started
+        finally:
+            os.sched_setaffinity(0, range(os.cpu_count() or 1))
+        ms = [x * 1000 for x in latencies]
+        measured = record(
+            label=label,
+            tool="asyncio",
+            url=server.base_url + path,
+            concurrency=connections,
+            duration_s=elapsed,
+            requests=len(ms) + errors,
+            errors=errors,
+            latency_ms=_summary(ms),
+            sampler=sampler,
+            generator_cpu_s=gen_cpu,
+            generator_cores=1,
+            total_cpus=self.total_cpus,
+            settings=settings,
+        )
+        measured["held_concurrency"] = round(sum(latencies) / elapsed, 2) if elapsed else 0.0
+        self.progress(measured)
+        return measured
+
+    # --- WebSockets (claim 11) ----------------------------------------------------------------
+    def websockets(self, label: str, url: str, count: int, watch: Sequence[Server]) -> dict:
+        with Sampler(watch) as sampler:
+            started = time.thread_time()
+            t0 = time.perf_counter()
+            latencies, errors, refused = asyncio.run(_websockets(url, count))
+            elapsed = time.perf_counter() - t0
+            gen_cpu = time.thread_time() - started
+        ms = [x * 1000 for x in latencies]
+        measured = record(
+            label=label,
+            tool="websockets",
+            url=url,
+            concurrency=count,
+            duration_s=elapsed,
+            requests=count,
+            errors=errors,
+            latency_ms=_summary(ms),
+            sampler=sampler,
+            generator_cpu_s=gen_cpu,
+            generator_cores=1,
+            total_cpus=self.total_cpus,
+        )
+        measured["opened"] = len(ms)
+        measured["refused_status"] = refused
+        self.progress(measured)
+        return measured
+
+    # --- background jobs (claim 10) -----------------------------------------------------------
+    def jobs(self, label: str, server: Server, count: int, delay_ms: int) -> dict:
+        """POST /jobs ``count`` times; each 202 is timed, then every job is polled until done.
+        A job that finished after its 202 arrived ran after the response was sent."""
+        responses_ms: list[float] = []
+        after_response = 0
+        run_ms: list[float] = []
+        errors = 0
+        with Sampler([server]) as sampler, httpx.Client(base_url=server.base_url, timeout=30) as client:
+            started = time.thread_time()
+            t0 = time.perf_counter()
+            posted = []
+            for _ in range(count):
+                sent = time.perf_counter()
+                resp = client.post("/jobs", json={"delay_ms": delay_ms})
+                responses_ms.append((time.perf_counter() - sent) * 1000)
+                if resp.status_code != 202:
+                    errors += 1
+                    continue
+                posted.append((resp.json()["job_id"], time.time()))
+            deadline = time.monotonic() + delay_ms / 1000 * count + 30
+            for job_id, answered_at in posted:
+                while True:
+                    job = client.get(f"/jobs/{job_id}").json()
+                    if job["status"] in ("done", "failed") or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.05)
+                if job["status"] != "done":
+                    errors += 1
+                    continue
+                run_ms.append((job["finished_at"] - job["started_at"]) * 1000)
+                after_response += job["finished_at"] > answered_at
+            elapsed = time.perf_counter() - t0
+            gen_cpu = time.thread_time() - started
+        measured = record(
+            label=label,
+            tool="httpx",
+            url=server.base_url + "/jobs",
+            concurrency=1,
+            duration_s=elapsed,
+            requests=count,
+            errors=errors,
+            latency_ms=_summary(responses_ms),
+            sampler=sampler,
+            generator_cpu_s=gen_cpu,
+            generator_cores=1,
+            total_cpus=self.total_cpus,
+            settings={"job_delay_ms": delay_ms},
+        )
+        measured["jobs_done"] = len(run_ms)
+        measured["finished_after_response"] = after_response
+        measured["job_run_ms_p50"] = round(statistics.median(run_ms), 3) if run_ms else 0.0
+        self.progress(measured)
+        return measured
+
+    # --- Locust: mixed user traffic -----------------------------------------------------------
+    def locust(self, label: str, host: str, users: int, duration_s: int, watch: Sequence[Server], out: Path) -> dict:
+        base = out / "locust-mixed"
+        cmd = [
+            sys.executable, "-m", "locust", "--config", "loadtest/locust.conf", "--headless", "--only-summary",
+            "--users", str(users), "--spawn-rate", str(users), "--run-time", f"{duration_s}s",
+            "--stop-timeout", "5s", "--host", host, "--csv", str(base), "--profile", "bench",
+            "--max-p95-async-ms", "0", "--max-p95-sync-ms", "0", "--max-p95-static-ms", "0",
+        ]  # fmt: skip
+        with Sampler(watch) as sampler:
+            proc = subprocess.Popen(
+                cmd,
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                preexec_fn=_pinned(self.cpus),
+            )
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+        stats_path = base.with_name(base.name + "_stats.csv")
+        if not stats_path.exists():
+            raise LabError(f"Locust wrote no statistics: {proc.stderr.read()[-500:] if proc.stderr else ''}")
+        with stats_path.open() as fh:
+            row = next(r for r in csv.DictReader(fh) if r["Name"] == "Aggregated")
+        requests = int(row["Request Count"])
+        measured = record(
+            label=label,
+            tool="locust",
+            url=host,
+            concurrency=users,
+            duration_s=float(duration_s),
+            requests=requests,
+            errors=int(row["Failure Count"]),
+            latency_ms={
+                "p50": _num(row["50%"]),
+                "p95": _num(row["95%"]),
+                "p99": _num(row["99%"]),
+                "mean": _num(row["Average Response Time"]),
+                "max": _num(row["Max Response Time"]),
+            },
+            sampler=sampler,
+            generator_cpu_s=usage.ru_utime + usage.ru_stime,
+            generator_cores=1,
+            total_cpus=self.total_cpus,
+            settings={"users": users, "locustfile": "loadtest/locustfile.py"},
+        )
+        measured["throughput_rps"] = _num(row["Requests/s"])
+        self.progress(measured)
+        return measured
+
+
+def _num(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return 0.0
+
+
+def _summary(ms: Sequence[float]) -> dict[str, float]:
+    return {
+        "p50": percentile(ms, 50),
+        "p95": percentile(ms, 95),
+        "p99": percentile(ms, 99),
+        "mean": statistics.fmean(ms) if ms else 0.0,
+        "max": max(ms, default=0.0),
+    }
+
+
+async def _open(port: int, count: int) -> list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    conns = []
+    for start in range(0, count, 250):  # in batches: stay inside the listen backlog
+        conns += await asyncio.gather(
+            *(asyncio.open_connection("127.0.0.1", port) for _ in range(min(250, count - start)))
+        )
+    return conns
+
+
+async def _hold(port: int, path: str, count: int, waves: int) -> tuple[list[float], int, float]:
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+
+    async def one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> float:
+        sent = time.perf_counter()
+        writer.write(request)
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+        )
+        await reader.readexactly(length)
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise LabError(head.split(b"\r\n", 1)[0].decode())
+        return time.perf_counter() - sent
+
+    conns = await _open(port, count)
+    latencies: list[float] = []
+    errors = 0
+    t0 = time.perf_counter()
+    for _ in range(waves):
+        results = await asyncio.gather(*(one(r, w) for r, w in conns), return_exceptions=True)
+        latencies += [r for r in results if isinstance(r, float)]
+        errors += sum(not isinstance(r, float) for r in results)
+    elapsed = time.perf_counter() - t0
+    for _, writer in conns:
+        writer.close()
+    return latencies, errors, elapsed
+
+
+async def _websockets(url: str, count: int) -> tuple[list[float], int, int]:
+    """Open ``count`` WebSockets at once, echo one message on each while all are open.
+    Returns the round-trip times, the failures, and the HTTP status of a refused handshake."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    refused = 0
+    sockets = []
+    errors = 0
+    results = await asyncio.gather(*(connect(url, open_timeout=30) for _ in range(count)), return_exceptions=True)
+    for r in results:
+        if isinstance(r, InvalidStatus):
+            refused = r.response.status_code
+            errors += 1
+        elif isinstance(r, BaseException):
+            errors += 1
+        else:
+            sockets.append(r)
+
+    async def echo(ws, i: int) -> float:
+        sent = time.perf_counter()
+        await ws.send(f"ping {i}")
+        if await ws.recv() != f"ping {i}":
+            raise LabError("echo mismatch")
+        return time.perf_counter() - sent
+
+    rtts = await asyncio.gather(*(echo(ws, i) for i, ws in enumerate(sockets)), return_exceptions=True)
+    latencies = [r for r in rtts if isinstance(r, float)]
+    errors += len(rtts) - len(latencies)
+    await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+    return latencies, errors, refused

@@ -1,0 +1,75 @@
+"""How long and how hard the lab runs: ``full`` (make bench), ``quick`` (QUICK=1), ``tiny`` (make test).
+
+Every mode runs every experiment; only durations, concurrency levels and sizes shrink.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    duration_s: int  # per measured point (wrk counts whole seconds)
+    io_levels: tuple[int, ...]  # concurrency levels of the /io and /cpu curves
+    cpu_levels: tuple[int, ...]
+    scale: tuple[int, ...]  # sync workers (and gthread threads) for the scaling claim
+    connections: int  # claim 1: connections one async process holds at once
+    connections_delay_ms: int
+    connections_waves: int
+    websockets: int  # claim 11: WebSockets held open at once
+    jobs: int  # claim 10: background jobs posted per service
+    locust_users: int
+    io_delay_ms: int = 50
+    cpu_work: int = 10_000  # SHA-256 rounds, about 7 ms of CPU
+    peer_io_concurrency: int = 64
+    peer_cpu_concurrency: int = 8
+    proxy_concurrency: int = 32
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+MODES = {
+    "full": Mode(
+        name="full",
+        duration_s=5,
+        io_levels=(1, 8, 32, 128, 512),
+        cpu_levels=(1, 4, 16, 64, 512),
+        scale=(1, 2, 4, 8),
+        connections=2000,
+        connections_delay_ms=2000,
+        connections_waves=3,
+        websockets=500,
+        jobs=10,
+        locust_users=50,
+    ),
+    "quick": Mode(
+        name="quick",
+        duration_s=1,
+        io_levels=(1, 16, 512),
+        cpu_levels=(1, 16, 512),
+        scale=(1, 4),
+        connections=1000,
+        connections_delay_ms=1000,
+        connections_waves=2,
+        websockets=200,
+        jobs=4,
+        locust_users=20,
+    ),
+    "tiny": Mode(
+        name="tiny",
+        duration_s=1,
+        io_levels=(1, 8),
+        cpu_levels=(1, 4),
+        scale=(1, 4),
+        connections=100,
+        connections_delay_ms=200,
+        connections_waves=2,
+        websockets=10,
+        jobs=2,
+        locust_users=4,
+        cpu_work=2_000,
+    ),
+}

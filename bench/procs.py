@@ -1,0 +1,235 @@
+"""The servers the lab measures, as local processes on free loopback ports, and what they use.
+
+Each server runs in its own process group (so a stop takes its workers too) with its log in
+the report's ``logs/`` folder. ``Sampler`` watches the process trees of the servers under
+test while a load runs: CPU seconds (user + system, every worker included) and the peak of
+resident memory (RSS) and of proportional memory (PSS, which splits pages shared after fork).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from twinstack_contract.serving import usable_cpus
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class LabError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class CpuLayout:
+    """Which CPUs the servers and the load generator may use. With four or more CPUs they get
+    separate ones (a quarter for the generator), so neither steals the other's cycles; with
+    fewer, both share all of them and the generator's CPU is recorded instead."""
+
+    servers: tuple[int, ...]
+    generator: tuple[int, ...]
+
+    @property
+    def pinned(self) -> bool:
+        return set(self.servers).isdisjoint(self.generator)
+
+    @classmethod
+    def detect(cls) -> CpuLayout:
+        cpus = tuple(sorted(os.sched_getaffinity(0)))
+        if len(cpus) < 4:
+            return cls(servers=cpus, generator=cpus)
+        split = max(1, len(cpus) // 4)
+        return cls(servers=cpus[:-split], generator=cpus[-split:])
+
+    def as_dict(self) -> dict:
+        return {"servers": list(self.servers), "generator": list(self.generator), "pinned": self.pinned}
+
+
+def _pinned(cpus: Sequence[int]):
+    def pin() -> None:
+        os.sched_setaffinity(0, cpus)
+
+    return pin
+
+
+@dataclass
+class Server:
+    """One server under test: a command, its environment, the port it answers on."""
+
+    name: str
+    argv: list[str]
+    port: int
+    env: dict[str, str]
+    health_path: str = "/health"
+    stop_signal: int = signal.SIGTERM
+    settings: dict = field(default_factory=dict)
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, log_dir: Path, cpus: Sequence[int]) -> None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_dir / f"{self.name}.log"
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv,
+                cwd=ROOT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_pinned(cpus),
+            )
+
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc is None or self.proc.poll() is not None:
+                raise LabError(f"{self.name} exited while starting:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(self.base_url + self.health_path, timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.2)
+        raise LabError(f"{self.name} not ready after {timeout_s:.0f} s:\n{self.log_tail()}")
+
+    def log_tail(self, chars: int = 2000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except (AttributeError, OSError):
+            return ""
+
+    def processes(self) -> list[psutil.Process]:
+        if self.proc is None:
+            return []
+        try:
+            root = psutil.Process(self.proc.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return []
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        pgid = self.proc.pid
+        try:
+            os.killpg(pgid, self.stop_signal)
+            self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            pass
+        except ProcessLookupError:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)  # whatever is left of the group
+        self.proc.wait()
+
+
+class Servers:
+    """Starts servers together (they boot in parallel), stops each exactly once."""
+
+    def __init__(self, log_dir: Path, layout: CpuLayout) -> None:
+        self.log_dir = log_dir
+        self.layout = layout
+        self.running: dict[str, Server] = {}
+
+    def start(self, *servers: Server) -> None:
+        fresh = [s for s in servers if s.name not in self.running]
+        for server in fresh:
+            server.start(self.log_dir, self.layout.servers)
+            self.running[server.name] = server
+        for server in fresh:
+            server.wait_ready()
+
+    def stop(self, *servers: Server) -> None:
+        for server in servers:
+            if self.running.pop(server.name, None) is not None:
+                server.stop()
+
+    def stop_all(self) -> None:
+        self.stop(*list(self.running.values()))
+
+
+class Sampler:
+    """CPU seconds and peak memory of some servers' process trees, sampled in a thread."""
+
+    def __init__(self, servers: Sequence[Server], interval_s: float = 0.2) -> None:
+        self.servers = servers
+        self.interval_s = interval_s
+        self._first: dict[int, float] = {}
+        self._last: dict[int, float] = {}
+        self._initial: set[int] = set()
+        self.peak_rss = 0
+        self.peak_pss = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        rss = pss = 0
+        for server in self.servers:
+            for proc in server.processes():
+                try:
+                    with proc.oneshot():
+                        times = proc.cpu_times()
+                        mem = proc.memory_full_info()
+                except psutil.Error:
+                    continue
+                total = times.user + times.system
+                self._first.setdefault(proc.pid, total)
+                self._last[proc.pid] = total
+                rss += mem.rss
+                pss += getattr(mem, "pss", mem.rss)
+        self.peak_rss = max(self.peak_rss, rss)
+        self.peak_pss = max(self.peak_pss, pss)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._sample()
+
+    def __enter__(self) -> Sampler:
+        self._sample()
+        self._initial = set(self._first)
+        self._box_start = psutil.cpu_times()
+        self._wall_start = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        self.wall_s = time.monotonic() - self._wall_start
+        end = psutil.cpu_times()
+        busy = lambda t: t.user + t.nice + t.system + t.irq + t.softirq + getattr(t, "steal", 0.0)  # noqa: E731
+        self.box_busy_s = busy(end) - busy(self._box_start)
+
+    @property
+    def cpu_s(self) -> float:
+        # A process that appeared during the run (a respawned worker) counts from zero.
+        return sum(last - (self._first[pid] if pid in self._initial else 0.0) for pid, last in self._last.items())
+
+
+def cores() -> int:
+    return usable_cpus()
