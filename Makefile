@@ -20,16 +20,31 @@ MONITORING ?=
 MONITORING_ENV := $(if $(MONITORING),TWINSTACK_MONITORING=$(MONITORING))
 COMPOSE_PROFILES_ARGS := $(if $(filter 1 true,$(MONITORING)),--profile monitoring)
 
+# make bench QUICK=1: the same experiments, short (about 3 minutes instead of 10-15).
+QUICK ?=
+BENCH_MODE := $(if $(filter 1 true,$(QUICK)),quick,full)
+# make bench-compare A B (two report folders); A=... B=... works too. The folders are
+# arguments, not targets: declared phony with an empty recipe so make builds nothing for them.
+ifeq (bench-compare,$(firstword $(MAKECMDGOALS)))
+COMPARE_ARGS := $(wordlist 2,$(words $(MAKECMDGOALS)),$(MAKECMDGOALS))
+A ?= $(word 1,$(COMPARE_ARGS))
+B ?= $(word 2,$(COMPARE_ARGS))
+ifneq ($(COMPARE_ARGS),)
+.PHONY: $(COMPARE_ARGS)
+$(COMPARE_ARGS): ; @:
+endif
+endif
+
 ifeq ($(filter $(STACK),docker native),)
 $(error STACK must be docker or native, not '$(STACK)')
 endif
 
-.PHONY: help up down restart reload status logs loadtest test lint check tls-cert clean
+.PHONY: help up down restart reload status logs loadtest bench bench-compare test lint check tls-cert clean
 
 help: ## Show this help
 	@echo "twinstack: FastAPI and Flask side by side behind one nginx (runner: $(STACK))"
 	@echo
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
 
 up: ## Start the stack detached, wait until healthy, print the URLs
 	@$(MAKE) --no-print-directory _up-$(STACK)
@@ -51,6 +66,15 @@ logs: ## Follow every log of the running stack, interleaved
 
 loadtest: up ## Headless Locust run against the stack (PROFILE=mixed, WORKERS=0); report in reports/
 	@$(MAKE) --no-print-directory _loadtest-$(STACK)
+
+bench: $(STAMP) .bench-deps ## The lab: every claim in DESIGN.md measured against its limit (QUICK=1: short); report in reports/
+	@$(PY) -m bench run --mode $(BENCH_MODE)
+
+bench-compare: $(STAMP) ## Two lab runs side by side, B as ratios of A: make bench-compare reports/bench-A reports/bench-B
+	@if [ -z "$(A)" ] || [ -z "$(B)" ]; then \
+		echo "usage: make bench-compare REPORT_A REPORT_B   (two folders under reports/, or their results.json)" >&2; \
+		exit 2; fi
+	@$(PY) -m bench compare "$(A)" "$(B)"
 
 check: $(STAMP) .system-deps ## Validate the nginx configuration (nginx -t on the rendered templates)
 	@$(PY) -m native check
@@ -119,10 +143,14 @@ $(STAMP): pyproject.toml
 	@$(PY) -m pip install -q -e '.[loadtest,test,bench]'
 	@touch $@
 
-.PHONY: .system-deps .test-deps
+.PHONY: .system-deps .bench-deps .test-deps
 .system-deps:
 	@scripts/system-deps.sh nginx
+# The lab drives the servers with wrk, a C load generator, from the OS packages.
+.bench-deps:
+	@scripts/system-deps.sh nginx wrk
 # The browser tests drive Debian's chromium through Playwright; promtool checks the
-# Prometheus config and the monitoring test runs Prometheus and the nginx exporter.
+# Prometheus config and the monitoring test runs Prometheus and the nginx exporter; the lab's
+# test runs wrk.
 .test-deps:
-	@scripts/system-deps.sh nginx chromium prometheus prometheus-nginx-exporter
+	@scripts/system-deps.sh nginx chromium prometheus prometheus-nginx-exporter wrk

@@ -40,10 +40,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from .compare import load
     from .report import write_report
 
-    results = json.loads((args.folder / "results.json").read_text())
-    print(write_report(results, args.folder))
+    folder = args.folder if args.folder.is_dir() else args.folder.parent
+    print(write_report(load(args.folder), folder))
     return 0
 
 

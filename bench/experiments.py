@@ -73,6 +73,39 @@ def decide(ok: bool, reason: str, runs: list[dict], expect_errors: bool = False)
     return (HOLDS if ok else FAILS), reason
 
 
+def physical_limits(run: dict, settings: dict, concurrency: int, wait_s: float, cores: int, pinned: bool) -> dict:
+    """The limits one run could not beat: Little's law (when each request waits ``wait_s``) and
+    the utilisation law (the free cores over the CPU time one request took, as measured)."""
+    workers = settings.get("workers", 1)
+    wc = settings.get("worker_class", "")
+    if wc == "sync":
+        slots = min(concurrency, workers)
+    elif wc == "gthread":
+        slots = min(concurrency, workers * settings.get("threads", 1))
+    elif wc == "gevent":
+        slots = min(concurrency, workers * settings.get("worker_connections", 1000))
+    else:  # an event loop: every connection is in flight at once
+        slots = concurrency
+    limits: dict = {"slots": slots}
+    if wait_s:
+        limits["little_rps"] = slots / wait_s
+    # Unpinned, the generator's measured CPU is not available to the servers.
+    free_cores = cores if pinned else cores - run["generator_cpu_cores"]
+    busy = min(concurrency, workers)  # each process runs Python on one core at a time (the GIL)
+    usable = max(0.05, min(free_cores, busy))
+    cpu_s = run["cpu_ms_per_request"] / 1000
+    limits["cores_available"] = usable
+    if cpu_s > 0:
+        limits["cpu_rps"] = usable / cpu_s
+    bound = min((v for k, v in limits.items() if k.endswith("_rps")), default=0.0)
+    limits["bound_rps"] = bound
+    limits["binding"] = (
+        "little" if limits.get("little_rps", float("inf")) <= limits.get("cpu_rps", float("inf")) else "cpu"
+    )
+    limits["ratio"] = run["throughput_rps"] / bound if bound else 0.0
+    return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in limits.items()}
+
+
 class Lab:
     def __init__(self, mode: Mode, out: Path, say: Callable[[str], None] = print) -> None:
         self.mode = mode
@@ -234,13 +267,14 @@ class Lab:
                 settings=self.nginx_server.settings,
             )
             results["curves"] = self.curves()
-            # Claim 6 measures the one-worker async server's memory: before claims 3 and 9 give
-            # it a process pool.
+            # Claim 6 measures the one-worker async server's memory while it is fresh: before
+            # claim 1 has it hold thousands of connections and claims 3 and 9 give it a
+            # process pool.
             experiments = [
-                self.claim_1(),
                 self.claim_2(results["curves"]["io"]),
                 self.claim_4(results["curves"]["io"]),
                 *self.claims_5_and_6(),
+                self.claim_1(),
                 *self.claims_3_and_9(),
                 self.claim_7(results["curves"]["cpu"]),
                 self.claim_8(),
@@ -293,32 +327,7 @@ class Lab:
         return out
 
     def limits(self, run: dict, settings: dict, concurrency: int, wait_s: float) -> dict:
-        """The physical limits of one run: Little's law (for a wait) and the utilisation law."""
-        workers = settings.get("workers", 1)
-        wc = settings.get("worker_class", "")
-        if wc == "sync":
-            slots = min(concurrency, workers)
-        elif wc == "gthread":
-            slots = min(concurrency, workers * settings.get("threads", 1))
-        elif wc == "gevent":
-            slots = min(concurrency, workers * settings.get("worker_connections", 1000))
-        else:  # an event loop: every connection is in flight at once
-            slots = concurrency
-        limits: dict = {"slots": slots}
-        if wait_s:
-            limits["little_rps"] = slots / wait_s
-        free_cores = self.cores if self.layout.pinned else self.cores - run["generator_cpu_cores"]
-        busy = min(concurrency, workers)  # each process runs Python on one core at a time
-        cores = max(0.05, min(free_cores, busy))
-        cpu_s = run["cpu_ms_per_request"] / 1000
-        limits["cores_available"] = round(cores, 3)
-        if cpu_s > 0:
-            limits["cpu_rps"] = cores / cpu_s
-        bound = min(v for k, v in limits.items() if k.endswith("_rps"))
-        limits["bound_rps"] = bound
-        limits["binding"] = "little" if limits.get("little_rps", float("inf")) <= limits.get("cpu_rps", 0) else "cpu"
-        limits["ratio"] = run["throughput_rps"] / bound if bound else 0.0
-        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in limits.items()}
+        return physical_limits(run, settings, concurrency, wait_s, self.cores, self.layout.pinned)
 
     # --- the claims ---------------------------------------------------------------------------
     def async_one(self) -> Server:
@@ -370,7 +379,7 @@ class Lab:
         top = max(little, key=lambda p: p["concurrency"]) if little else points[-1]
         ratio = worst["limits"]["ratio"]
         knee = (
-            f"; above c={cpu_bound[0]['concurrency']} the CPU, not the wait, is the limit "
+            f"; from c={cpu_bound[0]['concurrency']} on, the CPU, not the wait, is the limit "
             f"({cpu_bound[-1]['limits']['ratio']:.0%} of cores / cpu-time at c={cpu_bound[-1]['concurrency']})"
             if cpu_bound
             else ""

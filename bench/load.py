@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import math
 import os
 import shutil
 import statistics
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from .procs import ROOT, LabError, Sampler, Server, _pinned
+from .procs import ROOT, LabError, Sampler, Server, _pinned, settle
 
 WRK_SCRIPT = Path(__file__).with_name("wrk_json.lua")
 SATURATED = 0.9
@@ -49,8 +50,9 @@ def percentile(values: Sequence[float], pct: float) -> float:
     if not values:
         return 0.0
     ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered) + 0.5) - 1))
-    return ordered[index]
+    # Nearest rank: the smallest value with at least pct % of the values at or below it.
+    rank = math.ceil(pct / 100 * len(ordered))
+    return ordered[min(len(ordered), max(1, rank)) - 1]
 
 
 def record(
@@ -143,6 +145,7 @@ class Generator:
     ) -> dict:
         """One wrk run against ``url``; ``background`` = (url, concurrency) of a second wrk that
         loads the same server meanwhile (the stall experiments), not itself recorded."""
+        settle(watch)
         other = self._start_wrk(background[0], background[1], duration_s + 1) if background else None
         if other is not None:
             time.sleep(0.3)  # let the interfering load reach the server first
@@ -174,6 +177,7 @@ class Generator:
         """Open ``connections`` keep-alive connections, then send one request on every one of
         them at once, ``waves`` times. Little's law gives the concurrency the server held:
         L = (sum of request latencies) / elapsed time."""
+        settle([server])
         os.sched_setaffinity(0, self.cpus)
         try:
             with Sampler([server]) as sampler:
@@ -204,6 +208,7 @@ class Generator:
 
     # --- WebSockets (claim 11) ----------------------------------------------------------------
     def websockets(self, label: str, url: str, count: int, watch: Sequence[Server]) -> dict:
+        settle(watch)
         with Sampler(watch) as sampler:
             started = time.thread_time()
             t0 = time.perf_counter()
@@ -238,6 +243,7 @@ class Generator:
         after_response = 0
         run_ms: list[float] = []
         errors = 0
+        settle([server])
         with Sampler([server]) as sampler, httpx.Client(base_url=server.base_url, timeout=30) as client:
             started = time.thread_time()
             t0 = time.perf_counter()
@@ -294,6 +300,7 @@ class Generator:
             "--stop-timeout", "5s", "--host", host, "--csv", str(base), "--profile", "bench",
             "--max-p95-async-ms", "0", "--max-p95-sync-ms", "0", "--max-p95-static-ms", "0",
         ]  # fmt: skip
+        settle(watch)
         with Sampler(watch) as sampler:
             proc = subprocess.Popen(
                 cmd,

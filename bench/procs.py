@@ -23,8 +23,6 @@ from pathlib import Path
 
 import psutil
 
-from twinstack_contract.serving import usable_cpus
-
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -231,5 +229,37 @@ class Sampler:
         return sum(last - (self._first[pid] if pid in self._initial else 0.0) for pid, last in self._last.items())
 
 
-def cores() -> int:
-    return usable_cpus()
+def _cpu_seconds(servers: Sequence[Server]) -> float:
+    total = 0.0
+    for server in servers:
+        for proc in server.processes():
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                total += times.user + times.system
+    return total
+
+
+def settle(servers: Sequence[Server], timeout_s: float = 60.0) -> float:
+    """Wait until the servers are idle again; returns how long that took.
+
+    A load generator that stops leaves requests behind: sent, queued in the listen backlog,
+    their clients gone. A sync worker still accepts and serves every one of them (the request
+    is already in the socket), so the next run would queue behind the previous run's ghosts.
+    Idle means: a health check answers within 50 ms and the processes use < 5 % of a core."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        before, t0 = _cpu_seconds(servers), time.monotonic()
+        quick = True
+        for server in servers:
+            sent = time.monotonic()
+            try:
+                with urllib.request.urlopen(server.base_url + server.health_path, timeout=timeout_s) as resp:
+                    resp.read()
+            except (urllib.error.URLError, OSError):
+                quick = False
+            quick = quick and time.monotonic() - sent < 0.05
+        time.sleep(max(0.0, 0.1 - (time.monotonic() - t0)))
+        busy = (_cpu_seconds(servers) - before) / (time.monotonic() - t0)
+        if quick and busy < 0.05:
+            break
+    return time.monotonic() - start

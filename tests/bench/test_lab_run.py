@@ -1,0 +1,184 @@
+"""The lab, end to end, in its tiny mode: the real servers, nginx and wrk, for a second a point.
+
+It asserts no timing (this machine is shared and noisy). It asserts that the report is
+complete and well-formed: every claim of DESIGN.md present with a verdict that is one of
+three, every figure a finite number from a run that actually carried requests, every chart
+inline, and the comparison tool reading the result.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.experiments import CLAIMS, VERDICTS
+from bench.modes import MODES
+from tests.support import ROOT, require_binary
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(480)]
+
+RUN_FIGURES = (
+    "requests",
+    "errors",
+    "error_rate",
+    "throughput_rps",
+    "server_cpu_s",
+    "server_cpu_cores",
+    "cpu_ms_per_request",
+    "server_rss_mb",
+    "server_pss_mb",
+    "generator_cpu_s",
+    "generator_cpu_cores",
+    "box_cpu_utilisation",
+)
+LATENCIES = ("p50", "p95", "p99", "mean", "max")
+
+
+def number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_run(run: dict, where: str) -> None:
+    for key in RUN_FIGURES:
+        assert number(run[key]), f"{where}: {key}={run[key]!r}"
+        assert run[key] >= 0, f"{where}: {key} negative"
+    for key in LATENCIES:
+        assert number(run["latency_ms"][key]), f"{where}: latency {key}"
+    assert isinstance(run["generator_saturated"], bool) and isinstance(run["box_saturated"], bool)
+    assert run["requests"] > 0, f"{where}: no request was made"
+    for key, value in run.get("limits", {}).items():
+        assert key == "binding" or number(value), f"{where}: limits.{key}={value!r}"
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory, nginx_bin: str) -> Path:
+    require_binary(shutil.which("wrk"), "wrk")
+    out = tmp_path_factory.mktemp("bench") / "report"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "run", "--mode", "tiny", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=420,
+    )
+    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    # Progress is shown while it runs, and the verdicts at the end.
+    assert "claim 1:" in result.stdout and "Report:" in result.stdout
+    return out
+
+
+@pytest.fixture(scope="module")
+def results(report: Path) -> dict:
+    return json.loads((report / "results.json").read_text())
+
+
+def test_every_claim_is_one_experiment_with_a_verdict(results):
+    experiments = results["experiments"]
+    assert [e["claim"] for e in experiments] == sorted(CLAIMS)
+    for e in experiments:
+        where = f"claim {e['claim']}"
+        assert e["verdict"] in VERDICTS, where
+        assert e["reason"] and e["what"] and e["band"], where
+        assert number(e["ratio"]), where
+        assert number(e["yardstick"]["value"]) and e["yardstick"]["formula"], where
+        assert number(e["measured"]["value"]), where
+        assert e["runs"], where
+        for run in e["runs"]:
+            if e["claim"] == 11 and run["label"].startswith("sync"):
+                continue  # the refused WSGI handshake: no request is the point
+            check_run(run, where)
+
+
+def test_curves_cover_every_configuration_and_level_with_limits(results):
+    mode = MODES["tiny"]
+    for kind, levels in (("io", mode.io_levels), ("cpu", mode.cpu_levels)):
+        curve = results["curves"][kind]
+        assert set(curve["series"]) == {"async", "sync", "gthread", "gevent"}
+        for name, series in curve["series"].items():
+            points = series["points"]
+            assert [p["concurrency"] for p in points] == list(levels), (kind, name)
+            for p in points:
+                check_run(p, f"{kind} {name} c={p['concurrency']}")
+                assert p["limits"]["bound_rps"] > 0
+                # The server did the work: its CPU time was measured, not assumed.
+                assert p["server_cpu_s"] > 0
+
+
+def test_ceiling_proxy_static_and_peers_are_measured(results):
+    check_run(results["ceiling"], "ceiling")
+    kinds = {(r["pool"], r["path_kind"]) for r in results["proxy"]}
+    for pool in ("async", "sync"):
+        for kind in ("direct", "nginx, upstream keep-alive", "nginx, no upstream keep-alive", "twinstack nginx config"):
+            assert (pool, kind) in kinds
+    assert any(r["tool"] == "locust" for r in results["proxy"])
+    assert len(results["static"]) == 4
+    for r in results["proxy"] + results["static"]:
+        check_run(r, r["label"])
+    peers = {
+        row["peer"]
+        for group in results["peers"]["groups"].values()
+        for workload in group.values()
+        for row in workload["rows"]
+    }
+    assert {"uvicorn", "gunicorn-asgi", "granian-asgi", "gunicorn-defaults", "granian-wsgi"} <= peers
+    assert {"twinstack async pool", "twinstack sync pool"} <= peers
+    for group in results["peers"]["groups"].values():
+        assert set(group) == {"io", "cpu"}
+        for workload in group.values():
+            assert sorted(r["rank"] for r in workload["rows"]) == list(range(1, len(workload["rows"]) + 1))
+            for row in workload["rows"]:
+                check_run(row, row["label"])
+
+
+def test_the_machine_and_every_component_version_are_recorded(results):
+    machine = results["machine"]
+    assert machine["cpus"] >= 1 and machine["memory_gib"] > 0
+    for component in ("python", "nginx", "wrk", "gunicorn", "uvicorn", "fastapi", "flask", "granian", "locust"):
+        assert machine["versions"][component] not in ("", "unknown", "not installed"), component
+    assert isinstance(results["cpu_layout"]["pinned"], bool)
+
+
+def test_the_report_is_one_self_contained_page_with_the_verdicts_first(report, results):
+    page = (report / "index.html").read_text()
+    # Self-contained: no script, no stylesheet or image fetched from anywhere.
+    assert "<script" not in page
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
+    assert page.count("<svg") >= 8
+    verdicts = page.index("<h2>Verdicts</h2>")
+    assert verdicts < page.index("id='claim-1'")
+    # The box's ceiling is the first row of the verdict table.
+    table = page[verdicts:]
+    first_row = table[table.index("<tr", table.index("</tr>")) :]
+    assert first_row.startswith('<tr class="ceiling">')
+    for e in results["experiments"]:
+        assert f"id='claim-{e['claim']}'" in page
+    for section in ("Curves", "nginx in front", "Static files", "Peers"):
+        assert section in page
+
+
+def test_two_runs_compare_as_ratios(report):
+    result = subprocess.run(
+        ["make", "-s", "bench-compare", str(report), str(report / "results.json")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("curve io | async")]
+    assert rows and all(line.count("1.00x") == 2 for line in rows)
+    # The report can be rebuilt from its raw figures alone.
+    rebuilt = subprocess.run([sys.executable, "-m", "bench", "report", str(report)], cwd=ROOT, capture_output=True)
+    assert rebuilt.returncode == 0 and (report / "index.html").exists()
+
+
+def test_bench_compare_without_two_reports_explains_its_usage():
+    result = subprocess.run(["make", "-s", "bench-compare"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "usage: make bench-compare" in result.stderr
