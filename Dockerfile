@@ -14,6 +14,7 @@ COPY flask_service/ flask_service/
 COPY downstream_service/ downstream_service/
 COPY native/ native/
 COPY loadtest/ loadtest/
+COPY bench/ bench/
 # Every dependency is pinned with == in pyproject.toml; all have wheels for CPython 3.11.
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 

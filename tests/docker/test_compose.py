@@ -162,6 +162,16 @@ def test_same_nginx_files():
     assert nginx_config.NGINX_DIR == ROOT / "nginx"
 
 
+def test_the_image_build_copies_every_package_the_project_declares():
+    # `pip wheel .` fails on a declared package whose folder the build stage lacks.
+    import tomllib
+
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    stage = DOCKERFILE.split("AS wheels\n", 1)[1].split("FROM", 1)[0]
+    for package in packages:
+        assert f"COPY {package}/ {package}/" in stage, package
+
+
 def test_same_gunicorn_files():
     for program, target in (("fastapi", "fastapi"), ("flask", "flask")):
         conf = re.search(r"-c (\S+)", SUPERVISOR[f"program:{program}"]["command"]).group(1)
