@@ -109,7 +109,7 @@ class Generator:
         self.total_cpus = total_cpus
         self.progress = progress
         # wrk threads: one per generator CPU, at most two (one wrk thread drives ~100k req/s).
-        self.wrk_threads = max(1, min(2, len(self.cpus) if len(self.cpus) < total_cpus else len(self.cpus) // 2))
+        self.wrk_threads = max(1, min(2, len(self.cpus)))
 
     # --- wrk ---------------------------------------------------------------------------------
     def _start_wrk(self, url: str, concurrency: int, duration_s: int) -> subprocess.Popen:

@@ -15,6 +15,8 @@ from matplotlib.ticker import FuncFormatter, NullFormatter
 
 plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.grid": True, "grid.alpha": 0.3})
 COLORS = {"async": "#1f77b4", "sync": "#d62728", "gthread": "#ff7f0e", "gevent": "#2ca02c"}
+# Differences smaller than this between two runs are within a shared machine's run-to-run noise.
+NOISE = 0.05
 BADGE = {"holds": "#1a7f37", "does not hold": "#cf222e", "inconclusive": "#9a6700"}
 
 CAPTIONS = {
@@ -152,7 +154,7 @@ def runs_table(runs: list[dict], extra: tuple[tuple[str, str], ...] = ()) -> str
     head = (
         "<tr><th>run</th><th>tool</th><th>conc.</th><th>req/s</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th>"
         "<th>errors</th><th>server CPU (cores)</th><th>CPU ms / req</th><th>RSS MiB</th><th>PSS MiB</th>"
-        "<th>generator CPU (cores)</th>" + "".join(f"<th>{_e(h)}</th>" for h, _ in extra) + "</tr>"
+        "<th>generator CPU (cores)</th>" + "".join(f"<th>{_e(h)}</th>" for h, *_ in extra) + "</tr>"
     )
     rows = []
     for r in runs:
@@ -167,17 +169,17 @@ def runs_table(runs: list[dict], extra: tuple[tuple[str, str], ...] = ()) -> str
             f"<td class=n>{r['errors']} / {r['requests']}</td><td class=n>{_n(r['server_cpu_cores'], 2)}{box}</td>",
             f"<td class=n>{_n(r['cpu_ms_per_request'], 2)}</td><td class=n>{_n(r['server_rss_mb'])}</td>",
             f"<td class=n>{_n(r['server_pss_mb'])}</td><td class=n>{gen}</td>",
-            *(f"<td class=n>{_e(fmt(r))}</td>" for _, fmt in extra),
+            *(f"<td{' class=n' if numeric else ''}>{_e(fmt(r))}</td>" for _, fmt, numeric in extra),
         ]
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table>{head}{''.join(rows)}</table>"
 
 
-def _limit_cols() -> tuple[tuple[str, object], ...]:
+def _limit_cols() -> tuple[tuple[str, object, bool], ...]:
     return (
-        ("limit req/s", lambda r: _n(r["limits"]["bound_rps"]) if "limits" in r else "-"),
-        ("limit", lambda r: r["limits"]["binding"] if "limits" in r else "-"),
-        ("ratio", lambda r: f"{r['limits']['ratio']:.2f}" if "limits" in r else "-"),
+        ("limit req/s", lambda r: _n(r["limits"]["bound_rps"]) if "limits" in r else "-", True),
+        ("limit", lambda r: r["limits"]["binding"] if "limits" in r else "-", False),
+        ("ratio", lambda r: f"{r['limits']['ratio']:.2f}" if "limits" in r else "-", True),
     )
 
 
@@ -242,14 +244,17 @@ def peers_block(peers: dict) -> str:
                 )
             else:
                 sentence = "twinstack's configuration ranks first among these servers here"
+            top, last = rows[0]["throughput_rps"], rows[-1]["throughput_rps"]
+            if top and last / top >= 1 - NOISE:
+                sentence += f"; all within {NOISE:.0%} of each other, which is a tie on this machine"
             parts.append(
                 f"<h3>{_e(group)}: GET {_e(workload['path'])}, {workload['concurrency']} in flight</h3>"
                 f"<p>{_e(sentence)}.</p>"
                 + runs_table(
                     rows,
                     (
-                        ("rank", lambda r: r["rank"]),
-                        ("configuration", lambda r: ", ".join(f"{k}={v}" for k, v in r["settings"].items())),
+                        ("rank", lambda r: r["rank"], True),
+                        ("configuration", lambda r: ", ".join(f"{k}={v}" for k, v in r["settings"].items()), False),
                     ),
                 )
                 + _figure(
@@ -313,12 +318,12 @@ def render(results: dict) -> str:
         body.append(runs_table(runs, _limit_cols()))
     body.append("<h2>nginx in front: proxy cost and upstream keep-alive</h2>")
     proxy = results["proxy"]
-    vs_direct = ("vs direct", lambda r: f"{r['ratio_to_direct']:.2f}x" if r["ratio_to_direct"] else "-")
+    vs_direct = ("vs direct", lambda r: f"{r['ratio_to_direct']:.2f}x" if r["ratio_to_direct"] else "-", True)
     body.append(runs_table(proxy, (vs_direct,)))
     body.append(_figure(_throughput_bars(proxy), "proxy"))
     body.append("<h2>Static files: nginx vs a Python worker, the same bytes</h2>")
     static = results["static"]
-    body.append(runs_table(static, (("vs nginx", lambda r: f"{r['ratio_to_nginx']:.2f}x"),)))
+    body.append(runs_table(static, (("vs nginx", lambda r: f"{r['ratio_to_nginx']:.2f}x", True),)))
     body.append(_figure(_throughput_bars(static), "static"))
     body.append("<h2>Peers: what users would pick instead, same apps, same run</h2>")
     body.append(peers_block(results["peers"]))
