@@ -187,7 +187,7 @@ class Lab:
             if worker_class == "gevent":
                 settings["worker_connections"] = 1000
         conf = "fastapi_service/gunicorn.conf.py" if service == "async" else "flask_service/gunicorn.conf.py"
-        return Server(name, [str(BIN / "gunicorn"), "-c", conf], port, env, settings=settings)
+        return Server(name, argv("gunicorn", "-c", conf), port, env, settings=settings)
 
     def peer(self, name: str, argv: list[str], settings: dict, port: int, health: str = "/health") -> Server:
         env = {**self.env, "TWINSTACK_RUN_DIR": str(self.tmp / name)}
@@ -234,23 +234,14 @@ class Lab:
                 "CPU-bound yardstick allows."
             )
         try:
+            port = self.stack.downstream_port
             self.downstream = Server(
                 "downstream",
-                [
-                    str(BIN / "uvicorn"),
-                    "--factory",
-                    "downstream_service.main:create_app",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.stack.downstream_port),
-                    "--no-access-log",
-                    "--log-level",
-                    "warning",
-                ],
-                self.stack.downstream_port,
+                argv("uvicorn", "--factory", "downstream_service.main:create_app", "--host", "127.0.0.1",
+                     "--port", port, "--no-access-log", "--log-level", "warning"),
+                port,
                 self.env,
-            )
+            )  # fmt: skip
             self.async_pool = self.pool("async", "async", port=self.stack.async_port)
             self.sync_pool = self.pool("sync", "sync", port=self.stack.sync_port)
             self.nginx_server = self.nginx()
@@ -442,64 +433,70 @@ class Lab:
         urllib.request.urlopen(f"{server.base_url}/lab/cpu-in-process-pool?work=1", timeout=60).read()
 
         self.section(f"claim 3: /io p99 on one worker beside CPU work ({cpu_ms:.0f} ms) inside async def")
-        cpu_runs = self._stall(
+        claim3 = self._stall_claim(
+            3,
             "cpu",
             probe,
-            [
-                ("CPU in async def (anti-pattern)", f"/lab/cpu-in-loop?work={work}"),
-                ("CPU in a process pool (fix)", f"/lab/cpu-in-process-pool?work={work}"),
-            ],
-        )
-        base, anti, fix = (r["latency_ms"]["p99"] for r in cpu_runs)
-        claim3 = self._experiment(
-            3,
+            cpu_ms,
+            ("CPU in async def (anti-pattern)", f"/lab/cpu-in-loop?work={work}"),
+            ("CPU in a process pool (fix)", f"/lab/cpu-in-process-pool?work={work}"),
             what=f"one uvicorn worker (direct): wrk keeps 8 GET {probe} in flight while a second wrk sends one "
             f"request at a time to an endpoint that hashes for {cpu_ms:.0f} ms; alone, beside "
             "/lab/cpu-in-loop (CPU inside async def), beside /lab/cpu-in-process-pool (the fix)",
-            runs=cpu_runs,
-            yardstick=("p99 alone + the CPU time of one blocking call", "p99(alone) + cpu_ms", base + cpu_ms, "ms"),
-            measured=("p99 beside CPU in async def", anti, "ms"),
-            ratio=(anti - base) / cpu_ms if cpu_ms else 0.0,
-            band="p99 grows by >= 0.5 x the CPU time of the blocking call",
-            verdict=decide(
-                anti - base >= 0.5 * cpu_ms,
-                f"p99 of 20 ms waits went from {base:.0f} ms alone to {anti:.0f} ms beside {cpu_ms:.0f} ms of CPU "
-                f"in async def (every request on the worker waited for it); with the process pool: {fix:.0f} ms",
-                cpu_runs,
-            ),
-            chart="stall",
+            # The claim is the stall; the fix is shown beside it.
+            fix_decides=False,
         )
-
-        block_ms = 100
-        self.section(f"claim 9: /io p99 on one worker beside a {block_ms} ms blocking call in async def")
-        block_runs = self._stall(
+        block_ms = 100.0
+        self.section(f"claim 9: /io p99 on one worker beside a {block_ms:.0f} ms blocking call in async def")
+        claim9 = self._stall_claim(
+            9,
             "blocking",
             probe,
-            [
-                ("time.sleep in async def (anti-pattern)", f"/lab/blocking-sleep?delay_ms={block_ms}"),
-                ("asyncio.to_thread (fix)", f"/lab/to-thread-sleep?delay_ms={block_ms}"),
-            ],
-        )
-        base9, anti9, fix9 = (r["latency_ms"]["p99"] for r in block_runs)
-        claim9 = self._experiment(
-            9,
+            block_ms,
+            ("time.sleep in async def (anti-pattern)", f"/lab/blocking-sleep?delay_ms={block_ms:.0f}"),
+            ("asyncio.to_thread (fix)", f"/lab/to-thread-sleep?delay_ms={block_ms:.0f}"),
             what=f"one uvicorn worker (direct): 8 GET {probe} in flight; alone, beside /lab/blocking-sleep "
             f"(time.sleep({block_ms / 1000}) inside async def), beside /lab/to-thread-sleep "
             "(the same call in asyncio.to_thread)",
-            runs=block_runs,
-            yardstick=("p99 alone + one blocking call", "p99(alone) + blocking ms", base9 + block_ms, "ms"),
-            measured=("p99 beside time.sleep in async def", anti9, "ms"),
-            ratio=(anti9 - base9) / block_ms,
-            band="p99 grows by >= 0.5 x the blocking time, and with to_thread by < 0.5 x",
+            fix_decides=True,
+        )
+        return [claim3, claim9]
+
+    def _stall_claim(
+        self,
+        claim: int,
+        label: str,
+        probe: str,
+        cost_ms: float,
+        anti: tuple[str, str],
+        fix: tuple[str, str],
+        *,
+        what: str,
+        fix_decides: bool,
+    ) -> dict:
+        """p99 of the probe alone, beside the anti-pattern, beside its fix; the anti-pattern
+        stalls when it adds at least half its own cost to the probe's p99."""
+        runs = self._stall(label, probe, [anti, fix])
+        base, stalled, fixed = (r["latency_ms"]["p99"] for r in runs)
+        stalls = stalled - base >= 0.5 * cost_ms
+        fixes = fixed - base < 0.5 * cost_ms
+        band = "p99 grows by >= 0.5 x the cost of the blocking call"
+        return self._experiment(
+            claim,
+            what=what,
+            runs=runs,
+            yardstick=("p99 alone + one blocking call", "p99(alone) + its cost", base + cost_ms, "ms"),
+            measured=(f"p99 beside {anti[0]}", stalled, "ms"),
+            ratio=(stalled - base) / cost_ms if cost_ms else 0.0,
+            band=band + (", and with the fix by < 0.5 x" if fix_decides else ""),
             verdict=decide(
-                anti9 - base9 >= 0.5 * block_ms and fix9 - base9 < 0.5 * block_ms,
-                f"p99 of 20 ms waits: {base9:.0f} ms alone, {anti9:.0f} ms beside time.sleep in async def, "
-                f"{fix9:.0f} ms with asyncio.to_thread",
-                block_runs,
+                stalls and (fixes or not fix_decides),
+                f"p99 of 20 ms waits: {base:.0f} ms alone, {stalled:.0f} ms beside {anti[0]} "
+                f"({cost_ms:.0f} ms a call), {fixed:.0f} ms beside {fix[0]}",
+                runs,
             ),
             chart="stall",
         )
-        return [claim3, claim9]
 
     def claim_4(self, io: dict) -> dict:
         settings = io["series"]["sync"]["settings"]
@@ -785,43 +782,22 @@ class Lab:
         asgi_port, wsgi_port = free_port(), free_port()
         ctl = self.tmp / "static-ctl"
         ctl.mkdir(exist_ok=True)
+        workers = {"asgi": self.cores, "wsgi": 2 * self.cores + 1}
         asgi = self.peer(
             "static-asgi",
-            [
-                str(BIN / "gunicorn"),
-                "-k",
-                "uvicorn_worker.UvicornWorker",
-                "-w",
-                str(self.cores),
-                "-b",
-                f"127.0.0.1:{asgi_port}",
-                "--control-socket",
-                str(ctl / "asgi.ctl"),
-                "bench.static_app:asgi_app()",
-            ],
-            {
-                "server": "gunicorn",
-                "worker_class": "uvicorn_worker.UvicornWorker",
-                "workers": self.cores,
-                "app": "Starlette StaticFiles",
-            },
+            argv("gunicorn", "-k", "uvicorn_worker.UvicornWorker", "-w", workers["asgi"],
+                 "-b", f"127.0.0.1:{asgi_port}", "--control-socket", ctl / "asgi.ctl", "bench.static_app:asgi_app()"),
+            {"server": "gunicorn", "worker_class": "uvicorn_worker.UvicornWorker", "workers": workers["asgi"],
+             "app": "Starlette StaticFiles"},
             asgi_port,
-        )
+        )  # fmt: skip
         wsgi = self.peer(
             "static-wsgi",
-            [
-                str(BIN / "gunicorn"),
-                "-w",
-                str(2 * self.cores + 1),
-                "-b",
-                f"127.0.0.1:{wsgi_port}",
-                "--control-socket",
-                str(ctl / "wsgi.ctl"),
-                "bench.static_app:wsgi_app()",
-            ],
-            {"server": "gunicorn", "worker_class": "sync", "workers": 2 * self.cores + 1, "app": "Flask static folder"},
+            argv("gunicorn", "-w", workers["wsgi"], "-b", f"127.0.0.1:{wsgi_port}",
+                 "--control-socket", ctl / "wsgi.ctl", "bench.static_app:wsgi_app()"),
+            {"server": "gunicorn", "worker_class": "sync", "workers": workers["wsgi"], "app": "Flask static folder"},
             wsgi_port,
-        )
+        )  # fmt: skip
         self.servers.start(asgi, wsgi)
         asset = "/static/style.css"
         self.section(f"static: {asset} from nginx and from Python, c={c}")
@@ -843,104 +819,47 @@ class Lab:
     def peers(self) -> dict:
         m = self.mode
         n = self.cores
-        names = ("uvicorn", "gunicorn-asgi", "granian-asgi", "gunicorn-defaults", "granian-wsgi")
-        ports = {name: free_port() for name in names}
         ctl = self.tmp / "peers-ctl"
         ctl.mkdir(exist_ok=True)
-        app_asgi, app_wsgi = "fastapi_service.main:create_app", "flask_service.main:create_app"
-        peers = [
-            self.peer(
-                "uvicorn",
-                [
-                    str(BIN / "uvicorn"),
-                    "--factory",
-                    app_asgi,
-                    "--workers",
-                    str(n),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(ports["uvicorn"]),
-                    "--no-access-log",
-                    "--log-level",
-                    "warning",
-                ],
+        asgi, wsgi = "fastapi_service.main:create_app", "flask_service.main:create_app"
+        quiet = ("--no-access-log", "--log-level", "warning")
+
+        def granian(interface: str, app: str, port: int) -> list[str]:
+            return argv("granian", "--interface", interface, "--factory", "--workers", n, *quiet, *bind(port), app)
+
+        def bind(port: int) -> tuple[str, ...]:
+            return ("--host", "127.0.0.1", "--port", str(port))
+
+        def gunicorn(name: str, port: int, *args: object) -> list[str]:
+            # gunicorn >= 25 opens a control socket at one per-user default path: one each.
+            return argv("gunicorn", "-b", f"127.0.0.1:{port}", "--control-socket", ctl / f"{name}.ctl", *args)
+
+        specs = {  # name: (argv for a port, settings); what each peer is when run as its docs say
+            "uvicorn": (
+                lambda port: argv("uvicorn", "--factory", asgi, "--workers", n, *quiet, *bind(port)),
                 {"server": "uvicorn", "workers": n, "interface": "ASGI"},
-                ports["uvicorn"],
             ),
-            self.peer(
-                "gunicorn-asgi",
-                [
-                    str(BIN / "gunicorn"),
-                    "-k",
-                    "asgi",
-                    "-w",
-                    str(n),
-                    "-b",
-                    f"127.0.0.1:{ports['gunicorn-asgi']}",
-                    "--control-socket",
-                    str(ctl / "asgi.ctl"),
-                    f"{app_asgi}()",
-                ],
+            "gunicorn-asgi": (
+                lambda port: gunicorn("asgi", port, "-k", "asgi", "-w", n, f"{asgi}()"),
                 {"server": "gunicorn", "worker_class": "asgi (gunicorn's own)", "workers": n, "interface": "ASGI"},
-                ports["gunicorn-asgi"],
             ),
-            self.peer(
-                "granian-asgi",
-                [
-                    str(BIN / "granian"),
-                    "--interface",
-                    "asgi",
-                    "--factory",
-                    "--workers",
-                    str(n),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(ports["granian-asgi"]),
-                    "--no-access-log",
-                    "--log-level",
-                    "warning",
-                    app_asgi,
-                ],
+            "granian-asgi": (
+                lambda port: granian("asgi", asgi, port),
                 {"server": "granian", "workers": n, "interface": "ASGI"},
-                ports["granian-asgi"],
             ),
-            self.peer(
-                "gunicorn-defaults",
-                [
-                    str(BIN / "gunicorn"),
-                    "-b",
-                    f"127.0.0.1:{ports['gunicorn-defaults']}",
-                    "--control-socket",
-                    str(ctl / "defaults.ctl"),
-                    f"{app_wsgi}()",
-                ],
+            "gunicorn-defaults": (
+                lambda port: gunicorn("defaults", port, f"{wsgi}()"),
                 {"server": "gunicorn", "worker_class": "sync", "workers": 1, "interface": "WSGI", "note": "defaults"},
-                ports["gunicorn-defaults"],
             ),
-            self.peer(
-                "granian-wsgi",
-                [
-                    str(BIN / "granian"),
-                    "--interface",
-                    "wsgi",
-                    "--factory",
-                    "--workers",
-                    str(n),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(ports["granian-wsgi"]),
-                    "--no-access-log",
-                    "--log-level",
-                    "warning",
-                    app_wsgi,
-                ],
+            "granian-wsgi": (
+                lambda port: granian("wsgi", wsgi, port),
                 {"server": "granian", "workers": n, "interface": "WSGI"},
-                ports["granian-wsgi"],
             ),
-        ]
+        }
+        peers = []
+        for name, (command, settings) in specs.items():
+            port = free_port()
+            peers.append(self.peer(name, command(port), settings, port))
         self.servers.start(*peers)
         curve = self.curve_servers()
         contenders = {
@@ -1000,6 +919,11 @@ class Lab:
             "reason": verdict[1],
             "chart": chart or "",
         }
+
+
+def argv(program: str, *args: object) -> list[str]:
+    """A command line for one of the virtualenv's programs."""
+    return [str(BIN / program), *(str(a) for a in args)]
 
 
 def _describe(settings: dict) -> str:

@@ -172,6 +172,27 @@ class Generator:
         self.progress(measured)
         return measured
 
+    def _client_run(
+        self, *, label: str, tool: str, url: str, concurrency: int, elapsed: float, requests: int, errors: int,
+        ms: Sequence[float], sampler: Sampler, generator_cpu_s: float, settings: dict | None = None,
+    ) -> dict:  # fmt: skip
+        """A run driven from this process (one thread): latencies measured here, one core."""
+        return record(
+            label=label,
+            tool=tool,
+            url=url,
+            concurrency=concurrency,
+            duration_s=elapsed,
+            requests=requests,
+            errors=errors,
+            latency_ms=_summary(ms),
+            sampler=sampler,
+            generator_cpu_s=generator_cpu_s,
+            generator_cores=1,
+            total_cpus=self.total_cpus,
+            settings=settings,
+        )
+
     # --- many connections at once (claim 1) -------------------------------------------------
     def hold(self, label: str, server: Server, path: str, connections: int, waves: int, settings: dict) -> dict:
         """Open ``connections`` keep-alive connections, then send one request on every one of
@@ -186,20 +207,17 @@ class Generator:
                 gen_cpu = time.thread_time() - started
         finally:
             os.sched_setaffinity(0, range(os.cpu_count() or 1))
-        ms = [x * 1000 for x in latencies]
-        measured = record(
+        measured = self._client_run(
             label=label,
             tool="asyncio",
             url=server.base_url + path,
             concurrency=connections,
-            duration_s=elapsed,
-            requests=len(ms) + errors,
+            elapsed=elapsed,
+            requests=len(latencies) + errors,
             errors=errors,
-            latency_ms=_summary(ms),
+            ms=[x * 1000 for x in latencies],
             sampler=sampler,
             generator_cpu_s=gen_cpu,
-            generator_cores=1,
-            total_cpus=self.total_cpus,
             settings=settings,
         )
         measured["held_concurrency"] = round(sum(latencies) / elapsed, 2) if elapsed else 0.0
@@ -215,22 +233,19 @@ class Generator:
             latencies, errors, refused = asyncio.run(_websockets(url, count))
             elapsed = time.perf_counter() - t0
             gen_cpu = time.thread_time() - started
-        ms = [x * 1000 for x in latencies]
-        measured = record(
+        measured = self._client_run(
             label=label,
             tool="websockets",
             url=url,
             concurrency=count,
-            duration_s=elapsed,
+            elapsed=elapsed,
             requests=count,
             errors=errors,
-            latency_ms=_summary(ms),
+            ms=[x * 1000 for x in latencies],
             sampler=sampler,
             generator_cpu_s=gen_cpu,
-            generator_cores=1,
-            total_cpus=self.total_cpus,
         )
-        measured["opened"] = len(ms)
+        measured["opened"] = len(latencies)
         measured["refused_status"] = refused
         self.progress(measured)
         return measured
@@ -270,19 +285,17 @@ class Generator:
                 after_response += job["finished_at"] > answered_at
             elapsed = time.perf_counter() - t0
             gen_cpu = time.thread_time() - started
-        measured = record(
+        measured = self._client_run(
             label=label,
             tool="httpx",
             url=server.base_url + "/jobs",
             concurrency=1,
-            duration_s=elapsed,
+            elapsed=elapsed,
             requests=count,
             errors=errors,
-            latency_ms=_summary(responses_ms),
+            ms=responses_ms,
             sampler=sampler,
             generator_cpu_s=gen_cpu,
-            generator_cores=1,
-            total_cpus=self.total_cpus,
             settings={"job_delay_ms": delay_ms},
         )
         measured["jobs_done"] = len(run_ms)
