@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # the lab has stopped every server it started
+        print("interrupted: no report written.", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import csv
 import json
 import math
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -124,9 +125,7 @@ class Generator:
 
     @staticmethod
     def _finish_wrk(proc: subprocess.Popen) -> tuple[dict, float]:
-        # wait4 gives the child's own CPU time (rusage), which is the generator's cost.
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        _, usage = _wait(proc)
         out = proc.stdout.read() if proc.stdout else ""
         line = next((ln for ln in out.splitlines() if ln.startswith("TWINSTACK_WRK ")), None)
         if proc.returncode != 0 or line is None:
@@ -147,12 +146,18 @@ class Generator:
         loads the same server meanwhile (the stall experiments), not itself recorded."""
         settle(watch)
         other = self._start_wrk(background[0], background[1], duration_s + 1) if background else None
-        if other is not None:
-            time.sleep(0.3)  # let the interfering load reach the server first
-        with Sampler(watch) as sampler:
-            result, gen_cpu = self._finish_wrk(self._start_wrk(url, concurrency, duration_s))
-        if other is not None:
-            gen_cpu += self._finish_wrk(other)[1] * duration_s / (duration_s + 1)
+        try:
+            if other is not None:
+                time.sleep(0.3)  # let the interfering load reach the server first
+            with Sampler(watch) as sampler:
+                result, gen_cpu = self._finish_wrk(self._start_wrk(url, concurrency, duration_s))
+            if other is not None:
+                gen_cpu += self._finish_wrk(other)[1] * duration_s / (duration_s + 1)
+        except BaseException:
+            if other is not None and other.poll() is None:
+                other.kill()
+                other.wait()
+            raise
         errors = sum(result[k] for k in ("connect", "read", "write", "status", "timeout"))
         measured = record(
             label=label,
@@ -199,14 +204,15 @@ class Generator:
         them at once, ``waves`` times. Little's law gives the concurrency the server held:
         L = (sum of request latencies) / elapsed time."""
         settle([server])
-        os.sched_setaffinity(0, self.cpus)
+        own = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, self.cpus)  # this thread drives the load: the generator's CPUs
         try:
             with Sampler([server]) as sampler:
                 started = time.thread_time()
                 latencies, errors, elapsed = asyncio.run(_hold(server.port, path, connections, waves))
                 gen_cpu = time.thread_time() - started
         finally:
-            os.sched_setaffinity(0, range(os.cpu_count() or 1))
+            os.sched_setaffinity(0, own)
         measured = self._client_run(
             label=label,
             tool="asyncio",
@@ -323,8 +329,7 @@ class Generator:
                 text=True,
                 preexec_fn=_pinned(self.cpus),
             )
-            _, status, usage = os.wait4(proc.pid, 0)
-            proc.returncode = os.waitstatus_to_exitcode(status)
+            _, usage = _wait(proc)
         stats_path = base.with_name(base.name + "_stats.csv")
         if not stats_path.exists():
             raise LabError(f"Locust wrote no statistics: {proc.stderr.read()[-500:] if proc.stderr else ''}")
@@ -357,6 +362,19 @@ class Generator:
         return measured
 
 
+def _wait(proc: subprocess.Popen) -> tuple[int, resource.struct_rusage]:
+    """Wait for a generator process; wait4 gives its own CPU time (rusage), the generator's
+    cost. Interrupted (Ctrl-C), the generator is stopped too: no load outlives the lab."""
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage
+
+
 def _num(text: str) -> float:
     try:
         return float(text)
@@ -375,11 +393,14 @@ def _summary(ms: Sequence[float]) -> dict[str, float]:
 
 
 async def _open(port: int, count: int) -> list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    """Up to ``count`` connections; one that cannot be opened is left out (and counted)."""
     conns = []
     for start in range(0, count, 250):  # in batches: stay inside the listen backlog
-        conns += await asyncio.gather(
-            *(asyncio.open_connection("127.0.0.1", port) for _ in range(min(250, count - start)))
+        opened = await asyncio.gather(
+            *(asyncio.open_connection("127.0.0.1", port) for _ in range(min(250, count - start))),
+            return_exceptions=True,
         )
+        conns += [c for c in opened if not isinstance(c, BaseException)]
     return conns
 
 
@@ -401,7 +422,7 @@ async def _hold(port: int, path: str, count: int, waves: int) -> tuple[list[floa
 
     conns = await _open(port, count)
     latencies: list[float] = []
-    errors = 0
+    errors = (count - len(conns)) * waves  # a connection refused is a request lost in every wave
     t0 = time.perf_counter()
     for _ in range(waves):
         results = await asyncio.gather(*(one(r, w) for r, w in conns), return_exceptions=True)

@@ -182,3 +182,40 @@ def test_bench_compare_without_two_reports_explains_its_usage():
     result = subprocess.run(["make", "-s", "bench-compare"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 2
     assert "usage: make bench-compare" in result.stderr
+
+
+def test_ctrl_c_stops_every_server_and_generator_and_writes_no_report(tmp_path, nginx_bin):
+    import signal
+    import time
+
+    import psutil
+
+    require_binary(shutil.which("wrk"), "wrk")
+    out = tmp_path / "report"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench", "run", "--mode", "tiny", "--out", str(out)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lab = psutil.Process(proc.pid)
+    try:
+        # Wait until the first curve is being measured: the stack runs and wrk is loading it.
+        for line in proc.stdout:
+            if "curve:" in line:
+                break
+        time.sleep(0.5)
+        started = lab.children(recursive=True)
+        commands = [" ".join(p.cmdline()) for p in started]
+        assert any("gunicorn" in c for c in commands) and any("nginx" in c for c in commands), commands
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    assert "interrupted: no report written." in stderr and "Traceback" not in stderr
+    assert not (out / "results.json").exists()
+    _, alive = psutil.wait_procs(started, timeout=10)
+    assert not alive, [" ".join(p.cmdline()) for p in alive]
