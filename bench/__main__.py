@@ -36,6 +36,13 @@ def _run(args: argparse.Namespace) -> int:
     for e in results["experiments"]:
         print(f"{e['claim']:<6}{e['verdict']:<15}{e['reason']}")
     print(f"\nDone in {results['elapsed_s']:.0f} s. Report: {page}\nRaw figures: {out / 'results.json'}")
+    if results["failures"]:
+        count = len(results["failures"])
+        print(f"\n{count} part(s) of the lab could not run (inconclusive in the report):", file=sys.stderr)
+        for failure in results["failures"]:
+            print(f"  {failure}", file=sys.stderr)
+        print(f"Tracebacks: {out / 'logs' / 'lab-errors.log'}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -7,8 +7,10 @@
 - Locust, headless, for mixed user traffic, where realistic user behaviour is the point.
 
 The generator's own CPU time is measured (``wait4`` rusage of its process, or this thread's
-CPU time) and a run where it used >= 90 % of the cores it may use is marked saturated: its
-figures then say as much about the generator as about the server.
+CPU time) and a run where it used >= 90 % of the CPU it could get is marked saturated: its
+figures then say as much about the generator as about the server. The CPU it could get is
+its threads' worth of cores, and, where it shares the CPUs with the servers, no more than
+the servers left over.
 """
 
 from __future__ import annotations
@@ -70,13 +72,26 @@ def record(
     generator_cpu_s: float,
     generator_cores: int,
     total_cpus: int,
+    shared: bool,
+    settled: tuple[float, bool],
     settings: dict | None = None,
+    answered: int | None = None,
+    time_bounded: bool = False,
 ) -> dict:
-    """One measured run, every figure a number (the report and results.json read these)."""
+    """One measured run, every figure a number (the report and results.json read these).
+
+    ``requests`` counts what was sent and ``errors`` what failed; ``answered`` (default:
+    requests - errors) the good responses, the only ones throughput counts. A ``time_bounded``
+    run (wrk: as many requests as fit in the duration) stops with requests still waiting."""
     wall = max(sampler.wall_s, 1e-9)
     gen_cores_used = generator_cpu_s / wall
     server_cpu = sampler.cpu_s
     box_util = sampler.box_busy_s / (wall * total_cpus)
+    # The CPU the generator could get: its threads' cores, and sharing the CPUs with the
+    # servers, no more than they left over.
+    gen_cap = min(generator_cores, total_cpus - server_cpu / wall) if shared else generator_cores
+    good = max(0, requests - errors) if answered is None else answered
+    throughput = good / duration_s if duration_s else 0.0
     return {
         "label": label,
         "tool": tool,
@@ -87,16 +102,23 @@ def record(
         "requests": requests,
         "errors": errors,
         "error_rate": errors / requests if requests else 1.0,
-        "throughput_rps": requests / duration_s if duration_s else 0.0,
+        "throughput_rps": throughput,
         "latency_ms": {k: round(float(v), 3) for k, v in latency_ms.items()},
+        # Little's law: with `concurrency` requests always in flight, each took concurrency /
+        # throughput on average. Past a third of the run, the slowest were still waiting when
+        # it ended and their latencies are missing from the percentiles (throughput is right).
+        "latency_censored": time_bounded and (throughput <= 0 or concurrency / throughput > duration_s / 3),
+        "settle_s": round(settled[0], 2),
+        "settled": settled[1],
         "server_cpu_s": round(server_cpu, 4),
         "server_cpu_cores": round(server_cpu / wall, 4),
         "cpu_ms_per_request": round(1000 * server_cpu / requests, 4) if requests else 0.0,
         "server_rss_mb": round(sampler.peak_rss / 2**20, 2),
         "server_pss_mb": round(sampler.peak_pss / 2**20, 2),
+        "server_pss_idle_mb": round(sampler.idle_pss / 2**20, 2),
         "generator_cpu_s": round(generator_cpu_s, 4),
         "generator_cpu_cores": round(gen_cores_used, 4),
-        "generator_saturated": gen_cores_used >= SATURATED * generator_cores,
+        "generator_saturated": gen_cores_used >= SATURATED * max(gen_cap, 0.05),
         "box_cpu_utilisation": round(min(box_util, 1.0), 4),
         "box_saturated": box_util >= BOX_SATURATED,
     }
@@ -105,9 +127,10 @@ def record(
 class Generator:
     """Runs the load generators on the generator's CPUs and records each run."""
 
-    def __init__(self, cpus: Sequence[int], total_cpus: int, progress) -> None:
+    def __init__(self, cpus: Sequence[int], total_cpus: int, progress, shared: bool) -> None:
         self.cpus = tuple(cpus)
         self.total_cpus = total_cpus
+        self.shared = shared  # the servers run on the generator's CPUs too
         self.progress = progress
         # wrk threads: one per generator CPU, at most two (one wrk thread drives ~100k req/s).
         self.wrk_threads = max(1, min(2, len(self.cpus)))
@@ -143,22 +166,24 @@ class Generator:
         background: tuple[str, int] | None = None,
     ) -> dict:
         """One wrk run against ``url``; ``background`` = (url, concurrency) of a second wrk that
-        loads the same server meanwhile (the stall experiments), not itself recorded."""
-        settle(watch)
+        loads the same server meanwhile (the stall experiments), summarised in the run."""
+        settled = settle(watch)
         other = self._start_wrk(background[0], background[1], duration_s + 1) if background else None
+        side = None
         try:
             if other is not None:
                 time.sleep(0.3)  # let the interfering load reach the server first
             with Sampler(watch) as sampler:
                 result, gen_cpu = self._finish_wrk(self._start_wrk(url, concurrency, duration_s))
             if other is not None:
-                gen_cpu += self._finish_wrk(other)[1] * duration_s / (duration_s + 1)
+                side, side_cpu = self._finish_wrk(other)
+                gen_cpu += side_cpu * duration_s / (duration_s + 1)
         except BaseException:
             if other is not None and other.poll() is None:
                 other.kill()
                 other.wait()
             raise
-        errors = sum(result[k] for k in ("connect", "read", "write", "status", "timeout"))
+        threads = min(self.wrk_threads, concurrency) + (min(self.wrk_threads, background[1]) if background else 0)
         measured = record(
             label=label,
             tool="wrk",
@@ -166,20 +191,34 @@ class Generator:
             concurrency=concurrency,
             duration_s=result["duration_us"] / 1e6,
             requests=result["requests"],
-            errors=errors,
+            errors=_wrk_errors(result),
+            # wrk counts every response; one with a 4xx/5xx status is an error, not throughput.
+            answered=result["requests"] - result["status"],
             latency_ms={k: result[k] / 1000 for k in ("p50", "p95", "p99", "mean", "max")},
             sampler=sampler,
             generator_cpu_s=gen_cpu,
-            generator_cores=min(self.wrk_threads, concurrency) * (2 if background else 1),
+            generator_cores=threads,
+            time_bounded=True,
             total_cpus=self.total_cpus,
+            shared=self.shared,
+            settled=settled,
             settings=settings,
         )
+        if side is not None:
+            measured["background"] = {
+                "url": background[0],
+                "concurrency": background[1],
+                "requests": side["requests"],
+                "errors": _wrk_errors(side),
+                "latency_ms_p50": side["p50"] / 1000,
+            }
         self.progress(measured)
         return measured
 
     def _client_run(
         self, *, label: str, tool: str, url: str, concurrency: int, elapsed: float, requests: int, errors: int,
-        ms: Sequence[float], sampler: Sampler, generator_cpu_s: float, settings: dict | None = None,
+        ms: Sequence[float], sampler: Sampler, generator_cpu_s: float, settled: tuple[float, bool],
+        settings: dict | None = None,
     ) -> dict:  # fmt: skip
         """A run driven from this process (one thread): latencies measured here, one core."""
         return record(
@@ -195,21 +234,26 @@ class Generator:
             generator_cpu_s=generator_cpu_s,
             generator_cores=1,
             total_cpus=self.total_cpus,
+            shared=self.shared,
+            settled=settled,
             settings=settings,
         )
 
     # --- many connections at once (claim 1) -------------------------------------------------
-    def hold(self, label: str, server: Server, path: str, connections: int, waves: int, settings: dict) -> dict:
+    def hold(
+        self, label: str, server: Server, path: str, connections: int, waves: int, wait_s: float, settings: dict
+    ) -> dict:
         """Open ``connections`` keep-alive connections, then send one request on every one of
-        them at once, ``waves`` times. Little's law gives the concurrency the server held:
-        L = (sum of request latencies) / elapsed time."""
-        settle([server])
+        them at once, ``waves`` times; each request waits ``wait_s`` in the server.
+
+        The concurrency held is counted, not inferred: see ``held_at_once``; the worst wave counts."""
+        settled = settle([server])
         own = os.sched_getaffinity(0)
         os.sched_setaffinity(0, self.cpus)  # this thread drives the load: the generator's CPUs
         try:
             with Sampler([server]) as sampler:
                 started = time.thread_time()
-                latencies, errors, elapsed = asyncio.run(_hold(server.port, path, connections, waves))
+                latencies, errors, elapsed, held = asyncio.run(_hold(server.port, path, connections, waves, wait_s))
                 gen_cpu = time.thread_time() - started
         finally:
             os.sched_setaffinity(0, own)
@@ -224,15 +268,16 @@ class Generator:
             ms=[x * 1000 for x in latencies],
             sampler=sampler,
             generator_cpu_s=gen_cpu,
+            settled=settled,
             settings=settings,
         )
-        measured["held_concurrency"] = round(sum(latencies) / elapsed, 2) if elapsed else 0.0
+        measured["held_concurrency"] = held
         self.progress(measured)
         return measured
 
     # --- WebSockets (claim 11) ----------------------------------------------------------------
     def websockets(self, label: str, url: str, count: int, watch: Sequence[Server]) -> dict:
-        settle(watch)
+        settled = settle(watch)
         with Sampler(watch) as sampler:
             started = time.thread_time()
             t0 = time.perf_counter()
@@ -250,6 +295,7 @@ class Generator:
             ms=[x * 1000 for x in latencies],
             sampler=sampler,
             generator_cpu_s=gen_cpu,
+            settled=settled,
         )
         measured["opened"] = len(latencies)
         measured["refused_status"] = refused
@@ -264,7 +310,7 @@ class Generator:
         after_response = 0
         run_ms: list[float] = []
         errors = 0
-        settle([server])
+        settled = settle([server])
         with Sampler([server]) as sampler, httpx.Client(base_url=server.base_url, timeout=30) as client:
             started = time.thread_time()
             t0 = time.perf_counter()
@@ -302,6 +348,7 @@ class Generator:
             ms=responses_ms,
             sampler=sampler,
             generator_cpu_s=gen_cpu,
+            settled=settled,
             settings={"job_delay_ms": delay_ms},
         )
         measured["jobs_done"] = len(run_ms)
@@ -319,20 +366,16 @@ class Generator:
             "--stop-timeout", "5s", "--host", host, "--csv", str(base), "--profile", "bench",
             "--max-p95-async-ms", "0", "--max-p95-sync-ms", "0", "--max-p95-static-ms", "0",
         ]  # fmt: skip
-        settle(watch)
-        with Sampler(watch) as sampler:
-            proc = subprocess.Popen(
-                cmd,
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-                preexec_fn=_pinned(self.cpus),
-            )
+        settled = settle(watch)
+        log = out / "logs" / "locust.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        # Its output goes to a file: a pipe nobody reads while it runs could fill and block it.
+        with Sampler(watch) as sampler, log.open("w") as sink:
+            proc = subprocess.Popen(cmd, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, preexec_fn=_pinned(self.cpus))
             _, usage = _wait(proc)
         stats_path = base.with_name(base.name + "_stats.csv")
         if not stats_path.exists():
-            raise LabError(f"Locust wrote no statistics: {proc.stderr.read()[-500:] if proc.stderr else ''}")
+            raise LabError(f"Locust wrote no statistics (exit {proc.returncode}): {log.read_text()[-500:]}")
         with stats_path.open() as fh:
             row = next(r for r in csv.DictReader(fh) if r["Name"] == "Aggregated")
         requests = int(row["Request Count"])
@@ -355,9 +398,11 @@ class Generator:
             generator_cpu_s=usage.ru_utime + usage.ru_stime,
             generator_cores=1,
             total_cpus=self.total_cpus,
+            shared=self.shared,
+            settled=settled,
             settings={"users": users, "locustfile": "loadtest/locustfile.py"},
         )
-        measured["throughput_rps"] = _num(row["Requests/s"])
+        measured["throughput_rps"] = _num(row["Requests/s"]) - _num(row["Failures/s"])
         self.progress(measured)
         return measured
 
@@ -373,6 +418,10 @@ def _wait(proc: subprocess.Popen) -> tuple[int, resource.struct_rusage]:
         raise
     proc.returncode = os.waitstatus_to_exitcode(status)
     return proc.returncode, usage
+
+
+def _wrk_errors(result: dict) -> int:
+    return sum(result[k] for k in ("connect", "read", "write", "status", "timeout"))
 
 
 def _num(text: str) -> float:
@@ -404,34 +453,62 @@ async def _open(port: int, count: int) -> list[tuple[asyncio.StreamReader, async
     return conns
 
 
-async def _hold(port: int, path: str, count: int, waves: int) -> tuple[list[float], int, float]:
+async def _hold(port: int, path: str, count: int, waves: int, wait_s: float) -> tuple[list[float], int, float, int]:
+    """Returns the latencies, the failures, the elapsed time, and the concurrency held (see
+    ``Generator.hold``)."""
     request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
 
-    async def one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> float:
-        sent = time.perf_counter()
-        writer.write(request)
-        await writer.drain()
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = next(
-            int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
-        )
-        await reader.readexactly(length)
+    async def one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> tuple[float, float]:
+        async with asyncio.timeout(wait_s + 30):  # a request never answered is an error, not a hang
+            sent = time.perf_counter()
+            writer.write(request)
+            await writer.drain()
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            await reader.readexactly(length)
         if not head.startswith(b"HTTP/1.1 200"):
             raise LabError(head.split(b"\r\n", 1)[0].decode())
-        return time.perf_counter() - sent
+        return sent, time.perf_counter()
 
     conns = await _open(port, count)
     latencies: list[float] = []
     errors = (count - len(conns)) * waves  # a connection refused is a request lost in every wave
+    held = count if conns else 0
     t0 = time.perf_counter()
     for _ in range(waves):
         results = await asyncio.gather(*(one(r, w) for r, w in conns), return_exceptions=True)
-        latencies += [r for r in results if isinstance(r, float)]
-        errors += sum(not isinstance(r, float) for r in results)
+        answered = [r for r in results if isinstance(r, tuple)]
+        errors += len(results) - len(answered)
+        latencies += [done - sent for sent, done in answered]
+        held = min(held, held_at_once(answered, wait_s))
     elapsed = time.perf_counter() - t0
     for _, writer in conns:
         writer.close()
-    return latencies, errors, elapsed
+    return latencies, errors, elapsed, held
+
+
+def held_at_once(answered: Sequence[tuple[float, float]], wait_s: float) -> int:
+    """How many requests a server was serving side by side: the most (sent, answered)
+    intervals open at one instant, among the requests answered before a second wait could
+    have passed (< 2 x ``wait_s``). A request queued behind another one's wait takes at least
+    two waits; one that was answered sooner was inside the server together with the rest.
+    (Little's law, sum of latencies / elapsed, would count the queue as well: a server with 5
+    slots and 2000 requests sent at once "holds" 1000 by that measure.)"""
+    return peak_overlap([(sent, done) for sent, done in answered if done - sent < 2 * wait_s])
+
+
+def peak_overlap(intervals: Sequence[tuple[float, float]]) -> int:
+    """The most intervals (start, end) open at one instant."""
+    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    peak = level = 0
+    for _, step in events:  # at equal times an end (-1) sorts first: touching is not overlapping
+        level += step
+        peak = max(peak, level)
+    return peak
 
 
 async def _websockets(url: str, count: int) -> tuple[list[float], int, int]:
@@ -455,8 +532,10 @@ async def _websockets(url: str, count: int) -> tuple[list[float], int, int]:
 
     async def echo(ws, i: int) -> float:
         sent = time.perf_counter()
-        await ws.send(f"ping {i}")
-        if await ws.recv() != f"ping {i}":
+        async with asyncio.timeout(30):  # an echo that never comes is an error, not a hang
+            await ws.send(f"ping {i}")
+            reply = await ws.recv()
+        if reply != f"ping {i}":
             raise LabError("echo mismatch")
         return time.perf_counter() - sent
 

@@ -130,18 +130,19 @@ class Server:
             return []
 
     def stop(self, timeout_s: float = 15.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
+        if self.proc is None:
             return
         pgid = self.proc.pid
-        try:
-            os.killpg(pgid, self.stop_signal)
-            self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            pass
-        except ProcessLookupError:
-            return
+        if self.proc.poll() is None:
+            try:
+                os.killpg(pgid, self.stop_signal)
+                self.proc.wait(timeout_s)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                pass
+        # Whatever is left of the group, even when the leader is gone: a master that died
+        # can leave workers behind, still holding the port.
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)  # whatever is left of the group
+            os.killpg(pgid, signal.SIGKILL)
         self.proc.wait()
 
 
@@ -154,7 +155,15 @@ class Servers:
         self.running: dict[str, Server] = {}
 
     def start(self, *servers: Server) -> None:
-        fresh = [s for s in servers if s.name not in self.running]
+        """Start the servers not running yet; one that died since it started is started again
+        (what is left of its process group is killed first)."""
+        fresh = []
+        for server in servers:
+            if server.name in self.running:
+                if server.proc is not None and server.proc.poll() is None:
+                    continue
+                server.stop()
+            fresh.append(server)
         for server in fresh:
             server.start(self.log_dir, self.layout.servers)
             self.running[server.name] = server
@@ -181,6 +190,7 @@ class Sampler:
         self._initial: set[int] = set()
         self.peak_rss = 0
         self.peak_pss = 0
+        self.idle_pss = 0  # before the load: what the servers hold doing nothing
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -208,6 +218,7 @@ class Sampler:
 
     def __enter__(self) -> Sampler:
         self._sample()
+        self.idle_pss = self.peak_pss
         self._initial = set(self._first)
         self._box_start = psutil.cpu_times()
         self._wall_start = time.monotonic()
@@ -239,8 +250,9 @@ def _cpu_seconds(servers: Sequence[Server]) -> float:
     return total
 
 
-def settle(servers: Sequence[Server], timeout_s: float = 60.0) -> float:
-    """Wait until the servers are idle again; returns how long that took.
+def settle(servers: Sequence[Server], timeout_s: float = 30.0) -> tuple[float, bool]:
+    """Wait until the servers are idle again; returns how long that took, and whether they got
+    there before ``timeout_s`` (a run that starts on a busy server is marked, not trusted).
 
     A load generator that stops leaves requests behind: sent, queued in the listen backlog,
     their clients gone. A sync worker still accepts and serves every one of them (the request
@@ -253,7 +265,7 @@ def settle(servers: Sequence[Server], timeout_s: float = 60.0) -> float:
         for server in servers:
             sent = time.monotonic()
             try:
-                with urllib.request.urlopen(server.base_url + server.health_path, timeout=timeout_s) as resp:
+                with urllib.request.urlopen(server.base_url + server.health_path, timeout=2) as resp:
                     resp.read()
             except (urllib.error.URLError, OSError):
                 quick = False
@@ -261,5 +273,5 @@ def settle(servers: Sequence[Server], timeout_s: float = 60.0) -> float:
         time.sleep(max(0.0, 0.1 - (time.monotonic() - t0)))
         busy = (_cpu_seconds(servers) - before) / (time.monotonic() - t0)
         if quick and busy < 0.05:
-            break
-    return time.monotonic() - start
+            return time.monotonic() - start, True
+    return time.monotonic() - start, False

@@ -23,18 +23,22 @@ CAPTIONS = {
     "io": "Left: requests per second against the number of requests in flight (both axes logarithmic). Solid: "
     "measured. Dashed, same colour: the physical limit of that configuration at that concurrency, the lower of "
     "Little's law (slots / latency: concurrency for an event loop or gevent, workers for sync, workers x threads "
-    "for gthread) and the utilisation law (free cores / measured CPU seconds per request). A solid line on its "
-    "dashed line is a server at its limit; below it, something else (queueing, the GIL, the generator) costs. "
-    "Right: p99 latency; flat means requests do not wait for each other, rising means they queue.",
+    "for gthread) and the utilisation law (free cores / the lowest CPU seconds per request measured on that "
+    "curve). A solid line on its dashed line is a server at its limit; below it, something else (queueing, the "
+    "GIL, requests getting dearer under load, the generator) costs. Right: p99 latency; flat means requests do "
+    "not wait for each other, rising means they queue. A hollow marker is a censored point: requests waited "
+    "longer than a third of the run, so the slowest were still waiting when it ended and its p99 reads low.",
     "cpu": "The same axes for CPU-bound requests. Here the dashed limit is the utilisation law: the cores the "
-    "servers could use (not busy with the load generator) divided by the CPU time one request took, measured. "
-    "No configuration can beat it: adding concurrency past the knee only adds queueing, which the p99 panel shows.",
+    "servers could use (not busy with the load generator) divided by the least CPU time a request took on that "
+    "server, measured. No configuration can beat it: adding concurrency past the knee only adds queueing, which "
+    "the p99 panel shows, and a solid line sinking below the dashed one is each request costing more CPU.",
     "stall": "p99 latency of 20 ms waits on one event loop, alone and next to one interfering request at a time. "
     "The anti-patterns (red) add roughly their own duration to every other request; the fixes (green) do not.",
     "scaling": "Requests per second of 50 ms waits against the number of slots (sync workers, or threads of one "
     "gthread worker). Dashed: Little's law, slots / latency. Points on the line: every slot adds one request's worth.",
     "memory": "Memory (PSS: shared pages split between the processes sharing them) per request in flight, holding "
-    "the same number of concurrent requests three ways.",
+    "the same number of concurrent requests three ways: the whole server's peak divided by the requests it held. "
+    "The table beside it also gives what the requests added to the idle server.",
     "proxy": "Requests per second of GET /health, direct to each pool and through nginx with and without upstream "
     "keep-alive, and through twinstack's own nginx configuration (JSON access log, limits, headers).",
     "static": "Requests per second for the same CSS file from nginx and from Python workers.",
@@ -71,7 +75,11 @@ def chart_curve(curve: dict, unit: str) -> str:
         color = COLORS.get(name)
         left.plot(xs, [max(p["throughput_rps"], 0.1) for p in points], "o-", color=color, label=name)
         left.plot(xs, [max(p["limits"]["bound_rps"], 0.1) for p in points], "--", color=color, alpha=0.6)
-        right.plot(xs, [max(p["latency_ms"]["p99"], 0.01) for p in points], "o-", color=color, label=name)
+        p99 = [max(p["latency_ms"]["p99"], 0.01) for p in points]
+        right.plot(xs, p99, "o-", color=color, label=name)
+        censored = [(x, y) for x, y, p in zip(xs, p99, points, strict=True) if p.get("latency_censored")]
+        if censored:
+            right.plot(*zip(*censored, strict=True), "o", color=color, markerfacecolor="white", zorder=3)
     for ax in (left, right):
         _log_axes(ax, curve["levels"])
         ax.set_xlabel("concurrency (requests in flight)")
@@ -160,10 +168,19 @@ def runs_table(runs: list[dict], extra: tuple[tuple[str, str], ...] = ()) -> str
     for r in runs:
         lat = r["latency_ms"]
         saturated = ' <span class="warn">saturated</span>' if r["generator_saturated"] else ""
+        flags = "".join(
+            f' <span class="{cls}">({_e(text)})</span>'
+            for cls, text, on in (
+                ("warn", "started while the server was still busy", not r.get("settled", True)),
+                ("muted", "p99 censored: requests outlasted a third of the run", r.get("latency_censored")),
+                ("muted", _background(r), "background" in r),
+            )
+            if on
+        )
         gen = _n(r["generator_cpu_cores"], 2) + saturated
         box = ' <span class="muted">(box CPU-bound)</span>' if r["box_saturated"] else ""
         cells = [
-            f"<td>{_e(r['label'])}</td><td>{_e(r['tool'])}</td><td class=n>{r['concurrency']}</td>",
+            f"<td>{_e(r['label'])}{flags}</td><td>{_e(r['tool'])}</td><td class=n>{r['concurrency']}</td>",
             f"<td class=n>{_n(r['throughput_rps'])}</td><td class=n>{_n(lat['p50'])}</td>",
             f"<td class=n>{_n(lat['p95'])}</td><td class=n>{_n(lat['p99'])}</td>",
             f"<td class=n>{r['errors']} / {r['requests']}</td><td class=n>{_n(r['server_cpu_cores'], 2)}{box}</td>",
@@ -175,12 +192,37 @@ def runs_table(runs: list[dict], extra: tuple[tuple[str, str], ...] = ()) -> str
     return f"<table>{head}{''.join(rows)}</table>"
 
 
+def _background(run: dict) -> str:
+    side = run.get("background", {})
+    return f"beside it: {side.get('requests', 0)} interfering requests, {side.get('errors', 0)} errors"
+
+
 def _limit_cols() -> tuple[tuple[str, object, bool], ...]:
+    def col(fmt):
+        return lambda r: fmt(r["limits"]) if "limits" in r else "-"
+
     return (
-        ("limit req/s", lambda r: _n(r["limits"]["bound_rps"]) if "limits" in r else "-", True),
-        ("limit", lambda r: r["limits"]["binding"] if "limits" in r else "-", False),
-        ("ratio", lambda r: f"{r['limits']['ratio']:.2f}" if "limits" in r else "-", True),
+        ("limit req/s", col(lambda lim: _n(lim["bound_rps"])), True),
+        ("limit", col(lambda lim: lim["binding"]), False),
+        ("ratio", col(lambda lim: f"{lim['ratio']:.2f}"), True),
+        ("CPU busy", col(lambda lim: f"{lim.get('utilisation', 0):.0%}"), True),
+        ("CPU / req vs best", col(lambda lim: f"{lim.get('cpu_cost_rise', 0):.2f}x"), True),
     )
+
+
+def _extra_cols(runs: list[dict]) -> tuple[tuple[str, object, bool], ...]:
+    """The columns a claim's own figures need, beside every run's."""
+    cols: tuple = _limit_cols() if any("limits" in r for r in runs) else ()
+    if any("held_concurrency" in r for r in runs):
+        cols += (("held at once", lambda r: r.get("held_concurrency", "-"), True),)
+    if any("pss_mb_per_request" in r for r in runs):
+        cols += (
+            ("PSS MiB / request", lambda r: _n(r["pss_mb_per_request"], 2), True),
+            ("added KiB / request", lambda r: _n(r["pss_mb_added_per_request"] * 1024, 0), True),
+        )
+    if any("finished_after_response" in r for r in runs):
+        cols += (("jobs done after their 202", lambda r: f"{r['finished_after_response']} / {r['requests']}", True),)
+    return cols
 
 
 def summary_table(results: dict) -> str:
@@ -278,16 +320,17 @@ def render(results: dict) -> str:
     curves = results["curves"]
     exps = {e["claim"]: e for e in results["experiments"]}
     charts = {
-        "io": chart_curve(curves["io"], "(I/O-bound)"),
-        "cpu": chart_curve(curves["cpu"], "(CPU-bound)"),
-        "stall": chart_stall(results["experiments"]),
-        "scaling": chart_scaling(exps[5]),
-        "memory": chart_bars(
+        "io": lambda: chart_curve(curves["io"], "(I/O-bound)"),
+        "cpu": lambda: chart_curve(curves["cpu"], "(CPU-bound)"),
+        "stall": lambda: chart_stall([e for e in results["experiments"] if e["runs"]]),
+        "scaling": lambda: chart_scaling(exps[5]),
+        "memory": lambda: chart_bars(
             [r["label"] for r in exps[6]["runs"]],
             [r["pss_mb_per_request"] for r in exps[6]["runs"]],
             "PSS MiB per request in flight",
         ),
     }
+    failures = results.get("failures", [])
     body = [
         "<h1>twinstack lab report</h1>",
         machine_block(results),
@@ -295,6 +338,11 @@ def render(results: dict) -> str:
         summary_table(results),
         "<ul>" + "".join(f"<li class=muted>{_e(n)}</li>" for n in results["notes"]) + "</ul>",
     ]
+    if failures:
+        body.append(
+            "<p class=warn>Parts of this run could not be measured (their tracebacks are in logs/lab-errors.log):</p>"
+            "<ul>" + "".join(f"<li class=warn>{_e(f)}</li>" for f in failures) + "</ul>"
+        )
     shown: set[str] = set()
     for e in results["experiments"]:
         body.append(
@@ -305,26 +353,28 @@ def render(results: dict) -> str:
             f"{_e(e['measured']['name'])} = {_n(e['measured']['value'])} {_e(e['measured']['unit'])}. "
             f"<b>Ratio:</b> {e['ratio']:.2f} (band: {_e(e['band'])}).</p>"
             f"<p><b>Verdict:</b> {_e(e['verdict'])}: {_e(e['reason'])}.</p>"
-            + runs_table(e["runs"], _limit_cols() if any("limits" in r for r in e["runs"]) else ())
+            + runs_table(e["runs"], _extra_cols(e["runs"]))
         )
-        if e["chart"] and e["chart"] not in shown:
+        if e["chart"] and e["runs"] and e["chart"] not in shown:
             shown.add(e["chart"])
-            body.append(_figure(charts[e["chart"]], e["chart"]))
+            body.append(_figure(charts[e["chart"]](), e["chart"]))
     body.append("<h2>Curves: every configuration, every concurrency</h2>")
     for kind in ("io", "cpu"):
         body.append(f"<h3>{_e(curves[kind]['path'])}</h3>")
-        body.append(_figure(charts[kind], kind))
+        body.append(_figure(charts[kind](), kind))
         runs = [p for s in curves[kind]["series"].values() for p in s["points"]]
         body.append(runs_table(runs, _limit_cols()))
     body.append("<h2>nginx in front: proxy cost and upstream keep-alive</h2>")
     proxy = results["proxy"]
     vs_direct = ("vs direct", lambda r: f"{r['ratio_to_direct']:.2f}x" if r["ratio_to_direct"] else "-", True)
     body.append(runs_table(proxy, (vs_direct,)))
-    body.append(_figure(_throughput_bars(proxy), "proxy"))
+    if proxy:
+        body.append(_figure(_throughput_bars(proxy), "proxy"))
     body.append("<h2>Static files: nginx vs a Python worker, the same bytes</h2>")
     static = results["static"]
     body.append(runs_table(static, (("vs nginx", lambda r: f"{r['ratio_to_nginx']:.2f}x", True),)))
-    body.append(_figure(_throughput_bars(static), "static"))
+    if static:
+        body.append(_figure(_throughput_bars(static), "static"))
     body.append("<h2>Peers: what users would pick instead, same apps, same run</h2>")
     body.append(peers_block(results["peers"]))
     return (

@@ -51,7 +51,8 @@ def check_run(run: dict, where: str) -> None:
         assert run[key] >= 0, f"{where}: {key} negative"
     for key in LATENCIES:
         assert number(run["latency_ms"][key]), f"{where}: latency {key}"
-    assert isinstance(run["generator_saturated"], bool) and isinstance(run["box_saturated"], bool)
+    for flag in ("generator_saturated", "box_saturated", "settled", "latency_censored"):
+        assert isinstance(run[flag], bool), f"{where}: {flag}={run[flag]!r}"
     assert run["requests"] > 0, f"{where}: no request was made"
     for key, value in run.get("limits", {}).items():
         assert key == "binding" or number(value), f"{where}: limits.{key}={value!r}"
@@ -80,6 +81,7 @@ def results(report: Path) -> dict:
 
 
 def test_every_claim_is_one_experiment_with_a_verdict(results):
+    assert results["failures"] == []
     experiments = results["experiments"]
     assert [e["claim"] for e in experiments] == sorted(CLAIMS)
     for e in experiments:
@@ -219,3 +221,30 @@ def test_ctrl_c_stops_every_server_and_generator_and_writes_no_report(tmp_path, 
     assert not (out / "results.json").exists()
     _, alive = psutil.wait_procs(started, timeout=10)
     assert not alive, [" ".join(p.cmdline()) for p in alive]
+
+
+def test_a_run_where_an_experiment_crashed_still_writes_its_report_and_exits_1(results, tmp_path, monkeypatch, capsys):
+    import bench.__main__ as cli
+    from bench import experiments, load
+
+    broken = json.loads(json.dumps(results))
+    for e in broken["experiments"]:
+        if e["claim"] in (3, 5, 6, 9):  # the ones with charts of their own
+            e.update(runs=[], verdict="inconclusive", reason="claim failed: LabError: sync exited", chart=e["chart"])
+    broken.update(proxy=[], static=[], failures=["claim 3/9 failed: LabError: sync exited", "proxy failed: boom"])
+
+    class CrashedLab:
+        def __init__(self, *args, **kwargs) -> None:
+            pass
+
+        def run(self) -> dict:
+            return broken
+
+    monkeypatch.setattr(experiments, "Lab", CrashedLab)
+    monkeypatch.setattr(load, "wrk_binary", lambda: "wrk")
+    assert cli.main(["run", "--mode", "tiny", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "2 part(s) of the lab could not run" in err and "proxy failed: boom" in err
+    page = (tmp_path / "index.html").read_text()
+    assert "proxy failed: boom" in page and "id='claim-3'" in page
+    assert json.loads((tmp_path / "results.json").read_text())["failures"] == broken["failures"]

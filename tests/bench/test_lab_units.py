@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
+import psutil
 import pytest
 
 from bench import load as lab_load
 from bench.compare import compare, load
-from bench.experiments import FAILS, HOLDS, INCONCLUSIVE, decide, physical_limits
-from bench.procs import CpuLayout, LabError, Server
+from bench.experiments import CLAIMS, FAILS, HOLDS, INCONCLUSIVE, Lab, decide, physical_limits
+from bench.modes import MODES
+from bench.procs import CpuLayout, LabError, Server, Servers
 from tests.support import ROOT, free_port
 
 
@@ -63,11 +66,27 @@ def test_one_process_runs_python_on_one_core_at_a_time():
     assert limits["cpu_rps"] == pytest.approx(100.0)
 
 
-def test_the_lower_limit_binds():
+def test_the_lower_limit_bounds_and_a_busy_cpu_binds():
     settings = {"worker_class": "uvicorn_worker.UvicornWorker", "workers": 2}
-    limits = physical_limits(run(3000.0, cpu_ms=0.5), settings, 512, 0.05, cores=2, pinned=True)
-    assert limits["little_rps"] == 10240.0 and limits["cpu_rps"] == 4000.0
-    assert limits["bound_rps"] == 4000.0 and limits["binding"] == "cpu"
+    busy = physical_limits(run(3000.0, cpu_ms=0.5, server_cpu_cores=1.9), settings, 512, 0.05, cores=2, pinned=True)
+    assert busy["little_rps"] == 10240.0 and busy["cpu_rps"] == 4000.0
+    assert busy["bound_rps"] == 4000.0 and busy["binding"] == "cpu"
+    assert busy["little_ratio"] == pytest.approx(3000 / 10240, abs=1e-3) and busy["cpu_ratio"] == 0.75
+    # The same figures with the CPU mostly idle: the wait, not the CPU, set the pace, and the
+    # claim is judged against Little's law (where this run falls short).
+    idle = physical_limits(run(3000.0, cpu_ms=0.5, server_cpu_cores=0.6), settings, 512, 0.05, cores=2, pinned=True)
+    assert idle["bound_rps"] == 4000.0 and idle["binding"] == "little" and idle["utilisation"] == 0.3
+
+
+def test_the_cpu_yardstick_is_the_cheapest_request_on_the_curve_not_this_runs_own():
+    # At c=64 a request cost 12.5 ms of CPU; at best (c=1) it cost 10 ms. The limit is set by
+    # the 10 ms, so the rise in cost shows as a shortfall (0.8), not as a moved limit (1.0).
+    settings = {"worker_class": "sync", "workers": 5}
+    own = run(160.0, cpu_ms=12.5, server_cpu_cores=2.0)
+    limits = physical_limits(own, settings, 64, 0.0, cores=2, pinned=True, cpu_ms_ref=10.0)
+    assert limits["cpu_rps"] == pytest.approx(200.0) and limits["cpu_ratio"] == pytest.approx(0.8)
+    assert limits["cpu_cost_rise"] == pytest.approx(1.25) and limits["cpu_ms_per_request_ref"] == 10.0
+    assert physical_limits(own, settings, 64, 0.0, cores=2, pinned=True)["cpu_ratio"] == pytest.approx(1.0)
 
 
 def test_no_limit_measurable_gives_zero_not_an_error():
@@ -86,6 +105,67 @@ def test_verdicts_are_inconclusive_when_the_run_cannot_tell():
     assert verdict == INCONCLUSIVE and "5 of 100 requests failed" in reason
     assert decide(True, "fine", [failing], expect_errors=True)[0] == HOLDS
     assert decide(True, "fine", [run(1.0, requests=1)])[0] == INCONCLUSIVE
+    verdict, reason = decide(True, "fine", [run(1.0, settled=False)])
+    assert verdict == INCONCLUSIVE and "still busy from the previous run" in reason
+    side = {"requests": 3, "errors": 1}
+    verdict, reason = decide(True, "fine", [run(1.0, background=side)])
+    assert verdict == INCONCLUSIVE and "interfering load" in reason and "1 errors" in reason
+    assert decide(True, "fine", [run(1.0, background={**side, "errors": 0})])[0] == HOLDS
+
+
+class FakeSampler:
+    wall_s, box_busy_s, peak_rss, peak_pss, idle_pss = 10.0, 20.0, 2**20, 2**20, 2**19
+
+    def __init__(self, cpu_s: float) -> None:
+        self.cpu_s = cpu_s
+
+
+def measured(server_cpu_s: float, generator_cpu_s: float, shared: bool, **extra) -> dict:
+    figures = {
+        "label": "x", "tool": "wrk", "url": "http://127.0.0.1:1/", "concurrency": 64, "duration_s": 10.0,
+        "requests": 1000, "errors": 0, "latency_ms": {"p99": 1.0}, "sampler": FakeSampler(server_cpu_s),
+        "generator_cpu_s": generator_cpu_s, "generator_cores": 2, "total_cpus": 2, "shared": shared,
+        "settled": (0.1, True), "time_bounded": True, **extra,
+    }  # fmt: skip
+    return lab_load.record(**figures)
+
+
+def test_a_generator_sharing_the_cpus_is_saturated_when_it_took_what_the_servers_left():
+    # Two wrk threads on two shared CPUs: the servers used 1.2 cores, the generator the 0.8 left.
+    assert measured(12.0, 8.0, shared=True)["generator_saturated"]
+    # The same generator load with CPUs of its own (two) is far from saturated.
+    assert not measured(12.0, 8.0, shared=False)["generator_saturated"]
+    # Sharing, but the box had room to spare: not saturated.
+    assert not measured(6.0, 4.0, shared=True)["generator_saturated"]
+
+
+def test_a_run_counts_only_good_responses_and_marks_censored_latencies():
+    run_ = measured(1.0, 1.0, shared=False, errors=100, answered=900)
+    assert run_["throughput_rps"] == 90.0 and run_["error_rate"] == 0.1
+    assert not run_["latency_censored"]  # 64 in flight at 90 req/s: 0.7 s each, a run of 10 s
+    assert measured(1.0, 1.0, shared=False, concurrency=512, requests=100)["latency_censored"]
+    # A client that waits for every answer (claim 1's waves, the jobs) has nothing censored.
+    assert not measured(1.0, 1.0, shared=False, concurrency=512, requests=100, time_bounded=False)["latency_censored"]
+    assert run_["server_pss_idle_mb"] == 0.5 and run_["settled"] is True
+
+
+def test_held_concurrency_is_the_peak_overlap_of_requests():
+    assert lab_load.peak_overlap([]) == 0
+    assert lab_load.peak_overlap([(0, 2), (1, 3), (1.5, 2.5)]) == 3
+    # One after another, even touching, never overlaps.
+    assert lab_load.peak_overlap([(0, 1), (1, 2), (2, 3)]) == 1
+
+
+def test_held_concurrency_does_not_count_requests_queued_behind_another_wait():
+    wait = 2.0
+    # 2000 requests sent at once, served side by side, the last answered late by the CPU of
+    # the others (2.8 s): all 2000 held.
+    side_by_side = [(i * 1e-5, 2.0 + i * 4e-4) for i in range(2000)]
+    assert lab_load.held_at_once(side_by_side, wait) == 2000
+    # Five slots: five at a time, each batch behind the previous one's wait. Little's law
+    # would say 1000 (sum of latencies / elapsed); the server held five.
+    queued = [(0.0, wait * (1 + i // 5)) for i in range(2000)]
+    assert lab_load.held_at_once(queued, wait) == 5
 
 
 def test_percentiles_are_nearest_rank():
@@ -129,6 +209,60 @@ def test_a_server_that_never_answers_times_out_and_is_stopped(tmp_path):
     finally:
         server.stop(timeout_s=5)
     assert server.proc.poll() is not None
+
+
+def test_stopping_a_server_kills_what_is_left_of_its_group_when_the_leader_is_gone(tmp_path):
+    # The leader starts a child in its process group, then exits: a dead gunicorn master
+    # with a worker still holding the port.
+    code = (
+        "import subprocess, sys; "
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); print(p.pid, flush=True)"
+    )
+    server = Server("orphaning", [sys.executable, "-c", code], free_port(), env={})
+    server.start(tmp_path, cpus=[0])
+    server.proc.wait(10)
+    child = psutil.Process(int(server.log_path.read_text().split()[0]))
+    assert child.is_running()
+    server.stop(timeout_s=5)
+    child.wait(5)
+    assert not child.is_running()
+
+
+def test_a_server_that_died_is_started_again(tmp_path):
+    port = free_port()
+    web = Server("web", [sys.executable, "-m", "http.server", "-b", "127.0.0.1", str(port)], port, {}, health_path="/")
+    servers = Servers(tmp_path, CpuLayout(servers=(0,), generator=(0,)))
+    try:
+        servers.start(web)
+        first = web.proc.pid
+        servers.start(web)  # running: left alone
+        assert web.proc.pid == first
+        web.proc.kill()
+        web.proc.wait()
+        servers.start(web)
+        assert web.proc.pid != first and web.proc.poll() is None
+    finally:
+        servers.stop_all()
+
+
+def test_an_experiment_that_crashes_is_inconclusive_and_the_run_goes_on(tmp_path):
+    lines: list[str] = []
+    lab = Lab(MODES["tiny"], tmp_path, say=lines.append)
+    shutil.rmtree(lab.tmp)  # nothing is started here: the folder for the servers' files is not needed
+
+    def broken() -> dict:
+        raise LabError("sync pool exited while starting")
+
+    stall = lab.guarded((3, 9), broken)
+    assert [e["claim"] for e in stall] == [3, 9]
+    for e in stall:
+        assert e["verdict"] == INCONCLUSIVE and "sync pool exited while starting" in e["reason"]
+        assert e["text"] == CLAIMS[e["claim"]] and e["runs"] == []
+    assert lab.section_guarded("peers", broken, {"groups": {}}) == {"groups": {}}
+    assert len(lab.failures) == 2 and any("!!" in line for line in lines)
+    assert "Traceback" in (tmp_path / "logs" / "lab-errors.log").read_text()
+    ok = {"claim": 8}
+    assert lab.guarded((8,), lambda: ok) == [ok]
 
 
 def test_compare_rejects_what_is_not_a_lab_report(tmp_path):
