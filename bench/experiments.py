@@ -423,8 +423,9 @@ class Lab:
             ratio >= 0.8,
             f"in the worst of {m.connections_waves} waves, {run['held_concurrency']} of the {m.connections} "
             f"requests were in flight at the same instant and answered before a second {m.connections_delay_ms} ms "
-            f"wait could pass (p50 {run['latency_ms']['p50']:.0f} ms, p99 {run['latency_ms']['p99']:.0f} ms; what "
-            f"exceeds the wait is the CPU of {m.connections} requests on one core): served side by side on one "
+            f"wait could pass (p50 {run['latency_ms']['p50']:.0f} ms, p99 {run['latency_ms']['p99']:.0f} ms; beyond "
+            f"the wait, one core handling {m.connections} requests of {run['cpu_ms_per_request']:.2f} ms of CPU each): "
+            "served side by side on one "
             f"process, none queued behind another; {run['pss_kb_per_connection']:.0f} KiB of memory (PSS) per "
             "connection",
             [run],
