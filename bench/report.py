@@ -267,6 +267,16 @@ def machine_block(results: dict) -> str:
     )
 
 
+def _versus(peer: dict, ours: dict) -> str:
+    """How a peer that ranks ahead compares with twinstack's best configuration."""
+    if not ours["throughput_rps"]:
+        return f"{peer['peer']} ranks ahead"
+    ratio = peer["throughput_rps"] / ours["throughput_rps"]
+    if ratio < 1 + NOISE:
+        return f"{peer['peer']} ranks ahead by {ratio:.2f}x, within {NOISE:.0%}: a tie on this machine"
+    return f"{peer['peer']} beats twinstack's best configuration here ({ratio:.2f}x the requests per second)"
+
+
 def peers_block(peers: dict) -> str:
     parts = []
     for group, workloads in peers["groups"].items():
@@ -277,13 +287,7 @@ def peers_block(peers: dict) -> str:
             ahead = [r for r in rows if not r["twinstack"] and best_ours and r["rank"] < best_ours]
             if ahead:
                 best = next(r for r in rows if r["rank"] == best_ours)
-                sentence = "; ".join(
-                    f"{r['peer']} beats twinstack's best configuration here "
-                    f"({r['throughput_rps'] / best['throughput_rps']:.2f}x the requests per second)"
-                    if best["throughput_rps"]
-                    else f"{r['peer']} ranks ahead"
-                    for r in ahead
-                )
+                sentence = "; ".join(_versus(r, best) for r in ahead)
             else:
                 sentence = "twinstack's configuration ranks first among these servers here"
             top, last = rows[0]["throughput_rps"], rows[-1]["throughput_rps"]

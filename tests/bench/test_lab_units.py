@@ -304,3 +304,13 @@ def test_cli_errors_are_one_line_and_exit_1(tmp_path):
     assert result.returncode == 1
     assert result.stderr.startswith("error: ") and "no such file" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_peer_ahead_within_the_noise_is_called_a_tie_not_a_win():
+    from bench.report import _versus
+
+    ours = {"peer": "twinstack sync pool", "throughput_rps": 100.0}
+    assert "a tie on this machine" in _versus({"peer": "granian-wsgi", "throughput_rps": 102.0}, ours)
+    assert "beats twinstack's best configuration here (1.14x" in _versus(
+        {"peer": "gunicorn-asgi", "throughput_rps": 114.0}, ours
+    )
