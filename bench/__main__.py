@@ -18,7 +18,7 @@ from .procs import ROOT, LabError
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .experiments import Lab
+    from .lab import Lab
     from .load import wrk_binary
     from .report import write_report
 

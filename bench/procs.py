@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -24,10 +25,16 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
 
 
 class LabError(RuntimeError):
     pass
+
+
+def argv(program: str, *args: object) -> list[str]:
+    """A command line for one of the virtualenv's programs."""
+    return [str(BIN / program), *(str(a) for a in args)]
 
 
 def free_port() -> int:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.experiments import CLAIMS, VERDICTS
 from bench.modes import MODES
+from bench.verdicts import CLAIMS, VERDICTS
 from tests.support import ROOT, require_binary
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(480)]
@@ -225,7 +225,7 @@ def test_ctrl_c_stops_every_server_and_generator_and_writes_no_report(tmp_path, 
 
 def test_a_run_where_an_experiment_crashed_still_writes_its_report_and_exits_1(results, tmp_path, monkeypatch, capsys):
     import bench.__main__ as cli
-    from bench import experiments, load
+    from bench import lab, load
 
     broken = json.loads(json.dumps(results))
     for e in broken["experiments"]:
@@ -240,7 +240,7 @@ def test_a_run_where_an_experiment_crashed_still_writes_its_report_and_exits_1(r
         def run(self) -> dict:
             return broken
 
-    monkeypatch.setattr(experiments, "Lab", CrashedLab)
+    monkeypatch.setattr(lab, "Lab", CrashedLab)
     monkeypatch.setattr(load, "wrk_binary", lambda: "wrk")
     assert cli.main(["run", "--mode", "tiny", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err

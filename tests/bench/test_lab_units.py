@@ -12,9 +12,10 @@ import pytest
 
 from bench import load as lab_load
 from bench.compare import compare, load
-from bench.experiments import CLAIMS, FAILS, HOLDS, INCONCLUSIVE, Lab, decide, physical_limits
+from bench.lab import Lab
 from bench.modes import MODES
 from bench.procs import CpuLayout, LabError, Server, Servers
+from bench.verdicts import CLAIMS, FAILS, HOLDS, INCONCLUSIVE, decide, physical_limits
 from tests.support import ROOT, free_port
 
 
@@ -250,7 +251,7 @@ def test_an_experiment_that_crashes_is_inconclusive_and_the_run_goes_on(tmp_path
     lab = Lab(MODES["tiny"], tmp_path, say=lines.append)
     shutil.rmtree(lab.tmp)  # nothing is started here: the folder for the servers' files is not needed
 
-    def broken() -> dict:
+    def broken(lab: Lab) -> dict:
         raise LabError("sync pool exited while starting")
 
     stall = lab.guarded((3, 9), broken)
@@ -262,7 +263,7 @@ def test_an_experiment_that_crashes_is_inconclusive_and_the_run_goes_on(tmp_path
     assert len(lab.failures) == 2 and any("!!" in line for line in lines)
     assert "Traceback" in (tmp_path / "logs" / "lab-errors.log").read_text()
     ok = {"claim": 8}
-    assert lab.guarded((8,), lambda: ok) == [ok]
+    assert lab.guarded((8,), lambda lab: ok) == [ok]
 
 
 def test_compare_rejects_what_is_not_a_lab_report(tmp_path):

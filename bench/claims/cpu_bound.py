@@ -1,0 +1,47 @@
+"""Claim 7: sync workers on CPU-bound work, against the utilisation law.
+
+The yardstick is ``cores / cpu-seconds-per-request`` with the CPU time measured on the
+server, taken at its cheapest on the curve.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..verdicts import decide, describe
+
+if TYPE_CHECKING:
+    from ..lab import Lab
+
+
+def claim_7(lab: Lab, cpu: dict) -> dict:
+    settings = cpu["series"]["sync"]["settings"]
+    points = cpu["series"]["sync"]["points"]
+    busy = [p for p in points if p["concurrency"] >= lab.cores] or points[-1:]
+    worst = min(busy, key=lambda p: p["limits"]["cpu_ratio"])
+    top = busy[-1]
+    return lab.experiment(
+        7,
+        what=f"{cpu['path']} on the sync pool ({describe(settings)}), direct, concurrency "
+        f"{cpu['levels'][0]} -> {cpu['levels'][-1]} (the /cpu curve); CPU time per request measured "
+        "as the pool's CPU seconds / requests, the yardstick taking the lowest on the curve",
+        runs=points,
+        yardstick=(
+            "utilisation law",
+            "cores / cpu-seconds-per-request",
+            top["limits"].get("cpu_rps", 0.0),
+            "req/s",
+        ),
+        measured=("throughput", top["throughput_rps"], "req/s"),
+        ratio=worst["limits"]["cpu_ratio"],
+        band="ratio >= 0.8 at every concurrency >= cores",
+        verdict=decide(
+            worst["limits"]["cpu_ratio"] >= 0.8,
+            f"with at least as many requests as cores, sync workers reached >= {worst['limits']['cpu_ratio']:.0%} "
+            f"of cores / cpu-time ({top['limits']['cpu_ms_per_request_ref']:.1f} ms of CPU a request at best, "
+            f"{top['cpu_ms_per_request']:.1f} ms at c={top['concurrency']}; "
+            f"{top['limits']['cores_available']:.2f} cores free of the generator)",
+            busy,
+        ),
+        chart="cpu",
+    )

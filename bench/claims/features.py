@@ -1,0 +1,118 @@
+"""Claims 8, 10 and 11: what each model offers beyond answering one request with one response.
+
+Fan-out (``asyncio.gather`` against calls one after another), work that runs after the
+response is sent, and WebSockets (which a WSGI app cannot hold).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..verdicts import REFUSALS, decide
+
+if TYPE_CHECKING:
+    from ..lab import Lab
+
+
+def claim_8(lab: Lab) -> dict:
+    m = lab.mode
+    calls, delay = 10, m.io_delay_ms
+    path = f"/fanout?calls={calls}&delay_ms={delay}"
+    lab.section(f"claim 8: {path}, one request at a time")
+    runs = [
+        # At least 3 s: one after another, each request takes calls x delay.
+        lab.gen.wrk(
+            f"{name} {path}",
+            server.base_url + path,
+            1,
+            max(3, m.duration_s),
+            [server, lab.downstream],
+            server.settings,
+        )
+        for name, server in (
+            ("async (asyncio.gather)", lab.async_pool),
+            ("sync (one after another)", lab.sync_pool),
+        )
+    ]
+    async_p50, sync_p50 = runs[0]["latency_ms"]["p50"], runs[1]["latency_ms"]["p50"]
+    ratio = async_p50 / delay
+    return lab.experiment(
+        8,
+        what=f"GET {path} (each call waits {delay} ms at the downstream service), one at a time, direct to "
+        "each pool: FastAPI awaits the calls with asyncio.gather, Flask makes them one after another",
+        runs=runs,
+        yardstick=("one wait", "delay_ms", float(delay), "ms"),
+        measured=("p50 latency with asyncio.gather", async_p50, "ms"),
+        ratio=ratio,
+        band=f"ratio <= 2 (at most two waits' worth, where one after another costs {calls})",
+        verdict=decide(
+            ratio <= 2,
+            f"{calls} calls of {delay} ms: {async_p50:.0f} ms with asyncio.gather, {sync_p50:.0f} ms one after "
+            f"another ({calls} x {delay} = {calls * delay} ms)",
+            runs,
+        ),
+    )
+
+
+def claim_10(lab: Lab) -> dict:
+    m = lab.mode
+    delay = 500 if m.name != "tiny" else 200
+    lab.section(f"claim 10: POST /jobs (a {delay} ms job) on both pools")
+    runs = [
+        lab.gen.jobs(f"{name} POST /jobs", server, m.jobs, delay)
+        for name, server in (("async (BackgroundTasks)", lab.async_pool), ("sync (thread pool)", lab.sync_pool))
+    ]
+    worst = max(r["latency_ms"]["p99"] for r in runs)
+    after = all(r["finished_after_response"] == m.jobs for r in runs)
+    ratio = worst / delay
+    return lab.experiment(
+        10,
+        what=f'{m.jobs} POST /jobs {{"delay_ms": {delay}}} to each pool (direct), each 202 timed; then every '
+        "job polled (GET /jobs/{id}) until done, and its finish time compared with when its 202 arrived",
+        runs=runs,
+        yardstick=("the job's own duration", "delay_ms", float(delay), "ms"),
+        measured=("p99 time to the 202", worst, "ms"),
+        ratio=ratio,
+        band="ratio <= 0.5 and every job finished after its response arrived",
+        verdict=decide(
+            ratio <= 0.5 and after,
+            f"the 202 came back in <= {worst:.0f} ms, and all {sum(r['finished_after_response'] for r in runs)} "
+            f"of {m.jobs * len(runs)} jobs of {delay} ms finished after their 202 had arrived: the response "
+            "did not wait for the work",
+            runs,
+        ),
+    )
+
+
+def claim_11(lab: Lab) -> dict:
+    m = lab.mode
+    base = f"ws://127.0.0.1:{lab.stack.http_port}"
+    lab.section(f"claim 11: {m.websockets} WebSockets through nginx to each pool")
+    ok = lab.gen.websockets(
+        f"async: {m.websockets} WebSockets", f"{base}/async/ws/echo", m.websockets, [lab.async_pool]
+    )
+    # Straight to gunicorn: the WSGI server itself answers, not nginx.
+    sync_url = f"ws://127.0.0.1:{lab.stack.sync_port}/ws/echo"
+    refused = lab.gen.websockets("sync: one WebSocket, direct", sync_url, 1, [lab.sync_pool])
+    ratio = ok["opened"] / m.websockets
+    held = ok["opened"] == m.websockets and ok["errors"] == 0
+    refused_ok = refused["opened"] == 0 and refused["refused_status"] in REFUSALS
+    return lab.experiment(
+        11,
+        what=f"through nginx: {m.websockets} WebSockets opened at once to /async/ws/echo, one message echoed on "
+        "each while all are open; then one WebSocket handshake for /ws/echo straight to the sync pool's gunicorn",
+        runs=[ok, refused],
+        yardstick=("WebSockets asked for", "count", float(m.websockets), "sockets"),
+        measured=("WebSockets held and echoing", float(ok["opened"]), "sockets"),
+        ratio=ratio,
+        band=f"every async WebSocket echoes (ratio 1.0) and the sync handshake gets an HTTP refusal "
+        f"({', '.join(map(str, REFUSALS))}), not 101",
+        verdict=decide(
+            held and refused_ok,
+            f"the async pool held {ok['opened']} of {m.websockets} WebSockets at once (echo p99 "
+            f"{ok['latency_ms']['p99']:.0f} ms); the sync pool answered the handshake with HTTP "
+            f"{refused['refused_status'] or 'nothing'}, not 101: a WSGI app is called with one request and returns "
+            "one response, with no way to keep the connection, so the Flask service has no WebSocket route",
+            [ok],
+        ),
+    )

@@ -1,0 +1,126 @@
+"""Claims 1, 2 and 4: I/O-bound requests, held by one event loop or queued for sync workers.
+
+Little's law is the yardstick: a server holding ``slots`` requests, each waiting ``latency``,
+answers at most ``slots / latency`` a second (slots: the concurrency for an event loop, the
+workers for sync workers).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..verdicts import CPU_BUSY, INCONCLUSIVE, decide, describe
+
+if TYPE_CHECKING:
+    from ..lab import Lab
+
+
+def claim_1(lab: Lab) -> dict:
+    m = lab.mode
+    lab.section(f"claim 1: {m.connections} connections on one async process")
+    server = lab.async_one()
+    path = f"/io?delay_ms={m.connections_delay_ms}"
+    settings = {**server.settings, "waves": m.connections_waves, "delay_ms": m.connections_delay_ms}
+    run = lab.gen.hold(
+        f"one uvicorn worker, {m.connections} connections",
+        server,
+        path,
+        m.connections,
+        m.connections_waves,
+        m.connections_delay_ms / 1000,
+        settings,
+    )
+    ratio = run["held_concurrency"] / m.connections
+    run["pss_kb_per_connection"] = round(run["server_pss_mb"] * 1024 / m.connections, 2)
+    verdict, reason = decide(
+        ratio >= 0.8,
+        f"in the worst of {m.connections_waves} waves, {run['held_concurrency']} of the {m.connections} "
+        f"requests were in flight at the same instant and answered before a second {m.connections_delay_ms} ms "
+        f"wait could pass (p50 {run['latency_ms']['p50']:.0f} ms, p99 {run['latency_ms']['p99']:.0f} ms; beyond "
+        f"the wait, one core handling {m.connections} requests of {run['cpu_ms_per_request']:.2f} ms of CPU each): "
+        "served side by side on one "
+        f"process, none queued behind another; {run['pss_kb_per_connection']:.0f} KiB of memory (PSS) per "
+        "connection",
+        [run],
+    )
+    return lab.experiment(
+        1,
+        what=f"{m.connections} keep-alive connections to one uvicorn worker (direct), a GET {path} sent on "
+        f"every one at once, {m.connections_waves} times",
+        runs=[run],
+        yardstick=("connections open", "N connections, each with a request in flight", m.connections, "requests"),
+        measured=("requests in flight at once, answered within 2 waits", run["held_concurrency"], "requests"),
+        ratio=ratio,
+        band="ratio >= 0.8",
+        verdict=(verdict, reason),
+    )
+
+
+def claim_2(lab: Lab, io: dict) -> dict:
+    points = io["series"]["async"]["points"]
+    little = [p for p in points if p["limits"]["binding"] == "little"]
+    cpu_bound = [p for p in points if p["limits"]["binding"] == "cpu"]
+    worst = min(little, key=lambda p: p["limits"]["little_ratio"]) if little else points[-1]
+    top = max(little, key=lambda p: p["concurrency"]) if little else points[-1]
+    ratio = worst["limits"]["little_ratio"]
+    knee = (
+        f"; from c={cpu_bound[0]['concurrency']} on, the servers kept the CPU busy (>= {CPU_BUSY:.0%} of the "
+        f"cores they could use), so the CPU, not the wait, set the pace "
+        f"({cpu_bound[-1]['limits']['cpu_ratio']:.0%} of cores / cpu-time at c={cpu_bound[-1]['concurrency']})"
+        if cpu_bound
+        else ""
+    )
+    if little:
+        verdict = decide(
+            ratio >= 0.8,
+            f"at every concurrency where the wait is the limit (up to c={top['concurrency']}), throughput was "
+            f">= {ratio:.0%} of concurrency / latency{knee}",
+            little,
+        )
+    else:
+        verdict = (INCONCLUSIVE, "the CPU was busy at every level, so Little's law was never the binding limit")
+    return lab.experiment(
+        2,
+        what=f"{io['path']} on the async pool ({describe(io['series']['async']['settings'])}), direct, "
+        f"concurrency {io['levels'][0]} -> {io['levels'][-1]} (the /io curve)",
+        runs=points,
+        yardstick=(
+            "Little's law",
+            "concurrency / latency",
+            top["limits"].get("little_rps", 0.0),
+            "req/s",
+        ),
+        measured=("throughput", top["throughput_rps"], "req/s"),
+        ratio=ratio,
+        band=f"ratio >= 0.8 wherever the CPU was not busy (< {CPU_BUSY:.0%} of the usable cores)",
+        verdict=verdict,
+        chart="io",
+    )
+
+
+def claim_4(lab: Lab, io: dict) -> dict:
+    settings = io["series"]["sync"]["settings"]
+    workers = settings["workers"]
+    points = io["series"]["sync"]["points"]
+    full = [p for p in points if p["concurrency"] >= workers] or points[-1:]
+    ratios = [p["limits"]["little_ratio"] for p in full]
+    low, high = min(ratios), max(ratios)
+    top = full[-1]
+    return lab.experiment(
+        4,
+        what=f"{io['path']} on the sync pool ({describe(settings)}), direct, concurrency "
+        f"{io['levels'][0]} -> {io['levels'][-1]} (the /io curve)",
+        runs=points,
+        yardstick=("Little's law", "workers / latency", top["limits"].get("little_rps", 0.0), "req/s"),
+        measured=("throughput", top["throughput_rps"], "req/s"),
+        ratio=top["limits"]["little_ratio"],
+        band="0.8 <= ratio <= 1.1 at every concurrency >= workers",
+        verdict=decide(
+            low >= 0.8 and high <= 1.1,
+            f"with {workers} workers and more requests than workers, throughput stayed at "
+            f"{low:.0%}-{high:.0%} of workers / latency however many requests waited (p99 at "
+            f"c={top['concurrency']}: {top['latency_ms']['p99']:.0f} ms)",
+            full,
+        ),
+        chart="io",
+    )

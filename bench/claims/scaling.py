@@ -1,0 +1,103 @@
+"""Claims 5 and 6: sync scales by adding workers (and threads), and pays for it in memory.
+
+Claim 5 sets throughput against ``workers x threads / latency`` for each size; claim 6 holds
+the same number of requests with sync workers, gthread threads and one event loop and
+compares the proportional memory (PSS) each needs per request.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..verdicts import decide
+
+if TYPE_CHECKING:
+    from ..lab import Lab
+
+
+def claims_5_and_6(lab: Lab) -> list[dict]:
+    m = lab.mode
+    top = max(m.scale)
+    concurrency = 4 * top
+    path = f"/io?delay_ms={m.io_delay_ms}"
+    sync = {w: lab.pool(f"sync-{w}-workers", "sync", workers=w) for w in m.scale}
+    gthread = {t: lab.pool(f"gthread-1x{t}", "sync", workers=1, worker_class="gthread", threads=t) for t in m.scale}
+    lab.section(f"claim 5: {path} at c={concurrency} on sync workers {m.scale} and gthread threads {m.scale}")
+    lab.servers.start(*sync.values(), *gthread.values())
+    runs = []
+    for family, servers in (("sync workers", sync), ("gthread threads", gthread)):
+        for n, server in servers.items():
+            run = lab.gen.wrk(
+                f"{family}: {n}", server.base_url + path, concurrency, m.duration_s, [server], server.settings
+            )
+            run["limits"] = lab.limits(run, server.settings, concurrency, m.io_delay_ms / 1000)
+            run["family"], run["slots"] = family, n
+            runs.append(run)
+    ratios = [r["limits"]["little_ratio"] for r in runs]
+    first, last = runs[0], runs[len(m.scale) - 1]
+    scaling = last["throughput_rps"] / first["throughput_rps"] if first["throughput_rps"] else 0.0
+    claim5 = lab.experiment(
+        5,
+        what=f"GET {path}, {concurrency} concurrent (direct), on the sync pool with {', '.join(map(str, m.scale))} "
+        f"workers, then on one gthread worker with {', '.join(map(str, m.scale))} threads",
+        runs=runs,
+        yardstick=("Little's law", "workers x threads / latency", last["limits"]["little_rps"], "req/s"),
+        measured=(f"throughput with {top} workers", last["throughput_rps"], "req/s"),
+        ratio=min(ratios),
+        band="ratio >= 0.8 at every size (throughput grows with workers x threads)",
+        verdict=decide(
+            min(ratios) >= 0.8,
+            f"{top} workers answered {scaling:.1f}x what 1 did (ideal {top}x); every size reached "
+            f">= {min(ratios):.0%} of workers x threads / latency",
+            runs,
+        ),
+        chart="scaling",
+    )
+
+    # Claim 6: the memory it takes to hold `top` requests at once, three ways.
+    hold = max(200, m.io_delay_ms)
+    async_one = lab.async_one()
+    lab.section(f"claim 6: memory (PSS) holding {top} concurrent requests")
+    mem_runs = []
+    for label, server in (
+        (f"sync: {top} workers", sync[top]),
+        (f"gthread: 1 worker x {top} threads", gthread[top]),
+        ("async: 1 uvicorn worker", async_one),
+    ):
+        run = lab.gen.wrk(
+            f"{label}, {top} in flight",
+            f"{server.base_url}/io?delay_ms={hold}",
+            top,
+            m.duration_s,
+            [server],
+            server.settings,
+        )
+        run["pss_mb_per_request"] = round(run["server_pss_mb"] / top, 3)
+        # What holding the requests added to what the idle server already had.
+        run["pss_mb_added_per_request"] = round(max(0.0, run["server_pss_mb"] - run["server_pss_idle_mb"]) / top, 3)
+        mem_runs.append(run)
+    lab.servers.stop(*sync.values(), *gthread.values())
+    sync_mb, thread_mb, async_mb = (r["pss_mb_per_request"] for r in mem_runs)
+    sync_add, _, async_add = (r["pss_mb_added_per_request"] for r in mem_runs)
+    ratio = sync_mb / async_mb if async_mb else 0.0
+    claim6 = lab.experiment(
+        6,
+        what=f"GET /io?delay_ms={hold} with {top} requests in flight, direct, on: {top} sync workers, one "
+        f"gthread worker with {top} threads, one uvicorn worker; peak PSS of each server's processes "
+        "(proportional set size: pages shared between forked workers are split among them)",
+        runs=mem_runs,
+        yardstick=("memory per request of the async worker", "PSS(async) / requests in flight", async_mb, "MiB"),
+        measured=("memory per request of the sync pool", sync_mb, "MiB"),
+        ratio=ratio,
+        band="ratio >= 1.5",
+        verdict=decide(
+            ratio >= 1.5,
+            f"{sync_mb:.1f} MiB per concurrent request on sync workers vs {async_mb:.1f} MiB on one event loop "
+            f"({ratio:.1f}x); threads sit between: {thread_mb:.1f} MiB. The cost is the processes held ready: "
+            f"the requests themselves added {sync_add * 1024:.0f} KiB each on sync workers and "
+            f"{async_add * 1024:.0f} KiB on the event loop to the idle servers' memory",
+            mem_runs,
+        ),
+        chart="memory",
+    )
+    return [claim5, claim6]
