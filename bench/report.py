@@ -189,7 +189,14 @@ def runs_table(runs: list[dict], extra: tuple[tuple[str, str], ...] = ()) -> str
             *(f"<td{' class=n' if numeric else ''}>{_e(fmt(r))}</td>" for _, fmt, numeric in extra),
         ]
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table>{head}{''.join(rows)}</table>"
+    saturated = [r["label"] for r in runs if r["generator_saturated"]]
+    note = (
+        f"<p class=warn>The load generator saturated its CPU in {_e(', '.join(saturated))}: there it, not the "
+        "server, set the pace, so that throughput is a lower bound of what the server can do.</p>"
+        if saturated
+        else ""
+    )
+    return f"<table>{head}{''.join(rows)}</table>{note}"
 
 
 def _background(run: dict) -> str:
@@ -285,14 +292,14 @@ def peers_block(peers: dict) -> str:
             ours = [r for r in rows if r["twinstack"]]
             best_ours = min(r["rank"] for r in ours) if ours else None
             ahead = [r for r in rows if not r["twinstack"] and best_ours and r["rank"] < best_ours]
-            if ahead:
+            top, last = rows[0]["throughput_rps"], rows[-1]["throughput_rps"]
+            if top and last / top >= 1 - NOISE:
+                sentence = f"all {len(rows)} servers within {NOISE:.0%} of each other: a tie on this machine"
+            elif ahead:
                 best = next(r for r in rows if r["rank"] == best_ours)
                 sentence = "; ".join(_versus(r, best) for r in ahead)
             else:
                 sentence = "twinstack's configuration ranks first among these servers here"
-            top, last = rows[0]["throughput_rps"], rows[-1]["throughput_rps"]
-            if top and last / top >= 1 - NOISE:
-                sentence += f"; all within {NOISE:.0%} of each other, which is a tie on this machine"
             parts.append(
                 f"<h3>{_e(group)}: GET {_e(workload['path'])}, {workload['concurrency']} in flight</h3>"
                 f"<p>{_e(sentence)}.</p>"

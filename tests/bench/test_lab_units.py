@@ -315,3 +315,48 @@ def test_a_peer_ahead_within_the_noise_is_called_a_tie_not_a_win():
     assert "beats twinstack's best configuration here (1.14x" in _versus(
         {"peer": "gunicorn-asgi", "throughput_rps": 114.0}, ours
     )
+
+
+def peer_row(peer: str, rps: float, rank: int, twinstack: bool = False, saturated: bool = False) -> dict:
+    return {
+        **run(rps, cpu_ms=1.0, generator_saturated=saturated),
+        "label": peer,
+        "tool": "wrk",
+        "concurrency": 8,
+        "latency_ms": {"p50": 1.0, "p95": 2.0, "p99": 3.0},
+        "server_cpu_cores": 1.0,
+        "box_saturated": False,
+        "server_rss_mb": 50.0,
+        "server_pss_mb": 40.0,
+        "settings": {"server": peer},
+        "peer": peer,
+        "rank": rank,
+        "twinstack": twinstack,
+    }
+
+
+def peers(*rows: dict) -> dict:
+    return {"groups": {"ASGI": {"io": {"path": "/io", "concurrency": 8, "rows": list(rows)}}}}
+
+
+def test_peers_all_within_the_noise_are_one_tie_not_a_ranking():
+    from bench.report import peers_block
+
+    page = peers_block(peers(peer_row("uvicorn", 1003.0, 1), peer_row("twinstack async pool", 1000.0, 2, True)))
+    assert "all 2 servers within 5% of each other: a tie on this machine" in page
+    assert "ranks ahead" not in page and "beats" not in page
+
+
+def test_peers_a_peer_clearly_ahead_is_named_as_beating_twinstack():
+    from bench.report import peers_block
+
+    page = peers_block(peers(peer_row("granian", 1200.0, 1), peer_row("twinstack async pool", 1000.0, 2, True)))
+    assert "granian beats twinstack&#x27;s best configuration here (1.20x" in page
+
+
+def test_a_saturated_generator_is_said_under_its_table():
+    from bench.report import runs_table
+
+    assert "saturated its CPU" not in runs_table([peer_row("python", 4000.0, 2)])
+    page = runs_table([peer_row("nginx static", 75000.0, 1, saturated=True), peer_row("python", 4000.0, 2)])
+    assert "saturated its CPU in nginx static:" in page and "lower bound" in page
