@@ -1,0 +1,188 @@
+"""Each claim's verdict from canned measurements: holds, does not hold, inconclusive.
+
+The claims are functions of a ``Lab``; here a stand-in hands them the runs a load generator
+would have measured, so every band is checked on both sides without starting a server.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import verdicts
+from bench.claims import cpu_bound, io_bound, scaling, stall
+from bench.modes import MODES
+from bench.verdicts import FAILS, HOLDS, INCONCLUSIVE, physical_limits
+
+ASYNC = {"server": "gunicorn", "worker_class": "uvicorn_worker.UvicornWorker", "workers": 2}
+SYNC = {"server": "gunicorn", "worker_class": "sync", "workers": 5, "threads": 1}
+
+
+def measured(rps: float, c: int = 1, p99: float = 10.0, **extra) -> dict:
+    """A run as ``bench.load.record`` shapes it, with only the figures the verdicts read."""
+    return {
+        "label": f"c={c}",
+        "concurrency": c,
+        "throughput_rps": rps,
+        "latency_ms": {"p50": p99 / 2, "p95": p99 * 0.9, "p99": p99},
+        "requests": 1000,
+        "errors": 0,
+        "error_rate": 0.0,
+        "generator_saturated": False,
+        "generator_cpu_cores": 0.0,
+        "cpu_ms_per_request": 0.0,
+        "server_cpu_cores": 0.0,
+        **extra,
+    }
+
+
+def curve(settings: dict, points: list[dict], wait_s: float) -> dict:
+    """One configuration's curve with its limits, as ``Lab.curves`` builds it."""
+    ref = min((p["cpu_ms_per_request"] for p in points if p["cpu_ms_per_request"] > 0), default=0.0)
+    for p in points:
+        p["limits"] = physical_limits(p, settings, p["concurrency"], wait_s, 2, False, ref)
+    levels = [p["concurrency"] for p in points]
+    return {"path": "/x", "levels": levels, "series": {"async": {"settings": settings, "points": points}}}
+
+
+class FakeServer:
+    base_url = "http://127.0.0.1:9"
+    settings = ASYNC
+
+
+class FakeLab:
+    """What a claim uses of a Lab: its mode and cores, a generator handing out canned runs."""
+
+    def __init__(self, runs: list[dict] = ()) -> None:
+        self.mode = MODES["tiny"]
+        self.cores = 2
+        self.runs = list(runs)
+        self.gen = self
+
+    def section(self, title: str) -> None:
+        pass
+
+    def experiment(self, claim: int, **record) -> dict:
+        return verdicts.experiment(claim, **record)
+
+    def async_one(self) -> FakeServer:
+        return FakeServer()
+
+    def wrk(self, label: str, *args, **kwargs) -> dict:
+        return {**self.runs.pop(0), "label": label}
+
+
+# --- claim 2: async throughput against concurrency / latency -----------------------------------
+
+
+def test_claim_2_holds_when_every_wait_bound_point_reaches_littles_law():
+    io = curve(ASYNC, [measured(19.5, 1), measured(150.0, 8), measured(600.0, 32)], 0.05)
+    e = io_bound.claim_2(FakeLab(), io)
+    assert e["verdict"] == HOLDS
+    # The figures shown are those of the deciding point, so measured / yardstick == ratio.
+    assert e["ratio"] == pytest.approx(e["measured"]["value"] / e["yardstick"]["value"], abs=1e-3)
+
+
+def test_claim_2_does_not_hold_when_a_point_falls_short_and_names_that_point():
+    io = curve(ASYNC, [measured(19.5, 1), measured(80.0, 8), measured(600.0, 32)], 0.05)
+    e = io_bound.claim_2(FakeLab(), io)
+    assert e["verdict"] == FAILS
+    assert e["measured"]["name"] == "throughput at c=8" and e["ratio"] == pytest.approx(0.5)
+
+
+def test_claim_2_is_inconclusive_when_the_cpu_was_busy_at_every_level():
+    busy = {"cpu_ms_per_request": 0.5, "server_cpu_cores": 1.9}
+    io = curve(ASYNC, [measured(3000.0, 512, **busy), measured(3500.0, 1024, **busy)], 0.05)
+    e = io_bound.claim_2(FakeLab(), io)
+    assert e["verdict"] == INCONCLUSIVE and "Little's law was never the binding limit" in e["reason"]
+
+
+def test_claim_2_is_inconclusive_when_the_generator_saturated():
+    io = curve(ASYNC, [measured(19.5, 1), measured(150.0, 8, generator_saturated=True)], 0.05)
+    e = io_bound.claim_2(FakeLab(), io)
+    assert e["verdict"] == INCONCLUSIVE and "load generator saturated" in e["reason"]
+
+
+# --- claim 4: a sync worker serves one request at a time ---------------------------------------
+
+
+def sync_curve(rps: float, top: dict | None = None) -> dict:
+    points = [measured(19.0, 1), measured(rps, 8), measured(rps, 32, **(top or {}))]
+    io = curve(SYNC, points, 0.05)
+    io["series"] = {"sync": io["series"]["async"]}
+    return io
+
+
+def test_claim_4_holds_at_workers_over_latency_and_fails_above_or_below_it():
+    assert io_bound.claim_4(FakeLab(), sync_curve(96.0))["verdict"] == HOLDS  # 5 workers / 50 ms = 100
+    assert io_bound.claim_4(FakeLab(), sync_curve(60.0))["verdict"] == FAILS
+    # Far above workers / latency: the pool is not serving one request per worker.
+    assert io_bound.claim_4(FakeLab(), sync_curve(200.0))["verdict"] == FAILS
+
+
+def test_claim_4_says_a_censored_p99_is_a_lower_bound():
+    e = io_bound.claim_4(FakeLab(), sync_curve(96.0, {"latency_censored": True, "latency_ms": {"p99": 983.0}}))
+    assert ">= 983 ms, censored" in e["reason"] and "c / throughput = 0.3 s" in e["reason"]
+    assert "censored" not in io_bound.claim_4(FakeLab(), sync_curve(96.0))["reason"]
+
+
+# --- claim 7: sync workers against the utilisation law -----------------------------------------
+
+
+def cpu_curve(rps_at_4: float) -> dict:
+    busy = {"cpu_ms_per_request": 10.0, "server_cpu_cores": 1.9}
+    points = [measured(95.0, 1, **busy), measured(rps_at_4, 4, **busy), measured(195.0, 16, **busy)]
+    cpu = curve(SYNC, points, 0.0)
+    cpu["series"] = {"sync": cpu["series"]["async"]}
+    return cpu
+
+
+def test_claim_7_holds_near_cores_over_cpu_time_and_judges_its_worst_point():
+    e = cpu_bound.claim_7(FakeLab(), cpu_curve(190.0))  # 2 cores / 10 ms = 200 req/s
+    assert e["verdict"] == HOLDS and e["yardstick"]["value"] == pytest.approx(200.0)
+    bad = cpu_bound.claim_7(FakeLab(), cpu_curve(120.0))
+    assert bad["verdict"] == FAILS and bad["measured"]["name"] == "throughput at c=4"
+    assert bad["ratio"] == pytest.approx(bad["measured"]["value"] / bad["yardstick"]["value"], abs=1e-3)
+
+
+# --- claims 3 and 9: the stalled event loop ----------------------------------------------------
+
+
+def stall_runs(alone: float, anti: float, fix: float) -> list[dict]:
+    return [measured(300.0, 8, p99=alone), measured(100.0, 8, p99=anti), measured(300.0, 8, p99=fix)]
+
+
+def stall_claim(runs: list[dict], fix_decides: bool) -> dict:
+    anti, fix = ("anti-pattern", "/anti"), ("fix", "/fix")
+    return stall._stall_claim(FakeLab(runs), 9, "t", "/io", 100.0, anti, fix, what="-", fix_decides=fix_decides)
+
+
+def test_a_stall_holds_when_the_anti_pattern_adds_half_its_cost_and_the_fix_does_not():
+    e = stall_claim(stall_runs(20.0, 120.0, 22.0), fix_decides=True)
+    assert e["verdict"] == HOLDS
+    assert e["measured"]["value"] == pytest.approx(100.0) and e["yardstick"]["value"] == 100.0
+    assert e["ratio"] == pytest.approx(1.0)
+
+
+def test_a_stall_does_not_hold_when_the_loop_kept_serving_or_the_fix_stalls_too():
+    assert stall_claim(stall_runs(20.0, 40.0, 22.0), fix_decides=True)["verdict"] == FAILS
+    assert stall_claim(stall_runs(20.0, 120.0, 110.0), fix_decides=True)["verdict"] == FAILS
+    # Claim 3 is the stall itself; its fix is shown beside it, not judged.
+    assert stall_claim(stall_runs(20.0, 120.0, 110.0), fix_decides=False)["verdict"] == HOLDS
+
+
+def test_a_stall_is_inconclusive_when_the_interfering_load_did_not_run():
+    runs = stall_runs(20.0, 120.0, 22.0)
+    runs[1]["background"] = {"requests": 0, "errors": 0}
+    assert stall_claim(runs, fix_decides=True)["verdict"] == INCONCLUSIVE
+
+
+# --- claim 6: what the reason says about threads -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("thread_mb", "async_mb", "said"),
+    [(7.4, 8.3, "less than the event loop (0.89x)"), (12.0, 8.0, "more than the event loop (1.50x)"),
+     (8.1, 8.0, "about what the event loop takes")],
+)  # fmt: skip
+def test_claim_6_says_where_threads_stand_as_measured(thread_mb, async_mb, said):
+    assert said in scaling._threads_vs_loop(thread_mb, async_mb)
