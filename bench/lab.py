@@ -208,12 +208,13 @@ class Lab:
         return results
 
     # --- an experiment that crashes does not take the run with it ---------------------------------
-    def _failed(self, what: str, exc: Exception) -> str:
+    def failed(self, what: str, exc: Exception) -> str:
+        """Record a part of the run that could not be measured (traceback in logs/lab-errors.log)."""
         message = f"{what} failed: {type(exc).__name__}: {exc}".strip()
         log = self.out / "logs" / "lab-errors.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("a") as fh:
-            fh.write(f"--- {what}\n{traceback.format_exc()}\n")
+            fh.write(f"--- {what}\n{''.join(traceback.format_exception(exc))}\n")
         self.failures.append(message.splitlines()[0][:300])
         self.say(f"  !! {self.failures[-1]} (traceback in logs/lab-errors.log)")
         return self.failures[-1]
@@ -223,7 +224,7 @@ class Lab:
         try:
             out = run(self)
         except Exception as exc:  # recorded in the report; the run goes on
-            reason = self._failed(f"claim {'/'.join(map(str, claims))}", exc)
+            reason = self.failed(f"claim {'/'.join(map(str, claims))}", exc)
             return [
                 experiment(
                     c,
@@ -243,7 +244,7 @@ class Lab:
         try:
             return run(self)
         except Exception as exc:  # recorded in the report; the run goes on
-            self._failed(name, exc)
+            self.failed(name, exc)
             return empty
 
     # --- curves: throughput and p99 against concurrency ------------------------------------------

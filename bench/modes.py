@@ -25,6 +25,8 @@ class Mode:
     cpu_work: int = 10_000  # SHA-256 rounds, about 7 ms of CPU
     peer_io_concurrency: int = 64
     peer_cpu_concurrency: int = 8
+    peer_rounds: int = 2  # interleaved rounds per peer: a win must beat every round
+    peer_duration_s: int = 1
     proxy_concurrency: int = 32
 
     def as_dict(self) -> dict:
@@ -44,6 +46,8 @@ MODES = {
         websockets=500,
         jobs=10,
         locust_users=50,
+        peer_rounds=3,
+        peer_duration_s=3,
     ),
     "quick": Mode(
         name="quick",

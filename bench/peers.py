@@ -1,8 +1,10 @@
 """The peers: what users would run instead of twinstack's pools, measured on the same workloads.
 
 ``uvicorn --workers N``, gunicorn's own ``-k asgi`` worker and Granian for the ASGI app;
-gunicorn with its defaults and Granian for the WSGI app. Each row is ranked by throughput
-beside twinstack's own configurations, whichever wins.
+gunicorn with its defaults and Granian for the WSGI app. Each contender runs several short
+rounds, interleaved; its row is its median round, ranked beside twinstack's own
+configurations, and a peer is said to beat twinstack only where every one of its rounds beat
+every round of twinstack's best (otherwise the two are a tie on this machine).
 """
 
 from __future__ import annotations
@@ -55,36 +57,65 @@ def peers(lab: Lab) -> dict:
             {"server": "granian", "workers": n, "interface": "WSGI"},
         ),
     }
-    peers = []
+    candidates = []
     for name, (command, settings) in specs.items():
         port = free_port()
-        peers.append(lab.peer(name, command(port), settings, port))
-    lab.servers.start(*peers)
+        candidates.append(lab.peer(name, command(port), settings, port))
+    # A peer that will not start is reported; the others are still measured.
+    errors = lab.servers.start_each(*candidates)
+    for name, exc in errors.items():
+        lab.failed(f"peer {name}", exc)
+    peers = [server for server in candidates if server.name not in errors]
     curve = lab.curve_servers()
     contenders = {
-        "ASGI": [("twinstack async pool", lab.async_pool), *[(p.name, p) for p in peers[:3]]],
+        "ASGI": [("twinstack async pool", lab.async_pool)],
         "WSGI": [
             ("twinstack sync pool", lab.sync_pool),
             ("twinstack gthread", curve["gthread"]),
             ("twinstack gevent", curve["gevent"]),
-            *[(p.name, p) for p in peers[3:]],
         ],
     }
-    out: dict = {"groups": {}}
+    for server in peers:
+        contenders[server.settings["interface"]].append((server.name, server))
+    out: dict = {"groups": {}, "rounds": m.peer_rounds, "duration_s": m.peer_duration_s}
     for workload, path, c in (
         ("io", f"/io?delay_ms={m.io_delay_ms}", m.peer_io_concurrency),
         ("cpu", f"/cpu?work={m.cpu_work}", m.peer_cpu_concurrency),
     ):
-        lab.section(f"peers: {path}, c={c}")
+        lab.section(f"peers: {path}, c={c}, {m.peer_rounds} rounds")
         for group, entries in contenders.items():
+            rounds: dict[str, list[dict]] = {name: [] for name, _ in entries}
+            for i in range(m.peer_rounds):
+                # Interleaved, each round in a different order: a drift of the machine (another
+                # tenant, a warm cache) is shared out instead of landing on one contender.
+                for name, server in entries[i % len(entries) :] + entries[: i % len(entries)]:
+                    label = f"{group} {name} {path}"
+                    rounds[name].append(lab.gen.wrk(label, server.base_url + path, c, m.peer_duration_s, [server]))
             rows = []
             for name, server in entries:
-                run = lab.gen.wrk(f"{group} {name} {path}", server.base_url + path, c, m.duration_s, [server])
-                run.update(peer=name, settings=server.settings, twinstack=name.startswith("twinstack"))
-                rows.append(run)
+                row = combine(rounds[name])
+                row.update(peer=name, settings=server.settings, twinstack=name.startswith("twinstack"))
+                rows.append(row)
             rows.sort(key=lambda r: r["throughput_rps"], reverse=True)
             for rank, row in enumerate(rows, 1):
                 row["rank"] = rank
             out["groups"].setdefault(group, {})[workload] = {"path": path, "concurrency": c, "rows": rows}
     lab.servers.stop(*peers, curve["gthread"], curve["gevent"])
     return out
+
+
+def combine(rounds: list[dict]) -> dict:
+    """One contender's rounds as one row: the round with the median throughput (the lower one of
+    an even count, so every figure of the row comes from one real run), every round's
+    throughput beside it, and the flags of any round that could not be trusted."""
+    ordered = sorted(rounds, key=lambda r: r["throughput_rps"])
+    row = dict(ordered[(len(ordered) - 1) // 2])
+    rps = [r["throughput_rps"] for r in rounds]
+    row.update(
+        rounds_rps=[round(x, 1) for x in rps],
+        rps_low=min(rps),
+        rps_high=max(rps),
+        generator_saturated=any(r["generator_saturated"] for r in rounds),
+        settled=all(r.get("settled", True) for r in rounds),
+    )
+    return row

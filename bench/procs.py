@@ -177,6 +177,26 @@ class Servers:
         for server in fresh:
             server.wait_ready()
 
+    def start_each(self, *servers: Server) -> dict[str, LabError]:
+        """Start the servers together like ``start``, but one that fails is stopped and its error
+        returned by name while the others run on."""
+        errors = {}
+        for server in servers:
+            try:
+                server.start(self.log_dir, self.layout.servers)
+                self.running[server.name] = server
+            except OSError as exc:  # its program is missing or cannot run
+                errors[server.name] = LabError(f"{server.name} could not start: {exc}")
+        for server in servers:
+            if server.name in errors:
+                continue
+            try:
+                server.wait_ready()
+            except LabError as exc:
+                errors[server.name] = exc
+                self.stop(server)
+        return errors
+
     def stop(self, *servers: Server) -> None:
         for server in servers:
             if self.running.pop(server.name, None) is not None:

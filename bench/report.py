@@ -42,7 +42,7 @@ CAPTIONS = {
     "proxy": "Requests per second of GET /health, direct to each pool and through nginx with and without upstream "
     "keep-alive, and through twinstack's own nginx configuration (JSON access log, limits, headers).",
     "static": "Requests per second for the same CSS file from nginx and from Python workers.",
-    "peers": "Requests per second of each server on the same app and workload, best first; twinstack's "
+    "peers": "Requests per second (median round) of each server on the same app and workload, best first; twinstack's "
     "configurations are the darker bars.",
 }
 
@@ -275,10 +275,18 @@ def machine_block(results: dict) -> str:
 
 
 def _versus(peer: dict, ours: dict) -> str:
-    """How a peer that ranks ahead compares with twinstack's best configuration."""
+    """How a peer that ranks ahead compares with twinstack's best configuration: a win only
+    when every round of the peer beat every round of twinstack's, and by more than the noise."""
     if not ours["throughput_rps"]:
         return f"{peer['peer']} ranks ahead"
     ratio = peer["throughput_rps"] / ours["throughput_rps"]
+    peer_low = peer.get("rps_low", peer["throughput_rps"])
+    ours_high = ours.get("rps_high", ours["throughput_rps"])
+    if peer_low <= ours_high:
+        return (
+            f"{peer['peer']} ranks ahead by {ratio:.2f}x, but its slowest round ({_n(peer_low)} req/s) did not beat "
+            f"twinstack's fastest ({_n(ours_high)}): a tie on this machine"
+        )
     if ratio < 1 + NOISE:
         return f"{peer['peer']} ranks ahead by {ratio:.2f}x, within {NOISE:.0%}: a tie on this machine"
     return f"{peer['peer']} beats twinstack's best configuration here ({ratio:.2f}x the requests per second)"
@@ -307,6 +315,7 @@ def peers_block(peers: dict) -> str:
                     rows,
                     (
                         ("rank", lambda r: r["rank"], True),
+                        ("req/s of each round", lambda r: " / ".join(_n(x) for x in r.get("rounds_rps", [])), True),
                         ("configuration", lambda r: ", ".join(f"{k}={v}" for k, v in r["settings"].items()), False),
                     ),
                 )
@@ -387,7 +396,14 @@ def render(results: dict) -> str:
     if static:
         body.append(_figure(_throughput_bars(static), "static"))
     body.append("<h2>Peers: what users would pick instead, same apps, same run</h2>")
-    body.append(peers_block(results["peers"]))
+    peers = results["peers"]
+    if "rounds" in peers:
+        body.append(
+            f"<p>Each server ran {peers['rounds']} rounds of {peers['duration_s']} s on each workload, interleaved "
+            "(each round in a different order); its row is its median round. A peer beats twinstack only when "
+            f"all its rounds beat all of twinstack's and by more than {NOISE:.0%}.</p>"
+        )
+    body.append(peers_block(peers))
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8><title>twinstack lab report</title>"
         f"<meta name=viewport content='width=device-width, initial-scale=1'><style>{CSS}</style></head><body>"

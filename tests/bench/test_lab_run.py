@@ -137,6 +137,9 @@ def test_ceiling_proxy_static_and_peers_are_measured(results):
             assert sorted(r["rank"] for r in workload["rows"]) == list(range(1, len(workload["rows"]) + 1))
             for row in workload["rows"]:
                 check_run(row, row["label"])
+                # Every contender ran every round; its row is one of them.
+                assert len(row["rounds_rps"]) == results["peers"]["rounds"] == MODES["tiny"].peer_rounds
+                assert row["rps_low"] <= row["throughput_rps"] <= row["rps_high"]
 
 
 def test_the_machine_and_every_component_version_are_recorded(results):

@@ -246,6 +246,22 @@ def test_a_server_that_died_is_started_again(tmp_path):
         servers.stop_all()
 
 
+def test_servers_that_fail_to_start_are_reported_by_name_while_the_others_run(tmp_path):
+    port = free_port()
+    web = Server("web", [sys.executable, "-m", "http.server", "-b", "127.0.0.1", str(port)], port, {}, health_path="/")
+    crash = Server("crash", [sys.executable, "-c", "raise SystemExit(3)"], free_port(), {})
+    missing = Server("missing", [str(tmp_path / "no-such-server")], free_port(), {})
+    servers = Servers(tmp_path, CpuLayout(servers=(0,), generator=(0,)))
+    try:
+        errors = servers.start_each(crash, web, missing)
+        assert set(errors) == {"crash", "missing"}
+        assert "crash exited while starting" in str(errors["crash"])
+        assert "missing could not start" in str(errors["missing"])
+        assert set(servers.running) == {"web"} and web.proc.poll() is None
+    finally:
+        servers.stop_all()
+
+
 def test_an_experiment_that_crashes_is_inconclusive_and_the_run_goes_on(tmp_path):
     lines: list[str] = []
     lab = Lab(MODES["tiny"], tmp_path, say=lines.append)
@@ -305,6 +321,28 @@ def test_cli_errors_are_one_line_and_exit_1(tmp_path):
     assert result.returncode == 1
     assert result.stderr.startswith("error: ") and "no such file" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_peers_row_is_its_median_round_with_every_round_beside_it():
+    from bench.peers import combine
+
+    rounds = [run(rps, label=f"r{rps}") for rps in (100.0, 120.0, 90.0)]
+    rounds[2]["generator_saturated"] = True
+    row = combine(rounds)
+    assert row["label"] == "r100.0" and row["throughput_rps"] == 100.0  # a real round, not an average
+    assert row["rounds_rps"] == [100.0, 120.0, 90.0] and (row["rps_low"], row["rps_high"]) == (90.0, 120.0)
+    assert row["generator_saturated"]  # one untrustworthy round marks the row
+    assert combine(rounds[:2])["throughput_rps"] == 100.0  # two rounds: the lower, never an invented figure
+
+
+def test_a_peer_whose_rounds_overlap_twinstacks_is_a_tie_however_far_its_median_is_ahead():
+    from bench.report import _versus
+
+    ours = {"peer": "twinstack async pool", "throughput_rps": 100.0, "rps_low": 95.0, "rps_high": 118.0}
+    peer = {"peer": "uvicorn", "throughput_rps": 115.0, "rps_low": 110.0, "rps_high": 121.0}
+    assert "did not beat twinstack's fastest (118.0): a tie on this machine" in _versus(peer, ours)
+    clear = {**peer, "rps_low": 119.0}
+    assert "uvicorn beats twinstack's best configuration here (1.15x" in _versus(clear, ours)
 
 
 def test_a_peer_ahead_within_the_noise_is_called_a_tie_not_a_win():
