@@ -24,7 +24,7 @@ def load(path: Path) -> dict:
 
 def iter_runs(results: dict) -> Iterator[tuple[str, dict]]:
     """Every measured run of a report, keyed by where it sits (section, label, concurrency)."""
-    if "ceiling" in results:
+    if results.get("ceiling"):
         yield "ceiling", results["ceiling"]
     for kind, curve in results.get("curves", {}).items():
         for series in curve["series"].values():

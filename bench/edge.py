@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .procs import argv, free_port
+from .procs import LabError, argv, free_port
 
 if TYPE_CHECKING:
     from .lab import Lab
@@ -19,36 +19,44 @@ def proxy(lab: Lab) -> list[dict]:
     m = lab.mode
     c = m.proxy_concurrency
     lab.section(f"proxy: GET /health direct and through nginx, c={c}")
+    pools = [("async", lab.async_pool), ("sync", lab.sync_pool)]
+    gthread = lab.curve_servers()["gthread"]
+    if gthread.name in lab.servers.running:
+        pools.append(("gthread", gthread))
     runs = []
-    for name, pool in (("async", lab.async_pool), ("sync", lab.sync_pool)):
-        for label, url, watch in (
+    for name, pool in pools:
+        paths = [
             ("direct", f"{pool.base_url}/health", [pool]),
             ("nginx, upstream keep-alive", f"http://127.0.0.1:{lab.proxy_port}/keepalive/{name}/health", None),
             ("nginx, no upstream keep-alive", f"http://127.0.0.1:{lab.proxy_port}/close/{name}/health", None),
-            ("twinstack nginx config", f"http://127.0.0.1:{lab.stack.http_port}/{name}/health", None),
-        ):
+        ]
+        if name != "gthread":  # twinstack's nginx routes /async/ and /sync/ only
+            paths.append(("twinstack nginx config", f"http://127.0.0.1:{lab.stack.http_port}/{name}/health", None))
+        for label, url, watch in paths:
             run = lab.gen.wrk(
                 f"{name}: {label}", url, c, m.duration_s, watch or [pool, lab.nginx_server], pool.settings
             )
             run["pool"], run["path_kind"] = name, label
             runs.append(run)
-    for name in ("async", "sync"):
-        direct = next(r for r in runs if r["pool"] == name and r["path_kind"] == "direct")
-        for r in runs:
-            if r["pool"] == name:
-                r["ratio_to_direct"] = (
-                    round(r["throughput_rps"] / direct["throughput_rps"], 4) if direct["throughput_rps"] else 0.0
-                )
+        direct = runs[-len(paths)]
+        for r in runs[-len(paths) :]:
+            r["ratio_to_direct"] = (
+                round(r["throughput_rps"] / direct["throughput_rps"], 4) if direct["throughput_rps"] else 0.0
+            )
     duration = max(2, m.duration_s * 2)
     lab.section(f"mixed user traffic through nginx: Locust, {m.locust_users} users, {duration} s")
-    mixed = lab.gen.locust(
-        f"Locust: {m.locust_users} users, mixed traffic",
-        f"http://127.0.0.1:{lab.stack.http_port}",
-        m.locust_users,
-        duration,
-        [lab.nginx_server, lab.async_pool, lab.sync_pool],
-        lab.out,
-    )
+    try:
+        mixed = lab.gen.locust(
+            f"Locust: {m.locust_users} users, mixed traffic",
+            f"http://127.0.0.1:{lab.stack.http_port}",
+            m.locust_users,
+            duration,
+            [lab.nginx_server, lab.async_pool, lab.sync_pool],
+            lab.out,
+        )
+    except LabError as exc:  # recorded; the wrk runs above stand
+        lab.failed("proxy: Locust", exc)
+        return runs
     mixed["pool"], mixed["path_kind"], mixed["ratio_to_direct"] = "both", "twinstack nginx config", 0.0
     runs.append(mixed)
     return runs

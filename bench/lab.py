@@ -24,7 +24,7 @@ from .claims import cpu_bound, features, io_bound, scaling, stall
 from .load import Generator
 from .machine import machine_info
 from .modes import Mode
-from .procs import CpuLayout, LabError, Server, Servers, argv, free_port
+from .procs import CpuLayout, LabError, Server, Servers, argv, compress_logs, free_port
 from .verdicts import INCONCLUSIVE, experiment, physical_limits
 
 
@@ -125,6 +125,8 @@ class Lab:
             **self.env,
             "TWINSTACK_BENCH_CEILING_PORT": str(self.ceiling_port),
             "TWINSTACK_BENCH_PROXY_PORT": str(self.proxy_port),
+            # gunicorn's sync worker closes every connection; gthread shows keep-alive on a WSGI pool.
+            "TWINSTACK_BENCH_GTHREAD_UPSTREAM": f"127.0.0.1:{self.curve_servers()['gthread'].port}",
         }
         prefix = nginx_config.render(env, self.tmp / "stack" / "nginx")
         template = Path(__file__).with_name("nginx-bench.conf.template").read_text()
@@ -172,13 +174,17 @@ class Lab:
             self.servers.start(self.downstream, self.async_pool, self.sync_pool, self.nginx_server)
 
             self.section("the box's ceiling: wrk against nginx `return 200`")
-            results["ceiling"] = self.gen.wrk(
-                "nginx return 200 (no app)",
-                f"http://127.0.0.1:{self.ceiling_port}/",
-                m.proxy_concurrency * 2,
-                m.duration_s,
-                [self.nginx_server],
-                settings=self.nginx_server.settings,
+            results["ceiling"] = self.section_guarded(
+                "ceiling",
+                lambda lab: lab.gen.wrk(
+                    "nginx return 200 (no app)",
+                    f"http://127.0.0.1:{lab.ceiling_port}/",
+                    m.proxy_concurrency * 2,
+                    m.duration_s,
+                    [lab.nginx_server],
+                    settings=lab.nginx_server.settings,
+                ),
+                None,
             )
             curves = results["curves"] = self.curves()
             # Claim 6 measures the one-worker async server's memory while it is fresh: before
@@ -203,6 +209,7 @@ class Lab:
         finally:
             self.servers.stop_all()
             shutil.rmtree(self.tmp, ignore_errors=True)
+        compress_logs(self.out / "logs")
         results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         results["elapsed_s"] = round(time.time() - started, 1)
         return results
@@ -259,9 +266,13 @@ class Lab:
         return self._curve_servers
 
     def curves(self) -> dict:
+        """Throughput and p99 against concurrency on /io and /cpu for each serving model. A
+        configuration that will not start, or fails mid-curve, is reported and left out."""
         m = self.mode
-        servers = self.curve_servers()
-        self.servers.start(*servers.values())
+        servers = dict(self.curve_servers())
+        for name, exc in self.servers.start_each(*servers.values()).items():
+            self.failed(f"curve server {name}", exc)
+        servers = {kind: server for kind, server in servers.items() if server.name in self.servers.running}
         out: dict = {}
         for kind, path, levels in (
             ("io", f"/io?delay_ms={m.io_delay_ms}", m.io_levels),
@@ -271,10 +282,16 @@ class Lab:
             series = {}
             wait_s = m.io_delay_ms / 1000 if kind == "io" else 0.0
             for name, server in servers.items():
-                points = [
-                    self.gen.wrk(f"{name} {path}", server.base_url + path, c, m.duration_s, [server], server.settings)
-                    for c in levels
-                ]
+                try:
+                    points = [
+                        self.gen.wrk(
+                            f"{name} {path}", server.base_url + path, c, m.duration_s, [server], server.settings
+                        )
+                        for c in levels
+                    ]
+                except LabError as exc:  # recorded; the other configurations are still measured
+                    self.failed(f"curve {kind} {name}", exc)
+                    continue
                 # What a request costs at best on this server and path: the utilisation law's yardstick.
                 ref = min((p["cpu_ms_per_request"] for p in points if p["cpu_ms_per_request"] > 0), default=0.0)
                 for p in points:

@@ -71,8 +71,7 @@ def peers(lab: Lab) -> dict:
         "ASGI": [("twinstack async pool", lab.async_pool)],
         "WSGI": [
             ("twinstack sync pool", lab.sync_pool),
-            ("twinstack gthread", curve["gthread"]),
-            ("twinstack gevent", curve["gevent"]),
+            *[(f"twinstack {k}", curve[k]) for k in ("gthread", "gevent") if curve[k].name in lab.servers.running],
         ],
     }
     for server in peers:

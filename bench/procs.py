@@ -9,7 +9,9 @@ resident memory (RSS) and of proportional memory (PSS, which splits pages shared
 from __future__ import annotations
 
 import contextlib
+import gzip
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -164,6 +166,14 @@ class Servers:
     def start(self, *servers: Server) -> None:
         """Start the servers not running yet; one that died since it started is started again
         (what is left of its process group is killed first)."""
+        fresh = self._not_running(servers)
+        for server in fresh:
+            server.start(self.log_dir, self.layout.servers)
+            self.running[server.name] = server
+        for server in fresh:
+            server.wait_ready()
+
+    def _not_running(self, servers: Sequence[Server]) -> list[Server]:
         fresh = []
         for server in servers:
             if server.name in self.running:
@@ -171,16 +181,13 @@ class Servers:
                     continue
                 server.stop()
             fresh.append(server)
-        for server in fresh:
-            server.start(self.log_dir, self.layout.servers)
-            self.running[server.name] = server
-        for server in fresh:
-            server.wait_ready()
+        return fresh
 
     def start_each(self, *servers: Server) -> dict[str, LabError]:
         """Start the servers together like ``start``, but one that fails is stopped and its error
         returned by name while the others run on."""
         errors = {}
+        servers = tuple(self._not_running(servers))
         for server in servers:
             try:
                 server.start(self.log_dir, self.layout.servers)
@@ -247,7 +254,7 @@ class Sampler:
         self._sample()
         self.idle_pss = self.peak_pss
         self._initial = set(self._first)
-        self._box_start = psutil.cpu_times()
+        self._box_start = _busy_cpu_seconds()
         self._wall_start = time.monotonic()
         self._thread.start()
         return self
@@ -257,14 +264,37 @@ class Sampler:
         self._thread.join()
         self._sample()
         self.wall_s = time.monotonic() - self._wall_start
-        end = psutil.cpu_times()
-        busy = lambda t: t.user + t.nice + t.system + t.irq + t.softirq + getattr(t, "steal", 0.0)  # noqa: E731
-        self.box_busy_s = busy(end) - busy(self._box_start)
+        self.box_busy_s = _busy_cpu_seconds() - self._box_start
 
     @property
     def cpu_s(self) -> float:
         # A process that appeared during the run (a respawned worker) counts from zero.
         return sum(last - (self._first[pid] if pid in self._initial else 0.0) for pid, last in self._last.items())
+
+
+def compress_logs(folder: Path, over_bytes: int = 1 << 20) -> list[Path]:
+    """gzip the servers' logs larger than ``over_bytes`` (nginx's JSON access log of a full run
+    is ~150 MB of lines alike); the small ones stay plain text to read."""
+    done = []
+    for log in sorted(folder.glob("*.log")):
+        if log.stat().st_size > over_bytes:
+            target = log.with_name(log.name + ".gz")
+            with log.open("rb") as src, gzip.open(target, "wb", compresslevel=6) as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            log.unlink()
+            done.append(target)
+    return done
+
+
+def _busy_cpu_seconds() -> float:
+    """Busy seconds of the CPUs the lab may use: in a container with a cpuset, those CPUs, not
+    the host's (the utilisation is divided by the usable CPUs)."""
+    usable = os.sched_getaffinity(0)
+    return sum(
+        t.user + t.nice + t.system + t.irq + t.softirq + getattr(t, "steal", 0.0)
+        for cpu, t in enumerate(psutil.cpu_times(percpu=True))
+        if cpu in usable
+    )
 
 
 def _cpu_seconds(servers: Sequence[Server]) -> float:

@@ -160,8 +160,8 @@ def _figure(svg: str, key: str) -> str:
 
 def runs_table(runs: list[dict], extra: tuple[tuple[str, str], ...] = ()) -> str:
     head = (
-        "<tr><th>run</th><th>tool</th><th>conc.</th><th>req/s</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th>"
-        "<th>errors</th><th>server CPU (cores)</th><th>CPU ms / req</th><th>RSS MiB</th><th>PSS MiB</th>"
+        "<tr><th>run</th><th>tool</th><th>conc.</th><th>s</th><th>req/s</th><th>p50 ms</th><th>p95 ms</th>"
+        "<th>p99 ms</th><th>errors</th><th>server CPU (cores)</th><th>CPU ms / req</th><th>RSS MiB</th><th>PSS MiB</th>"
         "<th>generator CPU (cores)</th>" + "".join(f"<th>{_e(h)}</th>" for h, *_ in extra) + "</tr>"
     )
     rows = []
@@ -181,6 +181,7 @@ def runs_table(runs: list[dict], extra: tuple[tuple[str, str], ...] = ()) -> str
         box = ' <span class="muted">(box CPU-bound)</span>' if r["box_saturated"] else ""
         cells = [
             f"<td>{_e(r['label'])}{flags}</td><td>{_e(r['tool'])}</td><td class=n>{r['concurrency']}</td>",
+            f"<td class=n>{_n(r.get('duration_s', 0.0))}</td>",
             f"<td class=n>{_n(r['throughput_rps'])}</td><td class=n>{_n(lat['p50'])}</td>",
             f"<td class=n>{_n(lat['p95'])}</td><td class=n>{_n(lat['p99'])}</td>",
             f"<td class=n>{r['errors']} / {r['requests']}</td><td class=n>{_n(r['server_cpu_cores'], 2)}{box}</td>",
@@ -235,13 +236,18 @@ def _extra_cols(runs: list[dict]) -> tuple[tuple[str, object, bool], ...]:
 def summary_table(results: dict) -> str:
     c = results["ceiling"]
     rows = [
-        '<tr class="ceiling"><td>0</td><td>The box\'s ceiling: wrk against nginx <code>return 200</code>, no app. '
-        "Every figure below sits under it.</td>"
-        f"<td>{_n(c['throughput_rps'])} req/s</td><td class=n>-</td><td class=n>-</td><td>measured</td>"
-        f"<td>p99 {_n(c['latency_ms']['p99'], 2)} ms at c={c['concurrency']}; generator "
-        f"{_n(c['generator_cpu_cores'], 2)} cores"
-        f"{' (saturated: the generator is the limit here)' if c['generator_saturated'] else ''}</td></tr>"
+        '<tr class="ceiling"><td>0</td><td>The box\'s ceiling: wrk against nginx <code>return 200</code>.</td>'
+        "<td>not measured</td><td class=n>-</td><td class=n>-</td><td>-</td><td>see the failures below</td></tr>"
     ]
+    if c:
+        rows = [
+            '<tr class="ceiling"><td>0</td><td>The box\'s ceiling: wrk against nginx <code>return 200</code>, no app. '
+            "Every figure below sits under it.</td>"
+            f"<td>{_n(c['throughput_rps'])} req/s</td><td class=n>-</td><td class=n>-</td><td>measured</td>"
+            f"<td>p99 {_n(c['latency_ms']['p99'], 2)} ms at c={c['concurrency']}; generator "
+            f"{_n(c['generator_cpu_cores'], 2)} cores"
+            f"{' (saturated: the generator is the limit here)' if c['generator_saturated'] else ''}</td></tr>"
+        ]
     for e in results["experiments"]:
         y, m = e["yardstick"], e["measured"]
         rows.append(

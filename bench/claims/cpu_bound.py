@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..verdicts import decide, describe
+from ..verdicts import INCONCLUSIVE, decide, describe
 
 if TYPE_CHECKING:
     from ..lab import Lab
@@ -18,8 +18,20 @@ def claim_7(lab: Lab, cpu: dict) -> dict:
     settings = cpu["series"]["sync"]["settings"]
     points = cpu["series"]["sync"]["points"]
     busy = [p for p in points if p["concurrency"] >= lab.cores] or points[-1:]
-    worst = min(busy, key=lambda p: p["limits"]["cpu_ratio"])
+    worst = min(busy, key=lambda p: p["limits"].get("cpu_ratio", 0.0))
     top = busy[-1]
+    ratio = worst["limits"].get("cpu_ratio", 0.0)
+    if "cpu_rps" not in worst["limits"]:
+        verdict = (INCONCLUSIVE, f"no CPU time was measured on the sync pool at c={worst['concurrency']}")
+    else:
+        verdict = decide(
+            ratio >= 0.8,
+            f"with at least as many requests as cores, sync workers reached >= {ratio:.0%} "
+            f"of cores / cpu-time ({top['limits']['cpu_ms_per_request_ref']:.1f} ms of CPU a request at best, "
+            f"{top['cpu_ms_per_request']:.1f} ms at c={top['concurrency']}; "
+            f"{top['limits']['cores_available']:.2f} cores free of the generator)",
+            busy,
+        )
     return lab.experiment(
         7,
         what=f"{cpu['path']} on the sync pool ({describe(settings)}), direct, concurrency "
@@ -29,15 +41,8 @@ def claim_7(lab: Lab, cpu: dict) -> dict:
         # The point that decides the verdict: the furthest below its limit.
         yardstick=("utilisation law", "cores / cpu-seconds-per-request", worst["limits"].get("cpu_rps", 0.0), "req/s"),
         measured=(f"throughput at c={worst['concurrency']}", worst["throughput_rps"], "req/s"),
-        ratio=worst["limits"]["cpu_ratio"],
+        ratio=ratio,
         band="ratio >= 0.8 at every concurrency >= cores",
-        verdict=decide(
-            worst["limits"]["cpu_ratio"] >= 0.8,
-            f"with at least as many requests as cores, sync workers reached >= {worst['limits']['cpu_ratio']:.0%} "
-            f"of cores / cpu-time ({top['limits']['cpu_ms_per_request_ref']:.1f} ms of CPU a request at best, "
-            f"{top['cpu_ms_per_request']:.1f} ms at c={top['concurrency']}; "
-            f"{top['limits']['cores_available']:.2f} cores free of the generator)",
-            busy,
-        ),
+        verdict=verdict,
         chart="cpu",
     )

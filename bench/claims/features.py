@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..verdicts import REFUSALS, decide
+from ..verdicts import REFUSALS, decide, describe
 
 if TYPE_CHECKING:
     from ..lab import Lab
@@ -39,7 +39,8 @@ def claim_8(lab: Lab) -> dict:
     return lab.experiment(
         8,
         what=f"GET {path} (each call waits {delay} ms at the downstream service), one at a time, direct to "
-        "each pool: FastAPI awaits the calls with asyncio.gather, Flask makes them one after another",
+        "each pool: FastAPI awaits the calls with asyncio.gather, Flask makes them one after another"
+        f" ({_pools(lab)})",
         runs=runs,
         yardstick=("one wait", "delay_ms", float(delay), "ms"),
         measured=("p50 latency with asyncio.gather", async_p50, "ms"),
@@ -68,7 +69,8 @@ def claim_10(lab: Lab) -> dict:
     return lab.experiment(
         10,
         what=f'{m.jobs} POST /jobs {{"delay_ms": {delay}}} to each pool (direct), each 202 timed; then every '
-        "job polled (GET /jobs/{id}) until done, and its finish time compared with when its 202 arrived",
+        "job polled (GET /jobs/{id}) until done, and its finish time compared with when its 202 arrived"
+        f" ({_pools(lab)})",
         runs=runs,
         yardstick=("the job's own duration", "delay_ms", float(delay), "ms"),
         measured=("p99 time to the 202", worst, "ms"),
@@ -100,7 +102,8 @@ def claim_11(lab: Lab) -> dict:
     return lab.experiment(
         11,
         what=f"through nginx: {m.websockets} WebSockets opened at once to /async/ws/echo, one message echoed on "
-        "each while all are open; then one WebSocket handshake for /ws/echo straight to the sync pool's gunicorn",
+        "each while all are open; then one WebSocket handshake for /ws/echo straight to the sync pool's gunicorn"
+        f" ({_pools(lab)})",
         runs=[ok, refused],
         yardstick=("WebSockets asked for", "count", float(m.websockets), "sockets"),
         measured=("WebSockets held and echoing", float(ok["opened"]), "sockets"),
@@ -116,3 +119,7 @@ def claim_11(lab: Lab) -> dict:
             [ok],
         ),
     )
+
+
+def _pools(lab: Lab) -> str:
+    return f"async pool: {describe(lab.async_pool.settings)}; sync pool: {describe(lab.sync_pool.settings)}"

@@ -186,3 +186,11 @@ def test_a_stall_is_inconclusive_when_the_interfering_load_did_not_run():
 )  # fmt: skip
 def test_claim_6_says_where_threads_stand_as_measured(thread_mb, async_mb, said):
     assert said in scaling._threads_vs_loop(thread_mb, async_mb)
+
+
+def test_claim_7_is_inconclusive_when_no_cpu_time_was_measured():
+    idle = {"cpu_ms_per_request": 0.0, "server_cpu_cores": 0.0}
+    cpu = curve(SYNC, [measured(95.0, 1, **idle), measured(190.0, 4, **idle)], 0.0)
+    cpu["series"] = {"sync": cpu["series"]["async"]}
+    e = cpu_bound.claim_7(FakeLab(), cpu)
+    assert e["verdict"] == INCONCLUSIVE and "no CPU time was measured" in e["reason"]

@@ -258,6 +258,8 @@ def test_servers_that_fail_to_start_are_reported_by_name_while_the_others_run(tm
         assert "crash exited while starting" in str(errors["crash"])
         assert "missing could not start" in str(errors["missing"])
         assert set(servers.running) == {"web"} and web.proc.poll() is None
+        pid = web.proc.pid
+        assert servers.start_each(web) == {} and web.proc.pid == pid  # running: left alone, not started twice
     finally:
         servers.stop_all()
 
@@ -398,3 +400,53 @@ def test_a_saturated_generator_is_said_under_its_table():
     assert "saturated its CPU" not in runs_table([peer_row("python", 4000.0, 2)])
     page = runs_table([peer_row("nginx static", 75000.0, 1, saturated=True), peer_row("python", 4000.0, 2)])
     assert "saturated its CPU in nginx static:" in page and "lower bound" in page
+
+
+def test_a_locust_run_that_fails_keeps_the_proxy_runs_measured_before_it(tmp_path):
+    from types import SimpleNamespace
+
+    from bench import edge
+
+    pool = SimpleNamespace(name="pool", base_url="http://127.0.0.1:9", settings={})
+
+    class Generator:
+        def wrk(self, label: str, *args, **kwargs) -> dict:
+            return run(100.0, label=label)
+
+        def locust(self, *args, **kwargs) -> dict:
+            raise LabError("Locust wrote no statistics (exit 1)")
+
+    failures: list[str] = []
+    lab = SimpleNamespace(
+        mode=MODES["tiny"], out=tmp_path, proxy_port=9, stack=SimpleNamespace(http_port=9),
+        async_pool=pool, sync_pool=pool, nginx_server=pool, gen=Generator(),
+        servers=SimpleNamespace(running={}),  # the gthread pool did not start: its rows are left out
+        curve_servers=lambda: {"gthread": SimpleNamespace(name="gthread")},
+        section=lambda title: None, failed=lambda what, exc: failures.append(f"{what}: {exc}"),
+    )  # fmt: skip
+    runs = edge.proxy(lab)
+    assert [(r["pool"], r["path_kind"]) for r in runs][:2] == [
+        ("async", "direct"),
+        ("async", "nginx, upstream keep-alive"),
+    ]
+    assert len(runs) == 8 and all(r["ratio_to_direct"] == 1.0 for r in runs)
+    assert failures == ["proxy: Locust: Locust wrote no statistics (exit 1)"]
+
+
+def test_a_ceiling_that_could_not_be_measured_is_said_in_the_verdict_table():
+    from bench.report import summary_table
+
+    assert "not measured" in summary_table({"ceiling": None, "experiments": []})
+
+
+def test_large_server_logs_are_gzipped_and_small_ones_stay_plain(tmp_path):
+    import gzip
+
+    from bench.procs import compress_logs
+
+    (tmp_path / "nginx.log").write_text('{"status": 200}\n' * 200_000)
+    (tmp_path / "sync.log").write_text("booted\n")
+    assert compress_logs(tmp_path) == [tmp_path / "nginx.log.gz"]
+    assert not (tmp_path / "nginx.log").exists() and (tmp_path / "sync.log").read_text() == "booted\n"
+    with gzip.open(tmp_path / "nginx.log.gz", "rt") as fh:
+        assert sum(1 for _ in fh) == 200_000
