@@ -16,6 +16,7 @@ the servers left over.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import json
 import math
@@ -26,7 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -215,6 +216,16 @@ class Generator:
         self.progress(measured)
         return measured
 
+    @contextlib.contextmanager
+    def _driving(self) -> Iterator[None]:
+        """While this thread drives a load itself, it runs on the generator's CPUs."""
+        own = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, self.cpus)
+        try:
+            yield
+        finally:
+            os.sched_setaffinity(0, own)
+
     def _client_run(
         self, *, label: str, tool: str, url: str, concurrency: int, elapsed: float, requests: int, errors: int,
         ms: Sequence[float], sampler: Sampler, generator_cpu_s: float, settled: tuple[float, bool],
@@ -248,15 +259,10 @@ class Generator:
 
         The concurrency held is counted, not inferred: see ``held_at_once``; the worst wave counts."""
         settled = settle([server])
-        own = os.sched_getaffinity(0)
-        os.sched_setaffinity(0, self.cpus)  # this thread drives the load: the generator's CPUs
-        try:
-            with Sampler([server]) as sampler:
-                started = time.thread_time()
-                latencies, errors, elapsed, held = asyncio.run(_hold(server.port, path, connections, waves, wait_s))
-                gen_cpu = time.thread_time() - started
-        finally:
-            os.sched_setaffinity(0, own)
+        with self._driving(), Sampler([server]) as sampler:
+            started = time.thread_time()
+            latencies, errors, elapsed, held = asyncio.run(_hold(server.port, path, connections, waves, wait_s))
+            gen_cpu = time.thread_time() - started
         measured = self._client_run(
             label=label,
             tool="asyncio",
@@ -278,10 +284,10 @@ class Generator:
     # --- WebSockets (claim 11) ----------------------------------------------------------------
     def websockets(self, label: str, url: str, count: int, watch: Sequence[Server]) -> dict:
         settled = settle(watch)
-        with Sampler(watch) as sampler:
+        with self._driving(), Sampler(watch) as sampler:
             started = time.thread_time()
             t0 = time.perf_counter()
-            latencies, errors, refused = asyncio.run(_websockets(url, count))
+            latencies, errors, refused, accepted = asyncio.run(_websockets(url, count))
             elapsed = time.perf_counter() - t0
             gen_cpu = time.thread_time() - started
         measured = self._client_run(
@@ -297,7 +303,8 @@ class Generator:
             generator_cpu_s=gen_cpu,
             settled=settled,
         )
-        measured["opened"] = len(latencies)
+        measured["handshakes"] = accepted  # answered 101
+        measured["opened"] = len(latencies)  # held open and echoing
         measured["refused_status"] = refused
         self.progress(measured)
         return measured
@@ -311,7 +318,11 @@ class Generator:
         run_ms: list[float] = []
         errors = 0
         settled = settle([server])
-        with Sampler([server]) as sampler, httpx.Client(base_url=server.base_url, timeout=30) as client:
+        with (
+            self._driving(),
+            Sampler([server]) as sampler,
+            httpx.Client(base_url=server.base_url, timeout=30) as client,
+        ):
             started = time.thread_time()
             t0 = time.perf_counter()
             posted = []
@@ -511,9 +522,10 @@ def peak_overlap(intervals: Sequence[tuple[float, float]]) -> int:
     return peak
 
 
-async def _websockets(url: str, count: int) -> tuple[list[float], int, int]:
+async def _websockets(url: str, count: int) -> tuple[list[float], int, int, int]:
     """Open ``count`` WebSockets at once, echo one message on each while all are open.
-    Returns the round-trip times, the failures, and the HTTP status of a refused handshake."""
+    Returns the round-trip times, the failures, the HTTP status of a refused handshake, and
+    how many handshakes were answered with 101."""
     from websockets.asyncio.client import connect
     from websockets.exceptions import InvalidStatus
 
@@ -543,4 +555,4 @@ async def _websockets(url: str, count: int) -> tuple[list[float], int, int]:
     latencies = [r for r in rtts if isinstance(r, float)]
     errors += len(rtts) - len(latencies)
     await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
-    return latencies, errors, refused
+    return latencies, errors, refused, len(sockets)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..procs import argv, free_port
 from ..verdicts import REFUSALS, decide, describe
 
 if TYPE_CHECKING:
@@ -89,33 +90,54 @@ def claim_10(lab: Lab) -> dict:
 def claim_11(lab: Lab) -> dict:
     m = lab.mode
     base = f"ws://127.0.0.1:{lab.stack.http_port}"
-    lab.section(f"claim 11: {m.websockets} WebSockets through nginx to each pool")
+    lab.section(f"claim 11: {m.websockets} WebSockets through nginx to the async pool; WSGI's best try")
     ok = lab.gen.websockets(
         f"async: {m.websockets} WebSockets", f"{base}/async/ws/echo", m.websockets, [lab.async_pool]
     )
     # Straight to gunicorn: the WSGI server itself answers, not nginx.
     sync_url = f"ws://127.0.0.1:{lab.stack.sync_port}/ws/echo"
     refused = lab.gen.websockets("sync: one WebSocket, direct", sync_url, 1, [lab.sync_pool])
+    # A WSGI app that answers the handshake itself, on the sync pool's kind of worker.
+    port = free_port()
+    wsgi = lab.peer(
+        "wsgi-websocket",
+        argv("gunicorn", "-w", 1, "-b", f"127.0.0.1:{port}", "--control-socket", lab.tmp / "wsgi-websocket.ctl",
+             "bench.wsgi_websocket:app"),
+        {"server": "gunicorn", "worker_class": "sync", "workers": 1, "app": "a WSGI app answering 101 itself"},
+        port,
+    )  # fmt: skip
+    lab.servers.start(wsgi)
+    tries = min(m.websockets, 20)
+    attempt = lab.gen.websockets(
+        f"WSGI app answering 101: {tries} WebSockets", f"ws://127.0.0.1:{port}/ws", tries, [wsgi]
+    )
+    lab.servers.stop(wsgi)
     ratio = ok["opened"] / m.websockets
     held = ok["opened"] == m.websockets and ok["errors"] == 0
     refused_ok = refused["opened"] == 0 and refused["refused_status"] in REFUSALS
+    # The handshakes were answered, yet no frame came back: the connection ended with the call.
+    lost = attempt["handshakes"] == tries and attempt["opened"] == 0
     return lab.experiment(
         11,
         what=f"through nginx: {m.websockets} WebSockets opened at once to /async/ws/echo, one message echoed on "
-        "each while all are open; then one WebSocket handshake for /ws/echo straight to the sync pool's gunicorn"
-        f" ({_pools(lab)})",
-        runs=[ok, refused],
+        "each while all are open; one WebSocket handshake for /ws/echo straight to the sync pool's gunicorn; "
+        f"then {tries} WebSockets to a WSGI app that answers the handshake with 101 itself (bench/wsgi_websocket.py "
+        f"on one gunicorn sync worker), one message sent on each ({_pools(lab)})",
+        runs=[ok, refused, attempt],
         yardstick=("WebSockets asked for", "count", float(m.websockets), "sockets"),
-        measured=("WebSockets held and echoing", float(ok["opened"]), "sockets"),
+        measured=("WebSockets held and echoing (ASGI)", float(ok["opened"]), "sockets"),
         ratio=ratio,
-        band=f"every async WebSocket echoes (ratio 1.0) and the sync handshake gets an HTTP refusal "
-        f"({', '.join(map(str, REFUSALS))}), not 101",
+        band=f"every async WebSocket echoes (ratio 1.0); the sync pool refuses the handshake "
+        f"({', '.join(map(str, REFUSALS))}); the WSGI app's 101s echo nothing",
         verdict=decide(
-            held and refused_ok,
+            held and refused_ok and lost,
             f"the async pool held {ok['opened']} of {m.websockets} WebSockets at once (echo p99 "
-            f"{ok['latency_ms']['p99']:.0f} ms); the sync pool answered the handshake with HTTP "
-            f"{refused['refused_status'] or 'nothing'}, not 101: a WSGI app is called with one request and returns "
-            "one response, with no way to keep the connection, so the Flask service has no WebSocket route",
+            f"{ok['latency_ms']['p99']:.0f} ms); the WSGI app answered {attempt['handshakes']} of {tries} handshakes "
+            f"with 101, and {attempt['opened']} echoed: the connection ended when the app returned its one "
+            "response, which is all a WSGI call can do (twinstack's sync pool answers the handshake "
+            f"HTTP {refused['refused_status'] or 'nothing'}: its Flask service has no WebSocket route). Servers' "
+            "own escape hatches (gunicorn's gunicorn.socket, used by flask-sock) hand the app the raw socket "
+            "outside WSGI, and then every open WebSocket holds a whole worker or thread",
             [ok],
         ),
     )

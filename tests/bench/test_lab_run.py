@@ -253,3 +253,11 @@ def test_a_run_where_an_experiment_crashed_still_writes_its_report_and_exits_1(r
     page = (tmp_path / "index.html").read_text()
     assert "proxy failed: boom" in page and "id='claim-3'" in page
     assert json.loads((tmp_path / "results.json").read_text())["failures"] == broken["failures"]
+
+
+def test_a_wsgi_app_answers_the_websocket_handshake_but_cannot_hold_it(results):
+    claim = next(e for e in results["experiments"] if e["claim"] == 11)
+    attempt = next(r for r in claim["runs"] if r["label"].startswith("WSGI app"))
+    assert attempt["handshakes"] == attempt["requests"] > 0 and attempt["opened"] == 0
+    held = next(r for r in claim["runs"] if r["label"].startswith("async"))
+    assert held["opened"] == held["handshakes"] == MODES["tiny"].websockets
