@@ -138,7 +138,7 @@ th{background:#f6f8fa} td.n{text-align:right;font-variant-numeric:tabular-nums;w
 .badge{color:#fff;border-radius:4px;padding:1px 6px;white-space:nowrap;font-weight:600}
 .muted{color:#656d76} .warn{color:#9a6700;font-weight:600} figure{margin:.8rem 0}
 figcaption{color:#656d76;font-size:12.5px;max-width:900px} svg{max-width:100%;height:auto}
-tr.ceiling td{background:#f6f8fa;font-weight:600}
+tr.ceiling td{background:#f6f8fa;font-weight:600} .scroll{overflow-x:auto}
 """
 
 
@@ -197,7 +197,7 @@ def runs_table(runs: list[dict], extra: tuple[tuple[str, str], ...] = ()) -> str
         if saturated
         else ""
     )
-    return f"<table>{head}{''.join(rows)}</table>{note}"
+    return f"<div class=scroll><table>{head}{''.join(rows)}</table></div>{note}"
 
 
 def _background(run: dict) -> str:
