@@ -21,7 +21,7 @@ def proxy(lab: Lab) -> list[dict]:
     lab.section(f"proxy: GET /health direct and through nginx, c={c}")
     pools = [("async", lab.async_pool), ("sync", lab.sync_pool)]
     gthread = lab.curve_servers()["gthread"]
-    if gthread.name in lab.servers.running:
+    if lab.servers.alive(gthread):
         pools.append(("gthread", gthread))
     runs = []
     for name, pool in pools:
@@ -84,19 +84,17 @@ def static(lab: Lab) -> list[dict]:
         {"server": "gunicorn", "worker_class": "sync", "workers": workers["wsgi"], "app": "Flask static folder"},
         wsgi_port,
     )  # fmt: skip
-    lab.servers.start(asgi, wsgi)
     asset = "/static/style.css"
     lab.section(f"static: {asset} from nginx and from Python, c={c}")
     runs = []
-    for label, url, server in (
-        ("nginx (lab server, no access log)", f"http://127.0.0.1:{lab.proxy_port}{asset}", lab.nginx_server),
-        ("nginx (twinstack config)", f"http://127.0.0.1:{lab.stack.http_port}{asset}", lab.nginx_server),
-        ("Python: Starlette StaticFiles on uvicorn workers", asgi.base_url + asset, asgi),
-        ("Python: Flask static on gunicorn sync workers", wsgi.base_url + asset, wsgi),
-    ):
-        run = lab.gen.wrk(label, url, c, m.duration_s, [server], server.settings)
-        runs.append(run)
-    lab.servers.stop(asgi, wsgi)
+    with lab.servers.started(asgi, wsgi):
+        for label, url, server in (
+            ("nginx (lab server, no access log)", f"http://127.0.0.1:{lab.proxy_port}{asset}", lab.nginx_server),
+            ("nginx (twinstack config)", f"http://127.0.0.1:{lab.stack.http_port}{asset}", lab.nginx_server),
+            ("Python: Starlette StaticFiles on uvicorn workers", asgi.base_url + asset, asgi),
+            ("Python: Flask static on gunicorn sync workers", wsgi.base_url + asset, wsgi),
+        ):
+            runs.append(lab.gen.wrk(label, url, c, m.duration_s, [server], server.settings))
     nginx_rps = runs[0]["throughput_rps"]
     for r in runs:
         r["ratio_to_nginx"] = round(r["throughput_rps"] / nginx_rps, 4) if nginx_rps else 0.0

@@ -25,7 +25,7 @@ from .load import Generator
 from .machine import machine_info
 from .modes import Mode
 from .procs import CpuLayout, LabError, Server, Servers, argv, compress_logs, free_port
-from .verdicts import INCONCLUSIVE, experiment, physical_limits
+from .verdicts import experiment, physical_limits, unmeasured
 
 
 class Lab:
@@ -232,19 +232,7 @@ class Lab:
             out = run(self)
         except Exception as exc:  # recorded in the report; the run goes on
             reason = self.failed(f"claim {'/'.join(map(str, claims))}", exc)
-            return [
-                experiment(
-                    c,
-                    what="the experiment could not run",
-                    runs=[],
-                    yardstick=("-", "-", 0.0, ""),
-                    measured=("-", 0.0, ""),
-                    ratio=0.0,
-                    band="-",
-                    verdict=(INCONCLUSIVE, reason),
-                )
-                for c in claims
-            ]
+            return [unmeasured(c, reason) for c in claims]
         return out if isinstance(out, list) else [out]
 
     def section_guarded(self, name: str, run: Callable[[Lab], object], empty: object) -> object:
@@ -272,7 +260,7 @@ class Lab:
         servers = dict(self.curve_servers())
         for name, exc in self.servers.start_each(*servers.values()).items():
             self.failed(f"curve server {name}", exc)
-        servers = {kind: server for kind, server in servers.items() if server.name in self.servers.running}
+        servers = {kind: server for kind, server in servers.items() if self.servers.alive(server)}
         out: dict = {}
         for kind, path, levels in (
             ("io", f"/io?delay_ms={m.io_delay_ms}", m.io_levels),
@@ -291,6 +279,7 @@ class Lab:
                     ]
                 except LabError as exc:  # recorded; the other configurations are still measured
                     self.failed(f"curve {kind} {name}", exc)
+                    self.servers.stop(server)
                     continue
                 # What a request costs at best on this server and path: the utilisation law's yardstick.
                 ref = min((p["cpu_ms_per_request"] for p in points if p["cpu_ms_per_request"] > 0), default=0.0)

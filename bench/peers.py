@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .procs import argv, free_port
+from .procs import LabError, argv, free_port
 
 if TYPE_CHECKING:
     from .lab import Lab
+    from .procs import Server
 
 
 def peers(lab: Lab) -> dict:
@@ -71,36 +72,53 @@ def peers(lab: Lab) -> dict:
         "ASGI": [("twinstack async pool", lab.async_pool)],
         "WSGI": [
             ("twinstack sync pool", lab.sync_pool),
-            *[(f"twinstack {k}", curve[k]) for k in ("gthread", "gevent") if curve[k].name in lab.servers.running],
+            *[(f"twinstack {k}", curve[k]) for k in ("gthread", "gevent") if lab.servers.alive(curve[k])],
         ],
     }
     for server in peers:
         contenders[server.settings["interface"]].append((server.name, server))
     out: dict = {"groups": {}, "rounds": m.peer_rounds, "duration_s": m.peer_duration_s}
-    for workload, path, c in (
-        ("io", f"/io?delay_ms={m.io_delay_ms}", m.peer_io_concurrency),
-        ("cpu", f"/cpu?work={m.cpu_work}", m.peer_cpu_concurrency),
-    ):
-        lab.section(f"peers: {path}, c={c}, {m.peer_rounds} rounds")
-        for group, entries in contenders.items():
-            rounds: dict[str, list[dict]] = {name: [] for name, _ in entries}
-            for i in range(m.peer_rounds):
-                # Interleaved, each round in a different order: a drift of the machine (another
-                # tenant, a warm cache) is shared out instead of landing on one contender.
-                for name, server in entries[i % len(entries) :] + entries[: i % len(entries)]:
-                    label = f"{group} {name} {path}"
-                    rounds[name].append(lab.gen.wrk(label, server.base_url + path, c, m.peer_duration_s, [server]))
-            rows = []
-            for name, server in entries:
-                row = combine(rounds[name])
-                row.update(peer=name, settings=server.settings, twinstack=name.startswith("twinstack"))
-                rows.append(row)
-            rows.sort(key=lambda r: r["throughput_rps"], reverse=True)
-            for rank, row in enumerate(rows, 1):
-                row["rank"] = rank
-            out["groups"].setdefault(group, {})[workload] = {"path": path, "concurrency": c, "rows": rows}
-    lab.servers.stop(*peers, curve["gthread"], curve["gevent"])
+    try:
+        for workload, path, c in (
+            ("io", f"/io?delay_ms={m.io_delay_ms}", m.peer_io_concurrency),
+            ("cpu", f"/cpu?work={m.cpu_work}", m.peer_cpu_concurrency),
+        ):
+            lab.section(f"peers: {path}, c={c}, {m.peer_rounds} rounds")
+            for group, entries in contenders.items():
+                rows = _rank(lab, group, entries, path, c)
+                out["groups"].setdefault(group, {})[workload] = {"path": path, "concurrency": c, "rows": rows}
+    finally:
+        lab.servers.stop(*peers, curve["gthread"], curve["gevent"])
     return out
+
+
+def _rank(lab: Lab, group: str, entries: list[tuple[str, Server]], path: str, c: int) -> list[dict]:
+    """Every contender's rounds, interleaved, as rows best first. A contender whose run fails
+    is reported and left out of this ranking; the others are still ranked."""
+    m = lab.mode
+    rounds: dict[str, list[dict]] = {name: [] for name, _ in entries}
+    for i in range(m.peer_rounds):
+        # Interleaved, each round in a different order: a drift of the machine (another
+        # tenant, a warm cache) is shared out instead of landing on one contender.
+        for name, server in entries[i % len(entries) :] + entries[: i % len(entries)]:
+            if name not in rounds:
+                continue
+            label = f"{group} {name} {path}"
+            try:
+                rounds[name].append(lab.gen.wrk(label, server.base_url + path, c, m.peer_duration_s, [server]))
+            except LabError as exc:
+                lab.failed(f"peer {name} on {path}", exc)
+                del rounds[name]
+    rows = []
+    for name, server in entries:
+        if name in rounds:
+            row = combine(rounds[name])
+            row.update(peer=name, settings=server.settings, twinstack=name.startswith("twinstack"))
+            rows.append(row)
+    rows.sort(key=lambda r: r["throughput_rps"], reverse=True)
+    for rank, row in enumerate(rows, 1):
+        row["rank"] = rank
+    return rows
 
 
 def combine(rounds: list[dict]) -> dict:

@@ -20,7 +20,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -167,19 +167,35 @@ class Servers:
         """Start the servers not running yet; one that died since it started is started again
         (what is left of its process group is killed first)."""
         fresh = self._not_running(servers)
-        for server in fresh:
-            server.start(self.log_dir, self.layout.servers)
-            self.running[server.name] = server
-        for server in fresh:
-            server.wait_ready()
+        try:
+            for server in fresh:
+                server.start(self.log_dir, self.layout.servers)
+                self.running[server.name] = server
+            for server in fresh:
+                server.wait_ready()
+        except (LabError, OSError):
+            self.stop(*fresh)  # none of them is left running behind the error
+            raise
+
+    @contextlib.contextmanager
+    def started(self, *servers: Server) -> Iterator[None]:
+        """Servers for one experiment: started together, stopped when it ends, however it ends."""
+        try:
+            self.start(*servers)
+            yield
+        finally:
+            self.stop(*servers)
+
+    def alive(self, server: Server) -> bool:
+        """Started by this lab and still running (not merely started once)."""
+        return server.name in self.running and server.proc is not None and server.proc.poll() is None
 
     def _not_running(self, servers: Sequence[Server]) -> list[Server]:
         fresh = []
         for server in servers:
-            if server.name in self.running:
-                if server.proc is not None and server.proc.poll() is None:
-                    continue
-                server.stop()
+            if self.alive(server):
+                continue
+            self.stop(server)  # what is left of one that died
             fresh.append(server)
         return fresh
 
@@ -286,14 +302,18 @@ def compress_logs(folder: Path, over_bytes: int = 1 << 20) -> list[Path]:
     return done
 
 
+# The CPUs the lab may use, read once at import: a thread that drives a load is pinned to the
+# generator's CPUs meanwhile, and its own affinity would then hide the servers' CPUs.
+USABLE_CPUS = frozenset(os.sched_getaffinity(0))
+
+
 def _busy_cpu_seconds() -> float:
     """Busy seconds of the CPUs the lab may use: in a container with a cpuset, those CPUs, not
     the host's (the utilisation is divided by the usable CPUs)."""
-    usable = os.sched_getaffinity(0)
     return sum(
         t.user + t.nice + t.system + t.irq + t.softirq + getattr(t, "steal", 0.0)
         for cpu, t in enumerate(psutil.cpu_times(percpu=True))
-        if cpu in usable
+        if cpu in USABLE_CPUS
     )
 
 

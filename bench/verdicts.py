@@ -164,3 +164,17 @@ def experiment(
         "reason": verdict[1],
         "chart": chart or "",
     }
+
+
+def unmeasured(claim: int, reason: str) -> dict:
+    """The record of a claim whose experiment could not run: inconclusive, with the reason."""
+    return experiment(
+        claim,
+        what="the experiment could not run",
+        runs=[],
+        yardstick=("-", "-", 0.0, ""),
+        measured=("-", 0.0, ""),
+        ratio=0.0,
+        band="-",
+        verdict=(INCONCLUSIVE, reason),
+    )

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..verdicts import INCONCLUSIVE, decide, describe
+from ..verdicts import INCONCLUSIVE, decide, describe, unmeasured
 
 if TYPE_CHECKING:
     from ..lab import Lab
 
 
 def claim_7(lab: Lab, cpu: dict) -> dict:
+    if "sync" not in cpu["series"]:
+        return unmeasured(7, "the sync pool's /cpu curve could not be measured (see the failures)")
     settings = cpu["series"]["sync"]["settings"]
     points = cpu["series"]["sync"]["points"]
     busy = [p for p in points if p["concurrency"] >= lab.cores] or points[-1:]

@@ -9,10 +9,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..procs import argv, free_port
-from ..verdicts import REFUSALS, decide, describe
+from ..verdicts import INCONCLUSIVE, REFUSALS, decide, describe
 
 if TYPE_CHECKING:
     from ..lab import Lab
+
+# The share of WebSockets the async pool must hold and echo for claim 11 to hold.
+HELD = 0.99
 
 
 def claim_8(lab: Lab) -> dict:
@@ -106,17 +109,10 @@ def claim_11(lab: Lab) -> dict:
         {"server": "gunicorn", "worker_class": "sync", "workers": 1, "app": "a WSGI app answering 101 itself"},
         port,
     )  # fmt: skip
-    lab.servers.start(wsgi)
     tries = min(m.websockets, 20)
-    attempt = lab.gen.websockets(
-        f"WSGI app answering 101: {tries} WebSockets", f"ws://127.0.0.1:{port}/ws", tries, [wsgi]
-    )
-    lab.servers.stop(wsgi)
-    ratio = ok["opened"] / m.websockets
-    held = ok["opened"] == m.websockets and ok["errors"] == 0
-    refused_ok = refused["opened"] == 0 and refused["refused_status"] in REFUSALS
-    # The handshakes were answered, yet no frame came back: the connection ended with the call.
-    lost = attempt["handshakes"] == tries and attempt["opened"] == 0
+    with lab.servers.started(wsgi):
+        url = f"ws://127.0.0.1:{port}/ws"
+        attempt = lab.gen.websockets(f"WSGI app answering 101: {tries} WebSockets", url, tries, [wsgi])
     return lab.experiment(
         11,
         what=f"through nginx: {m.websockets} WebSockets opened at once to /async/ws/echo, one message echoed on "
@@ -126,20 +122,37 @@ def claim_11(lab: Lab) -> dict:
         runs=[ok, refused, attempt],
         yardstick=("WebSockets asked for", "count", float(m.websockets), "sockets"),
         measured=("WebSockets held and echoing (ASGI)", float(ok["opened"]), "sockets"),
-        ratio=ratio,
-        band=f"every async WebSocket echoes (ratio 1.0); the sync pool refuses the handshake "
+        ratio=ok["opened"] / m.websockets,
+        band=f"ratio >= {HELD}: the async WebSockets echo; the sync pool refuses the handshake "
         f"({', '.join(map(str, REFUSALS))}); the WSGI app's 101s echo nothing",
-        verdict=decide(
-            held and refused_ok and lost,
-            f"the async pool held {ok['opened']} of {m.websockets} WebSockets at once (echo p99 "
-            f"{ok['latency_ms']['p99']:.0f} ms); the WSGI app answered {attempt['handshakes']} of {tries} handshakes "
-            f"with 101, and {attempt['opened']} echoed: the connection ended when the app returned its one "
-            "response, which is all a WSGI call can do (twinstack's sync pool answers the handshake "
-            f"HTTP {refused['refused_status'] or 'nothing'}: its Flask service has no WebSocket route). Servers' "
-            "own escape hatches (gunicorn's gunicorn.socket, used by flask-sock) hand the app the raw socket "
-            "outside WSGI, and then every open WebSocket holds a whole worker or thread",
-            [ok],
-        ),
+        verdict=websocket_verdict(ok, refused, attempt, m.websockets, tries),
+    )
+
+
+def websocket_verdict(ok: dict, refused: dict, attempt: dict, asked: int, tries: int) -> tuple[str, str]:
+    """ASGI holds when it held and echoed (nearly) every WebSocket; WSGI cannot when its app's
+    101s were all answered and none echoed. Handshakes that failed tell nothing about WSGI."""
+    if attempt["handshakes"] < tries:
+        return (
+            INCONCLUSIVE,
+            f"only {attempt['handshakes']} of {tries} handshakes to the WSGI app were answered with 101, so the run "
+            "cannot tell what happens after one",
+        )
+    held = ok["opened"] >= HELD * asked
+    refused_ok = refused["opened"] == 0 and refused["refused_status"] in REFUSALS
+    lost = attempt["opened"] == 0  # answered, yet no frame came back: the connection ended with the call
+    return decide(
+        held and refused_ok and lost,
+        f"the async pool held {ok['opened']} of {asked} WebSockets at once (echo p99 "
+        f"{ok['latency_ms']['p99']:.0f} ms); the WSGI app answered {attempt['handshakes']} of {tries} handshakes "
+        f"with 101, and {attempt['opened']} echoed: the connection ended when the app returned its one "
+        "response, which is all a WSGI call can do (twinstack's sync pool answers the handshake "
+        f"HTTP {refused['refused_status'] or 'nothing'}: its Flask service has no WebSocket route). Servers' "
+        "own escape hatches (gunicorn's gunicorn.socket, used by flask-sock) hand the app the raw socket "
+        "outside WSGI, and then every open WebSocket holds a whole worker or thread",
+        [ok],
+        # A WebSocket the async pool failed to hold counts against the claim (HELD), not as noise.
+        expect_errors=True,
     )
 
 

@@ -13,17 +13,24 @@ from ..verdicts import decide
 
 if TYPE_CHECKING:
     from ..lab import Lab
+    from ..procs import Server
 
 
 def claims_5_and_6(lab: Lab) -> list[dict]:
+    """Both claims on the same pools: 1..N sync workers, and one gthread worker with 1..N threads."""
+    m = lab.mode
+    sync = {w: lab.pool(f"sync-{w}-workers", "sync", workers=w) for w in m.scale}
+    gthread = {t: lab.pool(f"gthread-1x{t}", "sync", workers=1, worker_class="gthread", threads=t) for t in m.scale}
+    with lab.servers.started(*sync.values(), *gthread.values()):
+        return [_claim_5(lab, sync, gthread), _claim_6(lab, sync, gthread)]
+
+
+def _claim_5(lab: Lab, sync: dict[int, Server], gthread: dict[int, Server]) -> dict:
     m = lab.mode
     top = max(m.scale)
     concurrency = 4 * top
     path = f"/io?delay_ms={m.io_delay_ms}"
-    sync = {w: lab.pool(f"sync-{w}-workers", "sync", workers=w) for w in m.scale}
-    gthread = {t: lab.pool(f"gthread-1x{t}", "sync", workers=1, worker_class="gthread", threads=t) for t in m.scale}
     lab.section(f"claim 5: {path} at c={concurrency} on sync workers {m.scale} and gthread threads {m.scale}")
-    lab.servers.start(*sync.values(), *gthread.values())
     runs = []
     for family, servers in (("sync workers", sync), ("gthread threads", gthread)):
         for n, server in servers.items():
@@ -33,27 +40,33 @@ def claims_5_and_6(lab: Lab) -> list[dict]:
             run["limits"] = lab.limits(run, server.settings, concurrency, m.io_delay_ms / 1000)
             run["family"], run["slots"] = family, n
             runs.append(run)
-    ratios = [r["limits"]["little_ratio"] for r in runs]
+    worst = min(runs, key=lambda r: r["limits"]["little_ratio"])
+    ratio = worst["limits"]["little_ratio"]
     first, last = runs[0], runs[len(m.scale) - 1]
     scaling = last["throughput_rps"] / first["throughput_rps"] if first["throughput_rps"] else 0.0
-    claim5 = lab.experiment(
+    return lab.experiment(
         5,
         what=f"GET {path}, {concurrency} concurrent (direct), on the sync pool with {', '.join(map(str, m.scale))} "
         f"workers, then on one gthread worker with {', '.join(map(str, m.scale))} threads",
         runs=runs,
-        yardstick=("Little's law", "workers x threads / latency", last["limits"]["little_rps"], "req/s"),
-        measured=(f"throughput with {top} workers", last["throughput_rps"], "req/s"),
-        ratio=min(ratios),
+        # The size that decides the verdict: the furthest below its limit.
+        yardstick=("Little's law", "workers x threads / latency", worst["limits"]["little_rps"], "req/s"),
+        measured=(f"throughput, {worst['label']}", worst["throughput_rps"], "req/s"),
+        ratio=ratio,
         band="ratio >= 0.8 at every size (throughput grows with workers x threads)",
         verdict=decide(
-            min(ratios) >= 0.8,
+            ratio >= 0.8,
             f"{top} workers answered {scaling:.1f}x what 1 did (ideal {top}x); every size reached "
-            f">= {min(ratios):.0%} of workers x threads / latency",
+            f">= {ratio:.0%} of workers x threads / latency",
             runs,
         ),
         chart="scaling",
     )
 
+
+def _claim_6(lab: Lab, sync: dict[int, Server], gthread: dict[int, Server]) -> dict:
+    m = lab.mode
+    top = max(m.scale)
     # Claim 6: the memory it takes to hold `top` requests at once, three ways.
     hold = max(200, m.io_delay_ms)
     async_one = lab.async_one()
@@ -76,7 +89,6 @@ def claims_5_and_6(lab: Lab) -> list[dict]:
         # What holding the requests added to what the idle server already had.
         run["pss_mb_added_per_request"] = round(max(0.0, run["server_pss_mb"] - run["server_pss_idle_mb"]) / top, 3)
         mem_runs.append(run)
-    lab.servers.stop(*sync.values(), *gthread.values())
     sync_mb, thread_mb, async_mb = (r["pss_mb_per_request"] for r in mem_runs)
     sync_add, _, async_add = (r["pss_mb_added_per_request"] for r in mem_runs)
     ratio = sync_mb / async_mb if async_mb else 0.0
@@ -101,7 +113,7 @@ def claims_5_and_6(lab: Lab) -> list[dict]:
         ),
         chart="memory",
     )
-    return [claim5, claim6]
+    return claim6
 
 
 def _threads_vs_loop(thread_mb: float, async_mb: float) -> str:

@@ -194,3 +194,69 @@ def test_claim_7_is_inconclusive_when_no_cpu_time_was_measured():
     cpu["series"] = {"sync": cpu["series"]["async"]}
     e = cpu_bound.claim_7(FakeLab(), cpu)
     assert e["verdict"] == INCONCLUSIVE and "no CPU time was measured" in e["reason"]
+
+
+def test_claim_4_shows_the_point_that_decides_it_not_the_last_one():
+    io = sync_curve(96.0)
+    points = io["series"]["sync"]["points"]
+    points[1].update(throughput_rps=60.0)  # c=8 falls short; c=32 is fine
+    points[1]["limits"] = physical_limits(points[1], SYNC, 8, 0.05, 2, False)
+    e = io_bound.claim_4(FakeLab(), io)
+    assert e["verdict"] == FAILS and e["measured"]["name"] == "throughput at c=8"
+    assert e["ratio"] == pytest.approx(0.6)
+
+
+@pytest.mark.parametrize(
+    ("claim", "kind", "missing"), [(io_bound.claim_2, "io", "async"), (io_bound.claim_4, "io", "sync"),
+                                   (cpu_bound.claim_7, "cpu", "sync")],
+)  # fmt: skip
+def test_a_curve_that_was_not_measured_leaves_its_claim_inconclusive_not_crashed(claim, kind, missing):
+    e = claim(FakeLab(), {"path": "/x", "levels": [1], "series": {}})
+    assert e["verdict"] == INCONCLUSIVE and f"{missing} pool's /{kind} curve could not be measured" in e["reason"]
+
+
+# --- claim 5: every size against workers x threads / latency -----------------------------------
+
+
+class Pool(FakeServer):
+    def __init__(self, settings: dict) -> None:
+        self.settings = settings
+
+
+def test_claim_5_is_decided_by_its_weakest_size_and_shows_that_size():
+    lab = FakeLab([measured(19.0, 32), measured(38.0, 32), measured(15.0, 32), measured(39.0, 32)])
+    lab.mode = MODES["quick"]  # sizes 1 and 4: two sync pools, two gthread workers
+    lab.limits = lambda run, settings, c, wait: physical_limits(run, settings, c, wait, 2, False)
+    sync = {n: Pool({**SYNC, "workers": n}) for n in (1, 4)}
+    gthread = {n: Pool({"worker_class": "gthread", "workers": 1, "threads": n}) for n in (1, 4)}
+    e = scaling._claim_5(lab, sync, gthread)
+    # 4 sync workers reached 38 of 80 req/s: that size decides, and the row shows it.
+    assert e["verdict"] == FAILS and e["measured"]["name"] == "throughput, sync workers: 4"
+    assert e["ratio"] == pytest.approx(e["measured"]["value"] / e["yardstick"]["value"], abs=1e-3)
+
+
+# --- claim 11: WebSockets -----------------------------------------------------------------------
+
+
+def ws(opened: int, handshakes: int, refused_status: int = 0, p99: float = 5.0) -> dict:
+    return {**measured(0.0, p99=p99), "opened": opened, "handshakes": handshakes, "refused_status": refused_status}
+
+
+@pytest.mark.parametrize(
+    ("asgi_opened", "wsgi_handshakes", "wsgi_echoed", "verdict"),
+    [
+        (500, 20, 0, HOLDS),
+        (496, 20, 0, HOLDS),  # a few lost on a loaded box: still >= 99 %
+        (400, 20, 0, FAILS),  # the event loop did not hold them: that is the claim failing, not noise
+        (500, 20, 20, FAILS),  # a WSGI app that echoes would refute the claim
+        (500, 12, 0, INCONCLUSIVE),  # handshakes that failed say nothing about what WSGI does after one
+    ],
+)
+def test_claim_11_verdict(asgi_opened, wsgi_handshakes, wsgi_echoed, verdict):
+    from bench.claims.features import websocket_verdict
+
+    ok = ws(asgi_opened, asgi_opened)
+    ok.update(requests=500, errors=500 - asgi_opened, error_rate=(500 - asgi_opened) / 500)
+    refused = ws(0, 0, refused_status=404)
+    attempt = ws(wsgi_echoed, wsgi_handshakes)
+    assert websocket_verdict(ok, refused, attempt, 500, 20)[0] == verdict

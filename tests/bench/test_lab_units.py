@@ -420,7 +420,7 @@ def test_a_locust_run_that_fails_keeps_the_proxy_runs_measured_before_it(tmp_pat
     lab = SimpleNamespace(
         mode=MODES["tiny"], out=tmp_path, proxy_port=9, stack=SimpleNamespace(http_port=9),
         async_pool=pool, sync_pool=pool, nginx_server=pool, gen=Generator(),
-        servers=SimpleNamespace(running={}),  # the gthread pool did not start: its rows are left out
+        servers=SimpleNamespace(alive=lambda server: False),  # the gthread pool did not start: no rows for it
         curve_servers=lambda: {"gthread": SimpleNamespace(name="gthread")},
         section=lambda title: None, failed=lambda what, exc: failures.append(f"{what}: {exc}"),
     )  # fmt: skip
@@ -450,3 +450,42 @@ def test_large_server_logs_are_gzipped_and_small_ones_stay_plain(tmp_path):
     assert not (tmp_path / "nginx.log").exists() and (tmp_path / "sync.log").read_text() == "booted\n"
     with gzip.open(tmp_path / "nginx.log.gz", "rt") as fh:
         assert sum(1 for _ in fh) == 200_000
+
+
+def test_servers_started_together_are_all_stopped_when_one_fails_or_the_experiment_raises(tmp_path):
+    port = free_port()
+    web = Server("web", [sys.executable, "-m", "http.server", "-b", "127.0.0.1", str(port)], port, {}, health_path="/")
+    crash = Server("crash", [sys.executable, "-c", "raise SystemExit(3)"], free_port(), {})
+    servers = Servers(tmp_path, CpuLayout(servers=(0,), generator=(0,)))
+    try:
+        with pytest.raises(LabError, match="crash exited while starting"):
+            servers.start(web, crash)
+        assert servers.running == {} and web.proc.poll() is not None  # web did not outlive the error
+        with pytest.raises(RuntimeError, match="experiment broke"), servers.started(web):
+            assert servers.alive(web)
+            raise RuntimeError("experiment broke")
+        assert servers.running == {} and not servers.alive(web)
+    finally:
+        servers.stop_all()
+
+
+def test_a_peer_whose_run_fails_is_left_out_of_its_ranking_and_the_rest_are_ranked():
+    from types import SimpleNamespace
+
+    from bench.peers import _rank
+
+    def wrk(label: str, *args, **kwargs) -> dict:
+        if "granian" in label:
+            raise LabError("wrk exited 1")
+        return run(200.0 if "uvicorn" in label else 100.0, label=label)
+
+    failures: list[str] = []
+    lab = SimpleNamespace(
+        mode=MODES["tiny"], gen=SimpleNamespace(wrk=wrk), failed=lambda what, exc: failures.append(what)
+    )
+    server = SimpleNamespace(base_url="http://127.0.0.1:9", settings={})
+    entries = [("twinstack async pool", server), ("granian-asgi", server), ("uvicorn", server)]
+    rows = _rank(lab, "ASGI", entries, "/io", 8)
+    assert [(r["peer"], r["rank"]) for r in rows] == [("uvicorn", 1), ("twinstack async pool", 2)]
+    assert all(len(r["rounds_rps"]) == MODES["tiny"].peer_rounds for r in rows)
+    assert failures == ["peer granian-asgi on /io"]  # reported once, not once per round
