@@ -269,7 +269,7 @@ class Lab:
             self.section(f"curve: {path} against concurrency {levels[0]} -> {levels[-1]}")
             series = {}
             wait_s = m.io_delay_ms / 1000 if kind == "io" else 0.0
-            for name, server in servers.items():
+            for name, server in list(servers.items()):
                 try:
                     points = [
                         self.gen.wrk(
@@ -280,6 +280,7 @@ class Lab:
                 except LabError as exc:  # recorded; the other configurations are still measured
                     self.failed(f"curve {kind} {name}", exc)
                     self.servers.stop(server)
+                    del servers[name]  # nor measured on the next curve
                     continue
                 # What a request costs at best on this server and path: the utilisation law's yardstick.
                 ref = min((p["cpu_ms_per_request"] for p in points if p["cpu_ms_per_request"] > 0), default=0.0)

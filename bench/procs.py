@@ -166,16 +166,11 @@ class Servers:
     def start(self, *servers: Server) -> None:
         """Start the servers not running yet; one that died since it started is started again
         (what is left of its process group is killed first)."""
-        fresh = self._not_running(servers)
-        try:
-            for server in fresh:
-                server.start(self.log_dir, self.layout.servers)
-                self.running[server.name] = server
-            for server in fresh:
-                server.wait_ready()
-        except (LabError, OSError):
+        fresh = [server for server in servers if not self.alive(server)]
+        errors = self.start_each(*servers)
+        if errors:
             self.stop(*fresh)  # none of them is left running behind the error
-            raise
+            raise next(iter(errors.values()))
 
     @contextlib.contextmanager
     def started(self, *servers: Server) -> Iterator[None]:
@@ -200,8 +195,8 @@ class Servers:
         return fresh
 
     def start_each(self, *servers: Server) -> dict[str, LabError]:
-        """Start the servers together like ``start``, but one that fails is stopped and its error
-        returned by name while the others run on."""
+        """Start the servers not running yet, together (they boot in parallel); one that fails
+        is stopped and its error returned by name while the others run on."""
         errors = {}
         servers = tuple(self._not_running(servers))
         for server in servers:

@@ -235,11 +235,12 @@ def _extra_cols(runs: list[dict]) -> tuple[tuple[str, object, bool], ...]:
 
 def summary_table(results: dict) -> str:
     c = results["ceiling"]
-    rows = [
-        '<tr class="ceiling"><td>0</td><td>The box\'s ceiling: wrk against nginx <code>return 200</code>.</td>'
-        "<td>not measured</td><td class=n>-</td><td class=n>-</td><td>-</td><td>see the failures below</td></tr>"
-    ]
-    if c:
+    if not c:
+        rows = [
+            '<tr class="ceiling"><td>0</td><td>The box\'s ceiling: wrk against nginx <code>return 200</code>.</td>'
+            "<td>not measured</td><td class=n>-</td><td class=n>-</td><td>-</td><td>see the failures below</td></tr>"
+        ]
+    else:
         rows = [
             '<tr class="ceiling"><td>0</td><td>The box\'s ceiling: wrk against nginx <code>return 200</code>, no app. '
             "Every figure below sits under it.</td>"
