@@ -53,6 +53,13 @@ class Lab:
             # measure itself. The sync pool's in-flight limit stays as configured.
             rate_limit_rps=1_000_000,
             rate_limit_burst=1_000_000,
+            expensive_rate_limit_rps=1_000_000,
+            expensive_rate_limit_burst=1_000_000,
+            # Claim 11 holds thousands of WebSockets from this one address, through nginx.
+            client_max_conns=65535,
+            ws_max_per_client=65535,
+            sync_max_inflight_per_client=65535,
+            lab_routes=True,  # the anti-patterns claims 3 and 9 measure
         )
         env = self.stack.environment()
         for name in list(env):  # the caller's pool settings must not leak into the lab's servers
@@ -102,7 +109,7 @@ class Lab:
         env[f"TWINSTACK_{prefix}_WORKERS"] = str(effective)
         settings = {"server": "gunicorn", "workers": effective}
         if service == "async":
-            settings["worker_class"] = "uvicorn_worker.UvicornWorker"
+            settings["worker_class"] = "fastapi_service.worker.Worker"
         else:
             env["TWINSTACK_SYNC_WORKER_CLASS"] = worker_class
             env["TWINSTACK_SYNC_THREADS"] = str(threads)

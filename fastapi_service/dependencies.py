@@ -8,7 +8,7 @@ import httpx
 from fastapi import Depends, Request
 
 from twinstack_contract.errors import require_json
-from twinstack_contract.jobs import JobStore
+from twinstack_contract.jobs import JobRunner
 
 
 def json_body(request: Request) -> None:
@@ -20,10 +20,10 @@ def get_downstream(request: Request) -> httpx.AsyncClient:
     return request.app.state.downstream
 
 
-def get_jobs(request: Request) -> JobStore:
+def get_jobs(request: Request) -> JobRunner:
     return request.app.state.jobs
 
 
 DownstreamDep = Annotated[httpx.AsyncClient, Depends(get_downstream)]
-JobsDep = Annotated[JobStore, Depends(get_jobs)]
+JobsDep = Annotated[JobRunner, Depends(get_jobs)]
 JsonBody = Depends(json_body)

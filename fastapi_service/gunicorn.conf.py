@@ -23,8 +23,9 @@ proc_name = "twinstack-async"
 # --- Workers ------------------------------------------------------------------------------
 # An event loop is single-threaded: one worker per usable CPU uses every core, more only adds
 # context switches. The CPU count respects affinity and the container's CPU quota.
-# uvicorn_worker.UvicornWorker: the maintained worker (uvicorn.workers is deprecated).
-worker_class = "uvicorn_worker.UvicornWorker"
+# uvicorn-worker's UvicornWorker (the maintained one: uvicorn.workers is deprecated), with the
+# WebSocket limits enforced in the server (fastapi_service/worker.py).
+worker_class = "fastapi_service.worker.Worker"
 workers = pool.workers or usable_cpus()
 # Recycling bounds slow leaks; the jitter keeps workers from restarting all at once.
 max_requests = pool.max_requests

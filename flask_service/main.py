@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 from flask import Flask
 
-from twinstack_contract.jobs import JobStore
+from twinstack_contract.jobs import JobRunner, JobStore
 
 from . import errors, observability
 from .blueprints import health, inspect, jobs, orders, workloads
@@ -28,8 +27,8 @@ def create_app(settings: Settings | None = None, test_config: Mapping[str, Any] 
         app.config.from_mapping(test_config)
     app.extensions["settings"] = settings
     app.extensions["downstream"] = httpx.Client(base_url=settings.downstream_url, timeout=settings.downstream_timeout_s)
-    app.extensions["jobs"] = JobStore(settings.state_dir / "sync-jobs")
-    app.extensions["job_executor"] = ThreadPoolExecutor(settings.job_threads, thread_name_prefix="job")
+    store = JobStore(settings.state_dir / "sync-jobs", settings.job_retention_s)
+    app.extensions["jobs"] = JobRunner(store, settings.job_threads, settings.job_capacity)
 
     errors.install(app)
     observability.install(app)
@@ -40,7 +39,8 @@ def create_app(settings: Settings | None = None, test_config: Mapping[str, Any] 
 
 
 def shutdown(app: Flask) -> None:
-    """Release what create_app opened: finish accepted jobs, close downstream connections.
-    gunicorn calls it from worker_exit (gunicorn.conf.py); tests call it after each app."""
-    app.extensions["job_executor"].shutdown(wait=True)
+    """Release what create_app opened: stop the job threads (bounded, see JobRunner.stop),
+    close downstream connections. gunicorn calls it from worker_exit (gunicorn.conf.py); tests
+    call it after each app."""
+    app.extensions["jobs"].stop(app.extensions["settings"].job_stop_grace_s)
     app.extensions["downstream"].close()

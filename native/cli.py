@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -138,6 +139,8 @@ def down(settings: StackSettings, timeout_s: float = 120.0) -> None:
         time.sleep(0.2)
     if _pid(settings):
         raise StackError(f"supervisord (pid {pid}) still running after {timeout_s:.0f} s")
+    if (public := settings.public_dir()) is not None:  # the web root's copy (as root)
+        shutil.rmtree(public, ignore_errors=True)
     print("twinstack stopped.")
 
 

@@ -39,6 +39,7 @@ def render(env: Mapping[str, str], prefix: Path) -> Path:
         shutil.rmtree(conf_d)
     conf_d.mkdir(parents=True)
     (prefix / "temp").mkdir(exist_ok=True)
+    publish(Path(env["TWINSTACK_WEB_ROOT"]), Path(env["TWINSTACK_NGINX_TEMP_DIR"]))
     shutil.copyfile(NGINX_DIR / "nginx.conf", prefix / "nginx.conf")
     snippets = prefix / "snippets"
     if snippets.is_symlink() or snippets.exists():
@@ -51,6 +52,23 @@ def render(env: Mapping[str, str], prefix: Path) -> Path:
     for template in sorted((NGINX_DIR / "templates").glob("*.template")):
         (conf_d / template.name.removesuffix(".template")).write_text(render_template(template.read_text(), env))
     return prefix
+
+
+def publish(web_root: Path, temp_dir: Path) -> None:
+    """When the runner serves a copy of nginx/html (as root, see StackSettings.public_dir),
+    refresh it: world-readable files in directories only root may write, and a temp
+    directory the workers can enter (nginx chowns what it creates inside to them)."""
+    source = NGINX_DIR / "html"
+    if web_root == source:
+        return
+    if web_root.exists():
+        shutil.rmtree(web_root)
+    shutil.copytree(source, web_root, symlinks=False)
+    for directory in [web_root.parent.parent, web_root.parent, web_root, temp_dir]:
+        directory.mkdir(parents=True, exist_ok=True)
+        directory.chmod(0o755)
+    for path in web_root.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 def check(nginx: str, prefix: Path, globals_: str) -> None:

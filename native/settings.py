@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import grp
+import hashlib
 import os
+import pwd
 import shutil
 import sys
 from pathlib import Path
@@ -44,6 +47,22 @@ class StackSettings(BaseSettings):
     )
     rate_limit_rps: int = Field(1000, ge=1, description="Requests per second per client address.")
     rate_limit_burst: int = Field(2000, ge=0)
+    expensive_rate_limit_rps: int = Field(
+        200, ge=1, description="Requests per second per client address to /sync/, /async/cpu, /fanout, /jobs."
+    )
+    expensive_rate_limit_burst: int = Field(400, ge=0)
+    client_max_conns: int = Field(
+        512, ge=1, le=65535, description="Requests one client address may have in progress (WebSockets included)."
+    )
+    ws_max_per_client: int = Field(16, ge=1, le=65535, description="WebSockets one client address may hold open.")
+    sync_max_inflight_per_client: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="/sync/ requests one client address may have in progress; default half "
+        "of TWINSTACK_SYNC_MAX_INFLIGHT, so one client never takes the whole pool.",
+    )
+    lab_routes: bool = Field(False, description="Serve the lab's anti-pattern routes (/async/lab/*).")
 
     def nginx(self) -> str | None:
         if self.nginx_bin:
@@ -74,20 +93,34 @@ class StackSettings(BaseSettings):
 
     @staticmethod
     def nginx_globals(prefix: Path, foreground: bool = True) -> str:
-        """Main-context directives only the runner knows: foreground, pid file, user."""
+        """Main-context directives only the runner knows: foreground, pid file, user.
+
+        Started as root, nginx's master keeps root (it opens the logs and ports) and its
+        workers, which parse every client's bytes, run as an unprivileged user: Debian's
+        www-data, or nobody. Started as anyone else, the workers run as that user.
+        """
         directives = ["daemon off;"] if foreground else []
         directives.append(f"pid {prefix}/nginx.pid;")
         if os.geteuid() == 0:
-            # The checkout may sit under a private home (/root): a worker dropped to "nobody"
-            # could not read it. Native mode listens on unprivileged ports, so nginx's
-            # workers simply run as the user who started the stack. Docker uses the nginx user.
-            directives.append("user root;")
+            directives.append(f"user {worker_user()};")
         return " ".join(directives)
+
+    def public_dir(self) -> Path | None:
+        """As root: where nginx's workers find the web root and their temp files. The checkout
+        may sit under a private home (/root, a 0700 temp dir) that an unprivileged worker
+        cannot enter, so the web root is copied (nginx_config.render) to a directory only root
+        may write, one per stack. None otherwise: the workers run as the checkout's user."""
+        if os.geteuid() != 0:
+            return None
+        digest = hashlib.sha256(str(self.run_dir.resolve()).encode()).hexdigest()[:16]
+        return Path("/run/twinstack") / digest
 
     def environment(self) -> dict[str, str]:
         """Everything supervisord and its programs read: the caller's environment plus the
         derived values, so the nginx templates, gunicorn.conf.py and the apps agree."""
         run_dir, log_dir = self.run_dir.resolve(), self.log_dir.resolve()
+        sync_inflight = self.sync_max_inflight or 10 * self.sync_workers()
+        public = self.public_dir()
         # .env first, the real environment over it: the same precedence pydantic-settings uses.
         env = {k: v for k, v in dotenv_values(ROOT / ".env").items() if v is not None}
         env.update(os.environ)
@@ -107,12 +140,18 @@ class StackSettings(BaseSettings):
             TWINSTACK_ASYNC_UPSTREAM=f"127.0.0.1:{self.async_port}",
             TWINSTACK_SYNC_UPSTREAM=f"127.0.0.1:{self.sync_port}",
             TWINSTACK_DOWNSTREAM_URL=f"http://127.0.0.1:{self.downstream_port}",
-            TWINSTACK_WEB_ROOT=str(ROOT / "nginx" / "html"),
-            TWINSTACK_NGINX_TEMP_DIR=str(run_dir / "nginx" / "temp"),
+            TWINSTACK_WEB_ROOT=str(public / "html" if public else ROOT / "nginx" / "html"),
+            TWINSTACK_NGINX_TEMP_DIR=str(public / "temp" if public else run_dir / "nginx" / "temp"),
             TWINSTACK_NGINX_BIN=self.nginx() or "nginx",
             TWINSTACK_NGINX_GLOBALS=self.nginx_globals(run_dir / "nginx"),
             TWINSTACK_STATE_DIR=str(run_dir / "state"),
-            TWINSTACK_SYNC_MAX_INFLIGHT=str(self.sync_max_inflight or 10 * self.sync_workers()),
+            TWINSTACK_SYNC_MAX_INFLIGHT=str(sync_inflight),
+            TWINSTACK_SYNC_MAX_INFLIGHT_PER_CLIENT=str(self.sync_max_inflight_per_client or max(1, sync_inflight // 2)),
+            TWINSTACK_CLIENT_MAX_CONNS=str(self.client_max_conns),
+            TWINSTACK_WS_MAX_PER_CLIENT=str(self.ws_max_per_client),
+            TWINSTACK_EXPENSIVE_RATE_LIMIT_RPS=str(self.expensive_rate_limit_rps),
+            TWINSTACK_EXPENSIVE_RATE_LIMIT_BURST=str(self.expensive_rate_limit_burst),
+            TWINSTACK_LAB_ROUTES="true" if self.lab_routes else "false",
             TWINSTACK_PROXY_TIMEOUT_S=str(self.proxy_timeout_s),
             TWINSTACK_SERVER_NAMES=self.server_names,
             TWINSTACK_CORS_ORIGIN_REGEX=self.cors_origin_regex,
@@ -128,3 +167,15 @@ class StackSettings(BaseSettings):
         env.setdefault("TWINSTACK_ASYNC_HOST", "127.0.0.1")
         env.setdefault("TWINSTACK_SYNC_HOST", "127.0.0.1")
         return env
+
+
+def worker_user() -> str:
+    """``user`` for nginx's workers when started as root: www-data (Debian's nginx package
+    creates it), else nobody, each with its own primary group."""
+    for name in ("www-data", "nobody"):
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        return f"{name} {grp.getgrgid(entry.pw_gid).gr_name}"
+    raise RuntimeError("no unprivileged user (www-data or nobody) for nginx's workers")

@@ -11,6 +11,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.multiprocess import MultiProcessCollector
 
 UNMATCHED = "<unmatched>"  # the route label of a 404: keeps label cardinality bounded
+# Every label value comes from a closed set: a client must not mint a new series (a file per
+# worker in multiprocess mode, kept until restart) by inventing a method. nginx refuses other
+# methods already; this holds for a request that reaches a pool directly too.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "OTHER"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -75,6 +80,7 @@ class Metrics:
             self._active -= 1
             self.in_flight.labels(self.service).dec()
             self.busy.labels(self.service).set(1 if self._active else 0)
+        method = method if method in METHODS else OTHER_METHOD
         self.requests.labels(self.service, route, method, str(status)).inc()
         self.duration.labels(self.service, route, method).observe(duration_s)
 

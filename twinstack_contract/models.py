@@ -60,9 +60,10 @@ class StreamParams(BaseModel):
 
 
 class Order(BaseModel):
-    """``POST /orders`` body. Unknown fields are rejected rather than silently dropped."""
+    """``POST /orders`` body. Unknown fields are rejected rather than silently dropped, and
+    values are taken as the schema types them: strict, so ``true`` is not the integer 1."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
 
     sku: str = Field(min_length=1, max_length=32, pattern=r"^[A-Z0-9][A-Z0-9-]*$", examples=["TS-1001"])
     quantity: int = Field(ge=1, le=1_000, examples=[2])
@@ -83,7 +84,7 @@ class OrderCreated(BaseModel):
 class JobRequest(BaseModel):
     """``POST /jobs`` body: background work to do after the response is sent."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     delay_ms: int = Field(500, ge=0, le=MAX_DELAY_MS)
     work: int = Field(0, ge=0, le=MAX_WORK)
@@ -98,6 +99,7 @@ class Job(BaseModel):
     started_at: float | None = None
     finished_at: float | None = None
     served_by: str
+    error: str | None = Field(None, description="Why a failed job failed (its worker stopped, or the work raised).")
 
 
 class ErrorDetail(BaseModel):

@@ -27,6 +27,14 @@ class ServiceSettings(BaseSettings):
         description="Peers whose X-Forwarded-* and X-Request-ID headers are believed (comma-separated CIDRs).",
     )
     state_dir: Path = Field(Path("run/state"), description="Where background job records are kept.")
+    job_threads: int = Field(2, ge=1, le=32, description="Threads per worker that run accepted /jobs.")
+    job_capacity: int = Field(
+        32, ge=1, le=10_000, description="Jobs one worker holds at once, waiting or running; then 503."
+    )
+    job_retention_s: float = Field(900.0, ge=60, description="Job records older than this are deleted.")
+    job_stop_grace_s: float = Field(
+        5.0, ge=0, le=30, description="On worker stop, how long running jobs may finish before they are failed."
+    )
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -1,11 +1,10 @@
-"""Jobs: work that runs after the response is sent (Starlette BackgroundTasks)."""
+"""Jobs: work that runs after the response is sent, on the worker's own job threads."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, BackgroundTasks
 
 from twinstack_contract.errors import ContractError
-from twinstack_contract.jobs import run_job
 from twinstack_contract.models import ErrorBody, Job, JobRequest
 
 from ..dependencies import JobsDep, JsonBody
@@ -17,19 +16,25 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
     "",
     status_code=202,
     dependencies=[JsonBody],
-    responses={400: {"model": ErrorBody}, 415: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    responses={
+        400: {"model": ErrorBody},
+        415: {"model": ErrorBody},
+        422: {"model": ErrorBody},
+        503: {"model": ErrorBody, "description": "The worker's job queue is full."},
+    },
 )
 async def post_job(body: JobRequest, jobs: JobsDep, background: BackgroundTasks) -> Job:
-    """Accept a job; it starts once this 202 has been sent. ``run_job`` blocks, so Starlette
-    runs it in its thread pool rather than on the loop."""
+    """Accept a job (503 at once if the worker's job queue is full); it is queued once this
+    202 has been sent. Jobs run on threads of their own, never in the thread pool that
+    serves FastAPI's plain ``def`` routes."""
     job = jobs.accept(body)
-    background.add_task(run_job, jobs, job)
+    background.add_task(jobs.start, job)
     return job
 
 
 @router.get("/{job_id}", responses={404: {"model": ErrorBody}})
 async def get_job(job_id: str, jobs: JobsDep) -> Job:
     try:
-        return jobs.get(job_id)
+        return jobs.store.get(job_id)
     except KeyError:
         raise ContractError(404, "not_found", "No such job.") from None

@@ -1,29 +1,74 @@
 """Labelled anti-patterns and their fixes, for the lab to measure. Do not copy the first two.
 
 Only ASGI has these failure modes: one event loop serves every request of the worker, so any
-code that does not ``await`` stalls all of them.
+code that does not ``await`` stalls all of them. The app serves them only when
+``TWINSTACK_LAB_ROUTES`` is on (the lab and the tests that need them); even then each call is
+bounded far below gunicorn's worker timeout (40 s), so no call can get its worker killed, and
+the process pool's queue is bounded, so no work outlives its request by more than one call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
 
-from twinstack_contract.models import CpuParams, CpuResult, IoParams, IoResult
+from twinstack_contract.errors import ContractError
+from twinstack_contract.models import CpuResult, ErrorBody, IoResult
 from twinstack_contract.work import cpu_work, worker_id
 
 router = APIRouter(prefix="/lab")
 
+# The longest a lab call may hold its worker: 2 s of blocking, or about 1 s of hashing.
+MAX_BLOCK_MS = 2_000
+MAX_WORK = 1_000_000
 
-def _io_result(params: IoParams, start: float) -> IoResult:
+
+class BlockParams(BaseModel):
+    delay_ms: int = Field(100, ge=0, le=MAX_BLOCK_MS, description="How long to block, in ms.")
+
+
+class LabCpuParams(BaseModel):
+    work: int = Field(10_000, ge=1, le=MAX_WORK, description="SHA-256 rounds to run.")
+
+
+class ProcessPool:
+    """The CPU fix's process pool: created on first use ("spawn": forking a process that runs
+    an event loop and threads copies state it cannot use), at most two calls per process
+    queued or running; more get 503 at once instead of work that outlives nginx's timeout."""
+
+    def __init__(self, processes: int) -> None:
+        self.processes = processes
+        self.pending = 0  # touched only on the event loop: no lock needed
+        self._executor: ProcessPoolExecutor | None = None
+
+    async def run(self, work: int) -> str:
+        if self.pending >= 2 * self.processes:
+            raise ContractError(503, "lab_busy", "The process pool is busy; try again later.")
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
+        self.pending += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, cpu_work, work)
+        finally:
+            self.pending -= 1
+
+    def shutdown(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _io_result(params: BlockParams, start: float) -> IoResult:
     return IoResult(delay_ms=params.delay_ms, waited_ms=(time.perf_counter() - start) * 1000, served_by=worker_id())
 
 
 @router.get("/blocking-sleep", tags=["lab: anti-pattern"])
-async def blocking_sleep(params: Annotated[IoParams, Query()]) -> IoResult:
+async def blocking_sleep(params: Annotated[BlockParams, Query()]) -> IoResult:
     """ANTI-PATTERN: ``time.sleep`` inside ``async def`` freezes the loop for every request."""
     start = time.perf_counter()
     time.sleep(params.delay_ms / 1000)  # deliberately wrong: blocks the event loop
@@ -31,7 +76,7 @@ async def blocking_sleep(params: Annotated[IoParams, Query()]) -> IoResult:
 
 
 @router.get("/to-thread-sleep", tags=["lab: fix"])
-async def to_thread_sleep(params: Annotated[IoParams, Query()]) -> IoResult:
+async def to_thread_sleep(params: Annotated[BlockParams, Query()]) -> IoResult:
     """FIX: the same blocking call, moved off the loop with ``asyncio.to_thread``."""
     start = time.perf_counter()
     await asyncio.to_thread(time.sleep, params.delay_ms / 1000)
@@ -39,7 +84,7 @@ async def to_thread_sleep(params: Annotated[IoParams, Query()]) -> IoResult:
 
 
 @router.get("/cpu-in-loop", tags=["lab: anti-pattern"])
-async def cpu_in_loop(params: Annotated[CpuParams, Query()]) -> CpuResult:
+async def cpu_in_loop(params: Annotated[LabCpuParams, Query()]) -> CpuResult:
     """ANTI-PATTERN: hashing inside ``async def``: no other request runs until it ends."""
     start = time.process_time()
     digest = cpu_work(params.work)  # deliberately wrong: CPU work on the event loop
@@ -48,12 +93,11 @@ async def cpu_in_loop(params: Annotated[CpuParams, Query()]) -> CpuResult:
     )
 
 
-@router.get("/cpu-in-process-pool", tags=["lab: fix"])
-async def cpu_in_process_pool(params: Annotated[CpuParams, Query()], request: Request) -> CpuResult:
+@router.get("/cpu-in-process-pool", tags=["lab: fix"], responses={503: {"model": ErrorBody}})
+async def cpu_in_process_pool(params: Annotated[LabCpuParams, Query()], request: Request) -> CpuResult:
     """FIX: the hashing runs in a process pool; the loop only awaits the result."""
     start = time.perf_counter()
-    loop = asyncio.get_running_loop()
-    digest = await loop.run_in_executor(request.app.state.process_pool(), cpu_work, params.work)
+    digest = await request.app.state.process_pool.run(params.work)
     # The CPU was spent in another process: report wall time, which is what the caller waited.
     return CpuResult(
         work=params.work, digest=digest, cpu_ms=(time.perf_counter() - start) * 1000, served_by=worker_id()

@@ -1,4 +1,4 @@
-"""Jobs: work handed to a thread pool once the response has been sent."""
+"""Jobs: work handed to the worker's job threads once the response has been sent."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
 from twinstack_contract.errors import ContractError
-from twinstack_contract.jobs import JobStore, run_job
+from twinstack_contract.jobs import JobRunner
 from twinstack_contract.models import JobRequest
 
 from ..validation import json_body
@@ -14,26 +14,25 @@ from ..validation import json_body
 bp = Blueprint("jobs", __name__, url_prefix="/jobs")
 
 
-def _store() -> JobStore:
+def _runner() -> JobRunner:
     return current_app.extensions["jobs"]
 
 
 @bp.post("")
 def post_job() -> ResponseReturnValue:
-    """Accept a job. It is submitted when the WSGI server closes the response, i.e. after the
-    202 went out, and runs on the worker's job threads, not on the request path."""
-    store = _store()
-    job = store.accept(json_body(JobRequest))
-    executor = current_app.extensions["job_executor"]
+    """Accept a job (503 at once if the worker's job queue is full). It is queued when the WSGI
+    server closes the response, i.e. after the 202 went out."""
+    runner = _runner()
+    job = runner.accept(json_body(JobRequest))
     response = jsonify(job.model_dump())
     response.status_code = 202
-    response.call_on_close(lambda: executor.submit(run_job, store, job))
+    response.call_on_close(lambda: runner.start(job))
     return response
 
 
 @bp.get("/<job_id>")
 def get_job(job_id: str) -> dict:
     try:
-        return _store().get(job_id).model_dump()
+        return _runner().store.get(job_id).model_dump()
     except KeyError:
         raise ContractError(404, "not_found", "No such job.") from None

@@ -96,7 +96,11 @@ CASES = [
     ("stream-zero", "GET", "/stream?chunks=0", None, {}, 422),
     ("stream-over-budget", "GET", "/stream?chunks=100&interval_ms=5000", None, {}, 422),
     ("order", "POST", "/orders", json.dumps(ORDER).encode(), JSON, 201),
-    ("order-coerced", "POST", "/orders", json.dumps({**ORDER, "quantity": "3"}).encode(), JSON, 201),
+    # Strict, as the schema says: a string, a bool or a float is not an integer (no coercion).
+    ("order-string-int", "POST", "/orders", json.dumps({**ORDER, "quantity": "3"}).encode(), JSON, 422),
+    ("order-bool-int", "POST", "/orders", json.dumps({**ORDER, "quantity": True}).encode(), JSON, 422),
+    ("order-float-int", "POST", "/orders", json.dumps({**ORDER, "quantity": 2.0}).encode(), JSON, 422),
+    ("job-bool-int", "POST", "/jobs", b'{"delay_ms": true}', JSON, 422),
     ("order-missing", "POST", "/orders", b'{"sku": "TS-1"}', JSON, 422),
     ("order-bad-values", "POST", "/orders", json.dumps({**ORDER, "sku": "bad sku", "quantity": 0}).encode(), JSON, 422),
     ("order-extra-field", "POST", "/orders", json.dumps({**ORDER, "admin": True}).encode(), JSON, 422),

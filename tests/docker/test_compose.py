@@ -270,12 +270,16 @@ def test_nginx_t_passes_with_the_tls_override(docker_like_nginx, nginx_bin):
          "-keyout", prefix / "certs/tls.key", "-out", prefix / "certs/tls.crt"],
         check=True, capture_output=True,
     )  # fmt: skip
-    tls = (ROOT / "nginx/tls/twinstack-tls.conf").read_text()
+    tls = nginx_config.render_template(
+        (ROOT / "nginx/tls/twinstack-tls.conf.template").read_text(), environment("nginx")
+    )
     version = subprocess.run([nginx_bin, "-v"], capture_output=True, text=True).stderr
     major, minor, patch = map(int, re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", version).groups())
     if (major, minor, patch) < (1, 25, 1):
         # `http2 on;` is nginx >= 1.25.1 (the pinned image is 1.28); this host's is older.
         tls = tls.replace("    http2 on;\n", "")
-    (prefix / "conf.d" / "twinstack-tls.conf").write_text(tls)
+    # Where the image renders the override's templates/tls/ (nginx.conf includes conf.d/tls/).
+    (prefix / "conf.d" / "tls").mkdir()
+    (prefix / "conf.d" / "tls" / "twinstack-tls.conf").write_text(tls)
     result = nginx_t()
     assert result.returncode == 0, result.stderr

@@ -65,7 +65,7 @@ def test_crashed_master_is_restarted_and_its_workers_go_with_it(stack: Stack, cl
 
     def served_by_new_master() -> bool:
         r = client.get(f"{prefix}/inspect")
-        return r.status_code == 200 and parent(int(r.json()["served_by"].rsplit(":", 1)[1])) == new
+        return r.status_code == 200 and parent(int(r.json()["served_by"])) == new
 
     wait_for(served_by_new_master, what=f"{prefix} served by the new master's workers")
 

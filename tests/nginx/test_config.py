@@ -63,11 +63,12 @@ def test_security_basics():
 
 
 def test_every_error_status_nginx_produces_has_a_json_body():
-    errors = (NGINX / "snippets" / "errors.conf").read_text()
-    for status in (400, 404, 405, 413, 414, 429, 500, 502, 503, 504):
+    errors = (NGINX / "snippets" / "errors.conf").read_text() + (NGINX / "snippets" / "error-pages.conf").read_text()
+    for status in (400, 404, 405, 413, 414, 429, 500, 501, 502, 503, 504):
         assert f"error_page {status} /_error/{status};" in errors
         assert re.search(
-            rf"location = /_error/{status} {{ internal; types {{ }} default_type application/json; return {status} ",
+            rf"location = /_error/{status} {{ internal; types {{ }} default_type application/json;[^{{}}]* "
+            rf"return {status} ",
             errors,
         )
     assert "error_page 494 =400 /_error/494;" in errors  # nginx's code for a header too large

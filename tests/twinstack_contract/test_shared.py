@@ -94,7 +94,7 @@ def load_conf(service: str, monkeypatch, tmp_path, **env: str) -> dict:
 
 def test_fastapi_gunicorn_conf(monkeypatch, tmp_path):
     conf = load_conf("fastapi_service", monkeypatch, tmp_path, TWINSTACK_ASYNC_PORT="9101")
-    assert conf["worker_class"] == "uvicorn_worker.UvicornWorker"
+    assert conf["worker_class"] == "fastapi_service.worker.Worker"
     assert conf["workers"] == usable_cpus()
     assert conf["bind"] == ["127.0.0.1:9101"]
     assert conf["wsgi_app"] == "fastapi_service.main:create_app()"
