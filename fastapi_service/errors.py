@@ -10,8 +10,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from twinstack_contract.errors import ContractError, code_for_status, error_body, from_validation_errors
+from twinstack_contract.models import ErrorBody
 
 log = logging.getLogger(__name__)
+
+# What a router with parameters declares for its 422: the contract's error body, which
+# validation_error below sends. Without it FastAPI documents its own HTTPValidationError
+# ({"detail": [...]}), a body neither service ever sends.
+VALIDATION_ERROR_RESPONSE = {422: {"model": ErrorBody, "description": "Invalid parameters."}}
 
 # The detail fastapi.routing uses for a body it could not decode.
 BODY_PARSE_ERROR = "There was an error parsing the body"

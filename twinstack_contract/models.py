@@ -7,9 +7,9 @@ hour-long sleep or a gigabyte of hashing.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 MAX_DELAY_MS = 30_000
 MAX_WORK = 2_000_000
@@ -18,6 +18,19 @@ MAX_CHUNKS = 100
 # Upper bound on how long any one request may run. nginx's proxy_read_timeout and
 # gunicorn's timeout are set above it (see nginx/snippets/proxy.conf, gunicorn.conf.py).
 MAX_REQUEST_MS = 30_000
+
+
+def _integral_number(value: Any) -> Any:
+    # JSON has one number type: 2.0 is the integer 2 (JSON Schema's "integer" says so too, and
+    # a JavaScript client cannot even send it differently). Only that is let through; strict
+    # validation still refuses true, "2" and 2.5.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# An integer in a strict JSON body: a whole number, written 2 or 2.0; never a bool or a string.
+JsonInt = Annotated[int, BeforeValidator(_integral_number)]
 
 
 class IoParams(BaseModel):
@@ -61,13 +74,14 @@ class StreamParams(BaseModel):
 
 class Order(BaseModel):
     """``POST /orders`` body. Unknown fields are rejected rather than silently dropped, and
-    values are taken as the schema types them: strict, so ``true`` is not the integer 1."""
+    values are taken as the schema types them: strict, so ``true`` is not the integer 1, and
+    as sent: no whitespace is stripped, so what the schema's patterns refuse is refused."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     sku: str = Field(min_length=1, max_length=32, pattern=r"^[A-Z0-9][A-Z0-9-]*$", examples=["TS-1001"])
-    quantity: int = Field(ge=1, le=1_000, examples=[2])
-    unit_price_cents: int = Field(ge=0, le=10_000_000, examples=[1999])
+    quantity: JsonInt = Field(ge=1, le=1_000, examples=[2])
+    unit_price_cents: JsonInt = Field(ge=0, le=10_000_000, examples=[1999])
     customer_email: str = Field(
         min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", examples=["ada@example.com"]
     )
@@ -86,8 +100,8 @@ class JobRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    delay_ms: int = Field(500, ge=0, le=MAX_DELAY_MS)
-    work: int = Field(0, ge=0, le=MAX_WORK)
+    delay_ms: JsonInt = Field(500, ge=0, le=MAX_DELAY_MS)
+    work: JsonInt = Field(0, ge=0, le=MAX_WORK)
 
 
 class Job(BaseModel):

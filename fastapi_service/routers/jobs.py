@@ -8,8 +8,9 @@ from twinstack_contract.errors import ContractError
 from twinstack_contract.models import ErrorBody, Job, JobRequest
 
 from ..dependencies import JobsDep, JsonBody
+from ..errors import VALIDATION_ERROR_RESPONSE
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses=VALIDATION_ERROR_RESPONSE)
 
 
 @router.post(

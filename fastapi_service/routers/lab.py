@@ -22,7 +22,9 @@ from twinstack_contract.errors import ContractError
 from twinstack_contract.models import CpuResult, ErrorBody, IoResult
 from twinstack_contract.work import cpu_work, worker_id
 
-router = APIRouter(prefix="/lab")
+from ..errors import VALIDATION_ERROR_RESPONSE
+
+router = APIRouter(prefix="/lab", responses=VALIDATION_ERROR_RESPONSE)
 
 # The longest a lab call may hold its worker: 2 s of blocking, or about 1 s of hashing.
 MAX_BLOCK_MS = 2_000

@@ -22,8 +22,9 @@ from twinstack_contract.models import (
 from twinstack_contract.work import cpu_work, stream_line, worker_id
 
 from ..dependencies import DownstreamDep
+from ..errors import VALIDATION_ERROR_RESPONSE
 
-router = APIRouter(tags=["workloads"])
+router = APIRouter(tags=["workloads"], responses=VALIDATION_ERROR_RESPONSE)
 
 
 @router.get("/io")

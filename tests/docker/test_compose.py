@@ -108,6 +108,36 @@ def test_only_nginx_and_the_profiles_uis_publish_ports():
     assert "${TWINSTACK_PUBLIC_PORT:?" in SERVICES["nginx"]["ports"][0]  # required: fails fast
 
 
+def test_operator_tools_are_published_on_loopback_only_by_default():
+    """Locust swarms any host it is given, Prometheus has no login, Grafana an admin."""
+    for name in ("locust-master", "prometheus", "grafana"):
+        (mapping,) = SERVICES[name]["ports"]
+        assert interpolate(mapping).startswith("127.0.0.1:"), (name, mapping)
+    assert env_example()["TWINSTACK_OPS_BIND_ADDRESS"] == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("password", "starts"), [("", False), ("change-me", False), ("admin", False), ("s3cret-of-mine", True)]
+)
+def test_grafana_refuses_to_start_with_an_empty_or_known_password(tmp_path, password: str, starts: bool):
+    """Runs the service's own entrypoint with sh, /run.sh (the image's) replaced by a marker."""
+    grafana = SERVICES["grafana"]
+    assert interpolate(grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"]) == ""  # .env.example sets none
+    assert grafana["environment"]["GF_AUTH_ANONYMOUS_ENABLED"] == "${TWINSTACK_GRAFANA_ANONYMOUS:-false}"
+    shell, flag, script = grafana["entrypoint"]
+    marker = tmp_path / "started"
+    script = script.replace("$$", "$").replace("exec /run.sh", f"touch {marker}")
+    result = subprocess.run([shell, flag, script], env={"GF_SECURITY_ADMIN_PASSWORD": password}, capture_output=True)
+    assert (result.returncode == 0 and marker.exists()) == starts, result.stderr
+    if not starts:
+        assert b"TWINSTACK_GRAFANA_ADMIN_PASSWORD" in result.stderr
+
+
+def test_lab_routes_are_off_in_the_deployment_and_nginx_may_open_enough_files():
+    assert interpolate(SERVICES["fastapi"]["environment"]["TWINSTACK_LAB_ROUTES"]) == "false"
+    assert SERVICES["nginx"]["ulimits"]["nofile"] >= 10240  # nginx.conf worker_rlimit_nofile
+
+
 def test_every_service_is_healthchecked_restarted_and_ordered():
     for name, svc in SERVICES.items():
         assert svc.get("healthcheck", {}).get("test"), name

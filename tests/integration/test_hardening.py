@@ -7,6 +7,7 @@ Linux): nginx keys its per-client limits on the TCP peer, so they count as other
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -325,3 +326,22 @@ def test_a_reload_fails_queued_jobs_at_once_and_never_blocks_health(deployed: St
         # Queued ones are failed at once, the running one after the stop grace (5 s).
         ended = [wait_job(client, f"/sync/jobs/{j['job_id']}", ("failed", "done"), timeout_s=15) for j in accepted]
         assert all(j["status"] == "failed" and j["error"] for j in ended), ended
+
+
+def test_a_pool_that_is_down_gets_502_json_for_get_and_post_alike(deployed: Stack):
+    """The retry location's own failure (no pool at all) is the same JSON 502, and a POST is
+    tried once: one upstream attempt in nginx's log. Last in this file: it stops a pool."""
+    assert "stopped" in deployed.ctl("stop", "flask")
+    try:
+        with client_from(deployed, "127.0.0.11") as client:
+            for r in (client.get("/sync/health"), client.post("/sync/orders", json={}), client.get("/sync/stream")):
+                assert r.status_code == 502 and r.json()["error"]["code"] == "bad_gateway", r.text
+                line = next(
+                    json.loads(line)
+                    for line in (deployed.log_dir / "nginx.log").read_text().splitlines()
+                    if r.headers["x-request-id"] in line and '"nginx.access"' in line
+                )
+                attempts = len(re.split(r"[,:] ", line["upstream_addr"]))
+                assert attempts == (1 if r.request.method == "POST" else 2), line
+    finally:
+        deployed.ctl("start", "flask")

@@ -22,20 +22,28 @@ PREFIXES = ("/async", "/sync")
 
 
 class SteadyLoad:
-    """Threads sending GETs to both pools until stopped (at most ``max_s`` seconds)."""
+    """Threads sending GETs to both pools until stopped (at most ``max_s`` seconds). A request
+    lost as a transport error (reset, timeout) is counted as a failure, by its exception's
+    name, and the thread carries on."""
 
-    def __init__(self, base_url: str, per_pool: int = 6, max_s: float = 30) -> None:
-        self.base_url, self.per_pool, self.deadline = base_url, per_pool, time.monotonic() + max_s
+    def __init__(self, base_url: str, per_pool: int = 6, max_s: float = 30, sync_clients: int | None = None) -> None:
+        self.base_url, self.deadline = base_url, time.monotonic() + max_s
         self.done = threading.Event()
-        self.statuses: Counter[tuple[str, int]] = Counter()
+        self.statuses: Counter[tuple[str, int | str]] = Counter()
         self.served_by: dict[str, set[str]] = {p: set() for p in PREFIXES}
         self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._run, args=(p,)) for p in PREFIXES for _ in range(per_pool)]
+        clients = {"/async": per_pool, "/sync": per_pool if sync_clients is None else sync_clients}
+        self.threads = [threading.Thread(target=self._run, args=(p,)) for p in PREFIXES for _ in range(clients[p])]
 
     def _run(self, prefix: str) -> None:
         with httpx.Client(base_url=self.base_url, timeout=30) as client:
             while not self.done.is_set() and time.monotonic() < self.deadline:
-                r = client.get(f"{prefix}/io?delay_ms=30")
+                try:
+                    r = client.get(f"{prefix}/io?delay_ms=30")
+                except httpx.TransportError as exc:
+                    with self.lock:
+                        self.statuses[(prefix, type(exc).__name__)] += 1
+                    continue
                 with self.lock:
                     self.statuses[(prefix, r.status_code)] += 1
                     if r.status_code == 200:
@@ -64,6 +72,60 @@ def master_pid(stack: Stack, program: str) -> int:
 
 def workers_of(pid: int) -> list[int]:
     return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def retried_gets(stack: Stack) -> int:
+    """GETs nginx answered 200 after a second upstream attempt: requests a kill caught."""
+    lines = (stack.log_dir / "nginx.log").read_text().splitlines()
+    return sum('"method":"GET"' in line and '"status":200' in line and '"upstream_addr":"' in line
+               and ", " in line.split('"upstream_addr":"', 1)[1].split('"', 1)[0] for line in lines)  # fmt: skip
+
+
+def responses_cut_after_headers(stack: Stack) -> int:
+    log = (stack.log_dir / "nginx.log").read_text()
+    return log.count("upstream prematurely closed connection while reading upstream,")
+
+
+@pytest.mark.parametrize("clients", [40, 200])
+def test_a_killed_worker_never_costs_a_get_over_repeated_runs(tmp_path, nginx_bin, clients: int):
+    """Each run: ``clients`` on /async/io and a tenth as many on /sync/io, one worker of each
+    pool SIGKILLed mid-load. A GET caught in flight, or sent on a kept-alive connection to the
+    dead worker, is retried on a fresh connection (nginx/snippets/retry.conf): no 5xx in any
+    run, and the log shows kills did catch requests in flight.
+
+    One window no proxy can close: a worker killed between writing a response's headers and
+    its body (two writes in uvicorn and gunicorn). nginx has already passed the headers on, so
+    it can only end the connection. Such a loss is allowed here only when nginx logged it as
+    exactly that ("prematurely closed ... while reading upstream", the body phase); seen about
+    once in twenty kills."""
+    with running_stack(
+        tmp_path,
+        TWINSTACK_EXPENSIVE_RATE_LIMIT_RPS="100000",
+        TWINSTACK_EXPENSIVE_RATE_LIMIT_BURST="100000",
+        TWINSTACK_CLIENT_MAX_CONNS="1000",
+    ) as own:
+        for run in range(10):
+            begun_before = responses_cut_after_headers(own)
+            with SteadyLoad(own.base_url, per_pool=clients, sync_clients=clients // 10, max_s=30) as load:
+                while min(load.ok(p) for p in PREFIXES) < 20 and time.monotonic() < load.deadline:
+                    time.sleep(0.05)
+                killed = {}
+                for program, prefix in (("fastapi", "/async"), ("flask", "/sync")):
+                    killed[prefix] = str(workers_of(master_pid(own, program))[0])
+                    os.kill(int(killed[prefix]), signal.SIGKILL)
+                with load.lock:
+                    load.served_by = {p: set() for p in PREFIXES}
+                    after = {p: load.ok(p) for p in PREFIXES}
+                # Until a replacement worker has served and 50 more GETs went through per pool.
+                while time.monotonic() < load.deadline and not all(
+                    len(load.served_by[p] - {killed[p]}) >= 2 and load.ok(p) >= after[p] + 50 for p in PREFIXES
+                ):
+                    time.sleep(0.05)
+            lost = {k: v for k, v in load.failures().items() if isinstance(k[1], str)}
+            assert load.failures() == lost, (run, load.failures())  # no 502, 503 or 504
+            assert sum(lost.values()) <= responses_cut_after_headers(own) - begun_before, (run, lost)
+            assert all(load.ok(p) >= after[p] + 50 for p in PREFIXES), (run, load.statuses)
+        assert retried_gets(own) > 0  # the kills did catch GETs on their way
 
 
 def test_a_killed_worker_loses_no_get(stack: Stack):
@@ -118,7 +180,14 @@ def test_worker_recycling_loses_nothing(tmp_path, nginx_bin):
 
 
 def test_overload_is_shed_fast_and_the_pool_recovers(tmp_path, nginx_bin):
-    with running_stack(tmp_path, TWINSTACK_SYNC_WORKERS="2", TWINSTACK_SYNC_MAX_INFLIGHT="10") as own:
+    # One client sends all of it: its own share is the whole pool's here (the per-client
+    # share is tests/integration/test_hardening.py's).
+    with running_stack(
+        tmp_path,
+        TWINSTACK_SYNC_WORKERS="2",
+        TWINSTACK_SYNC_MAX_INFLIGHT="10",
+        TWINSTACK_SYNC_MAX_INFLIGHT_PER_CLIENT="10",
+    ) as own:
         n = 40
         limits = httpx.Limits(max_connections=n)
         with httpx.Client(base_url=own.base_url, timeout=30, limits=limits) as client:
@@ -185,7 +254,7 @@ def test_a_post_in_flight_on_a_killed_worker_is_a_clean_502_never_a_duplicate(tm
                 list(pool.map(lambda _: client.get("/async/io?delay_ms=200"), range(3)))
             jobs_before = len(list(jobs_dir.glob("*.json")))
             with ThreadPoolExecutor(2) as pool:
-                blocked = pool.submit(client.get, "/async/lab/blocking-sleep?delay_ms=3000")
+                blocked = pool.submit(client.get, "/async/lab/blocking-sleep?delay_ms=2000")
                 time.sleep(0.3)
                 post = pool.submit(client.post, "/async/jobs", json={"delay_ms": 0})
                 time.sleep(0.5)
