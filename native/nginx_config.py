@@ -14,7 +14,7 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from .settings import ROOT
+from .settings import PUBLIC_ROOT, ROOT
 
 NGINX_DIR = ROOT / "nginx"
 PLACEHOLDER = re.compile(r"\$\{(TWINSTACK_[A-Z0-9_]+)\}")
@@ -39,7 +39,8 @@ def render(env: Mapping[str, str], prefix: Path) -> Path:
         shutil.rmtree(conf_d)
     conf_d.mkdir(parents=True)
     (prefix / "temp").mkdir(exist_ok=True)
-    publish(Path(env["TWINSTACK_WEB_ROOT"]), Path(env["TWINSTACK_NGINX_TEMP_DIR"]))
+    if env.get("TWINSTACK_WEB_ROOT_COPY") == "true":
+        publish(Path(env["TWINSTACK_WEB_ROOT"]), Path(env["TWINSTACK_NGINX_TEMP_DIR"]))
     shutil.copyfile(NGINX_DIR / "nginx.conf", prefix / "nginx.conf")
     snippets = prefix / "snippets"
     if snippets.is_symlink() or snippets.exists():
@@ -55,12 +56,12 @@ def render(env: Mapping[str, str], prefix: Path) -> Path:
 
 
 def publish(web_root: Path, temp_dir: Path) -> None:
-    """When the runner serves a copy of nginx/html (as root, see StackSettings.public_dir),
-    refresh it: world-readable files in directories only root may write, and a temp
-    directory the workers can enter (nginx chowns what it creates inside to them)."""
+    """Refresh the copy of nginx/html the native runner serves as root (see
+    StackSettings.public_dir): world-readable files in directories only root may write, and a
+    temp directory the workers can enter (nginx chowns what it creates inside to them)."""
     source = NGINX_DIR / "html"
-    if web_root == source:
-        return
+    if not web_root.is_relative_to(PUBLIC_ROOT):
+        raise RenderError(f"refusing to replace {web_root}: not a copy under {PUBLIC_ROOT}")
     if web_root.exists():
         shutil.rmtree(web_root)
     shutil.copytree(source, web_root, symlinks=False)

@@ -15,6 +15,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
+# As root, each stack's web root copy and nginx temp files live below this (see public_dir).
+PUBLIC_ROOT = Path("/run/twinstack")
 
 
 class StackSettings(BaseSettings):
@@ -113,7 +115,7 @@ class StackSettings(BaseSettings):
         if os.geteuid() != 0:
             return None
         digest = hashlib.sha256(str(self.run_dir.resolve()).encode()).hexdigest()[:16]
-        return Path("/run/twinstack") / digest
+        return PUBLIC_ROOT / digest
 
     def environment(self) -> dict[str, str]:
         """Everything supervisord and its programs read: the caller's environment plus the
@@ -141,6 +143,8 @@ class StackSettings(BaseSettings):
             TWINSTACK_SYNC_UPSTREAM=f"127.0.0.1:{self.sync_port}",
             TWINSTACK_DOWNSTREAM_URL=f"http://127.0.0.1:{self.downstream_port}",
             TWINSTACK_WEB_ROOT=str(public / "html" if public else ROOT / "nginx" / "html"),
+            # Tells nginx_config.render to refresh that copy; unset (no copy) in other runners.
+            TWINSTACK_WEB_ROOT_COPY="true" if public else "false",
             TWINSTACK_NGINX_TEMP_DIR=str(public / "temp" if public else run_dir / "nginx" / "temp"),
             TWINSTACK_NGINX_BIN=self.nginx() or "nginx",
             TWINSTACK_NGINX_GLOBALS=self.nginx_globals(run_dir / "nginx"),

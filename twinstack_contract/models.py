@@ -22,15 +22,23 @@ MAX_REQUEST_MS = 30_000
 
 def _integral_number(value: Any) -> Any:
     # JSON has one number type: 2.0 is the integer 2 (JSON Schema's "integer" says so too, and
-    # a JavaScript client cannot even send it differently). Only that is let through; strict
-    # validation still refuses true, "2" and 2.5.
+    # a JavaScript client may send it either way). Only that is let through; strict validation
+    # still refuses true, "2" and 2.5.
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
 
 
-# An integer in a strict JSON body: a whole number, written 2 or 2.0; never a bool or a string.
+# An integer in a strict JSON body, as the published schema types it: a whole number, written
+# 2 or 2.0; never a bool, a string or a fraction.
 JsonInt = Annotated[int, BeforeValidator(_integral_number)]
+
+
+# One character of an e-mail address: not "@", not a control character, not white space.
+# Spelled out rather than [^@\s]: "\s" differs between the schema's regex dialect (ECMA-262,
+# what clients validate with) and the services' (Rust's and Python's), e.g. on U+0085 and
+# U+FEFF, and the same pattern must accept the same strings everywhere.
+_EMAIL_PART = r"[^@\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
 
 
 class IoParams(BaseModel):
@@ -48,8 +56,17 @@ class CpuParams(BaseModel):
 class FanoutParams(BaseModel):
     """``GET /fanout``: make ``calls`` downstream requests that each wait ``delay_ms``."""
 
-    calls: int = Field(5, ge=1, le=MAX_FANOUT_CALLS)
-    delay_ms: int = Field(100, ge=0, le=MAX_DELAY_MS)
+    # The cross-field bound is stated where the schema can say it, in each description: an
+    # OpenAPI schema types each query parameter on its own and has no way to bound a product.
+    calls: int = Field(
+        5, ge=1, le=MAX_FANOUT_CALLS, description=f"Downstream calls; calls x delay_ms is at most {MAX_REQUEST_MS}."
+    )
+    delay_ms: int = Field(
+        100,
+        ge=0,
+        le=MAX_DELAY_MS,
+        description=f"Each call's wait, in ms; calls x delay_ms is at most {MAX_REQUEST_MS}.",
+    )
 
     @model_validator(mode="after")
     def _bounded(self) -> FanoutParams:
@@ -62,8 +79,15 @@ class FanoutParams(BaseModel):
 class StreamParams(BaseModel):
     """``GET /stream``: send ``chunks`` NDJSON lines, ``interval_ms`` apart."""
 
-    chunks: int = Field(5, ge=1, le=MAX_CHUNKS)
-    interval_ms: int = Field(100, ge=0, le=5_000)
+    chunks: int = Field(
+        5, ge=1, le=MAX_CHUNKS, description=f"Lines to send; chunks x interval_ms is at most {MAX_REQUEST_MS}."
+    )
+    interval_ms: int = Field(
+        100,
+        ge=0,
+        le=5_000,
+        description=f"Pause between lines, in ms; chunks x interval_ms is at most {MAX_REQUEST_MS}.",
+    )
 
     @model_validator(mode="after")
     def _bounded(self) -> StreamParams:
@@ -83,7 +107,10 @@ class Order(BaseModel):
     quantity: JsonInt = Field(ge=1, le=1_000, examples=[2])
     unit_price_cents: JsonInt = Field(ge=0, le=10_000_000, examples=[1999])
     customer_email: str = Field(
-        min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", examples=["ada@example.com"]
+        min_length=3,
+        max_length=254,
+        pattern=rf"^{_EMAIL_PART}+@{_EMAIL_PART}+\.{_EMAIL_PART}+$",
+        examples=["ada@example.com"],
     )
 
 

@@ -72,3 +72,16 @@ def test_every_error_status_nginx_produces_has_a_json_body():
             errors,
         )
     assert "error_page 494 =400 /_error/494;" in errors  # nginx's code for a header too large
+
+
+def test_the_web_root_is_copied_only_when_the_native_runner_asks(tmp_path: Path):
+    """As root, native mode serves a copy under /run/twinstack; no other runner's paths (the
+    image's /usr/share/twinstack) are ever written, and publish refuses anything else."""
+    env = StackSettings(run_dir=tmp_path).environment()
+    env.update(TWINSTACK_WEB_ROOT=str(tmp_path / "html"), TWINSTACK_WEB_ROOT_COPY="false")
+    nginx_config.render(env, tmp_path / "nginx")
+    assert not (tmp_path / "html").exists()
+    with pytest.raises(nginx_config.RenderError, match="refusing"):
+        nginx_config.publish(tmp_path / "html", tmp_path / "temp")
+    with pytest.raises(nginx_config.RenderError, match="refusing"):
+        nginx_config.publish(NGINX / "html", tmp_path / "temp")

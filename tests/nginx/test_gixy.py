@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import re
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +25,9 @@ from tests.support import ROOT
 RUNNERS = ("native", "compose", "compose-tls", "lab")
 COMPOSE_RUNNERS = frozenset({"compose", "compose-tls"})
 # The CORS regex that allows no origin (native mode's default). gixy-ng 0.2.59's `origins`
-# check crashes on it (IndexError in parse_url on the empty candidate it generates; fixed
-# upstream in Gixy-Next, not in gixy-ng), and a regex matching nothing has nothing to find.
-# The check runs wherever a real regex is rendered: the Compose runners (.env.example's).
+# check crashes on it (IndexError in parse_url on the empty candidate it generates; the
+# Gixy-Next fork has fixed it), and a regex that matches nothing has nothing to find. The
+# check runs wherever a real regex is rendered: the Compose runners (.env.example's example).
 NO_ORIGIN = "^(?!)"
 
 
@@ -69,13 +70,6 @@ ALLOWED = (
         r"^proxy_pass http://bench_\w+/;",
         "The lab's loopback-only measuring server strips its prefix the way twinstack's routes do.",
         runners=frozenset({"lab"}),
-    ),
-    Allowed(
-        "nginx_cves",
-        r"\nCVE-2026-9256: ",
-        "Version-only (no config pattern): the nginx:1.28.0 image pinned in docker-compose.yml "
-        "needs a bump to >= 1.30.2, outside the nginx/ files; reported, not fixable here.",
-        runners=COMPOSE_RUNNERS,
     ),
 )
 
@@ -169,7 +163,7 @@ def test_every_allowed_finding_still_occurs(findings):
 def test_the_runners_render_what_they_claim(rendered):
     """The audits saw the right files: the TLS server only with the override, the lab's own
     servers only in the lab's, the compose upstream names only in Compose."""
-    for runner, (prefix, env) in rendered.items():
+    for runner, (prefix, _env) in rendered.items():
         tls = (prefix / "conf.d" / "tls" / "twinstack-tls.conf").exists()
         assert tls == (runner == "compose-tls"), runner
         assert (prefix / "conf.d" / "bench.conf").exists() == (runner == "lab"), runner
@@ -182,8 +176,6 @@ def test_gixy_reports_known_bad_directives(rendered, tmp_path: Path):
     """The harness is live: known-bad directives added to the public server are reported (an
     add_header that drops the server's security headers, the client's raw Host forwarded, a
     CORS regex that is not anchored)."""
-    import shutil
-
     prefix = tmp_path / "nginx"
     shutil.copytree(rendered["compose"][0], prefix, symlinks=True)
     server = prefix / "conf.d" / "twinstack.conf"
@@ -197,6 +189,8 @@ def test_gixy_reports_known_bad_directives(rendered, tmp_path: Path):
     )
     server.write_text(server.read_text().replace("    include snippets/routes.conf;", bad, 1))
     cors = prefix / "conf.d" / "cors.conf"
-    cors.write_text(re.sub(r'"~\^https://[^"]+"', r'"~app\\.example\\.com"', cors.read_text(), count=1))
+    text, replaced = re.subn(r'"~\^https://[^"]+"', r'"~app\\.example\\.com"', cors.read_text(), count=1)
+    assert replaced == 1
+    cors.write_text(text)
     plugins = {f.plugin for f in audit(prefix / "nginx.conf", [], None)}
     assert {"add_header_redefinition", "host_spoofing", "origins"} <= plugins, plugins
