@@ -7,7 +7,7 @@ Linux): nginx keys its per-client limits on the TCP peer, so they count as other
 
 from __future__ import annotations
 
-import json
+import base64
 import os
 import re
 import signal
@@ -26,6 +26,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
+from tests.integration import logs
 from tests.integration.conftest import Stack, running_stack
 from tests.support import ROOT
 
@@ -214,6 +215,29 @@ def test_an_oversized_websocket_message_is_refused_by_the_server(deployed: Stack
             assert ws.close_code in (1009, 1006), (size, exc.value)
 
 
+def test_the_server_refuses_an_oversized_websocket_frame_by_its_header(deployed: Stack):
+    """Only a frame's header (declaring 1 MiB) and a few bytes are sent. A server that checks
+    the size while reading closes at once with 1009; one that takes in the whole message
+    before anything checks it (the app's check) would still be waiting for the payload."""
+    port = int(deployed.env["TWINSTACK_HTTP_PORT"])
+    key = base64.b64encode(os.urandom(16)).decode()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            f"GET /async/ws/echo HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(4096)
+        head, _, data = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head
+        # FIN + text; masked, 64-bit length: 1 MiB; a mask key; 10 bytes of the payload.
+        sock.sendall(bytes([0x81, 0x80 | 127]) + (1024 * 1024).to_bytes(8, "big") + os.urandom(4) + b"x" * 10)
+        while len(data) < 4 and (chunk := sock.recv(4096)):  # socket timeout: 10 s
+            data += chunk
+    assert data[0] == 0x88 and int.from_bytes(data[2:4], "big") == 1009, data[:16]
+
+
 def test_websocket_compression_is_not_offered(deployed: Stack):
     """permessage-deflate would let a few KiB on the wire inflate to the message cap."""
     with connect(ws_url(deployed), open_timeout=10, compression="deflate") as ws:
@@ -336,11 +360,9 @@ def test_a_pool_that_is_down_gets_502_json_for_get_and_post_alike(deployed: Stac
         with client_from(deployed, "127.0.0.11") as client:
             for r in (client.get("/sync/health"), client.post("/sync/orders", json={}), client.get("/sync/stream")):
                 assert r.status_code == 502 and r.json()["error"]["code"] == "bad_gateway", r.text
-                line = next(
-                    json.loads(line)
-                    for line in (deployed.log_dir / "nginx.log").read_text().splitlines()
-                    if r.headers["x-request-id"] in line and '"nginx.access"' in line
-                )
+                line = logs.by_request_id(deployed.log_dir, "nginx", [r.headers["x-request-id"]])[
+                    r.headers["x-request-id"]
+                ]
                 attempts = len(re.split(r"[,:] ", line["upstream_addr"]))
                 assert attempts == (1 if r.request.method == "POST" else 2), line
     finally:

@@ -1,0 +1,60 @@
+"""Reading the stack's logs in tests: every line of nginx's access log and of the pools' logs
+is a JSON object (the README promises it), so the reader refuses any other line instead of
+skipping it. Files supervisord rotated away (``name.log.1`` ...) are read too, oldest first."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+
+JSON_LOGS = ("nginx", "fastapi", "flask")
+
+
+def files(log_dir: Path, name: str) -> list[Path]:
+    rotated = sorted(log_dir.glob(f"{name}.log.*"), key=lambda p: int(p.suffix[1:]), reverse=True)
+    return [*rotated, log_dir / f"{name}.log"]
+
+
+def records(log_dir: Path, name: str) -> list[dict]:
+    """Every line of a JSON log as a dict. Only a last line still being written (no newline
+    yet) is left for the next read; any other line that is not a JSON object fails."""
+    out = []
+    for path in files(log_dir, name):
+        if not path.exists():
+            continue
+        text = path.read_text()
+        complete = text[: text.rfind("\n") + 1]
+        for number, line in enumerate(complete.splitlines(), 1):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            if not isinstance(record, dict):
+                raise AssertionError(f"{path.name}:{number} is not a JSON object: {line[:200]!r}")
+            out.append(record)
+    return out
+
+
+def by_request_id(log_dir: Path, name: str, request_ids: Iterable[str]) -> dict[str, dict]:
+    wanted = set(request_ids)
+    return {r["request_id"]: r for r in records(log_dir, name) if r.get("request_id") in wanted}
+
+
+def served_interval(record: dict, slack_s: float = 0.002) -> tuple[float, float]:
+    """When the app served a request, by its own clock: logged at the end (to the ms), with
+    its duration. Trimmed by ``slack_s`` at both ends, so two requests served one after the
+    other on one worker never seem to overlap through the log's rounding."""
+    end = datetime.fromisoformat(record["time"]).timestamp()
+    return end - record["duration_ms"] / 1000 + slack_s, end - slack_s
+
+
+def max_overlap(intervals: Iterable[tuple[float, float]]) -> int:
+    """The most intervals open at one instant."""
+    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    open_now = peak = 0
+    for _, step in events:
+        open_now += step
+        peak = max(peak, open_now)
+    return peak
