@@ -13,7 +13,7 @@ from twinstack_contract.jobs import JobRunner, JobStore
 from twinstack_contract.metrics import Metrics
 
 from . import docs, errors
-from .middleware import ForwardedMiddleware
+from .middleware import BodyLimitMiddleware, ForwardedMiddleware, HeadMiddleware
 from .observability import ObservabilityMiddleware, monitor_loop_lag
 from .routers import health, inspect, jobs, lab, metrics, orders, workloads, ws
 from .settings import Settings
@@ -50,6 +50,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Served by docs.install from local assets, not FastAPI's CDN-backed pages.
         docs_url=None,
         redoc_url=None,
+        # No redirect from /health/ to /health: a 404, as Flask answers (one contract), and no
+        # Location built from a Host header behind the proxy.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.started = False
@@ -61,6 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.lab_routes:  # the lab's anti-patterns: never in a deployment unless asked for
         app.include_router(lab.router)
     # Added last = outermost: ForwardedMiddleware sets the request id and client first.
+    app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(HeadMiddleware)
     app.add_middleware(ObservabilityMiddleware, metrics=app.state.metrics)
     app.add_middleware(ForwardedMiddleware, trusted=settings.trusted_proxies)
     return app

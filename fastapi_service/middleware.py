@@ -1,4 +1,5 @@
-"""Proxy awareness for the ASGI app, at the app so it holds under any ASGI server.
+"""Proxy awareness for the ASGI app, at the app so it holds under any ASGI server; and where
+FastAPI alone would answer otherwise than the Flask service: the body limit and HEAD.
 
 From a trusted proxy (nginx) the app takes: the client address and scheme (uvicorn's own
 ProxyHeadersMiddleware), the path prefix nginx stripped (``X-Forwarded-Prefix`` becomes the
@@ -12,6 +13,7 @@ from __future__ import annotations
 from ipaddress import IPv4Network, IPv6Network
 
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -48,3 +50,83 @@ class ForwardedMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+# nginx's client_max_body_size 64k, and Flask's MAX_CONTENT_LENGTH.
+MAX_BODY_BYTES = 64 * 1024
+
+
+class BodyLimitMiddleware:
+    """A request body over MAX_BODY_BYTES is refused with 413, as the Flask service refuses it.
+
+    nginx already refuses one at the edge, but a pool reached directly (its own port: a health
+    checker, another proxy, a misrouted client) must not read an unbounded body into memory,
+    and must answer as the sync pool does. Checked when the app reads the body, as werkzeug
+    checks it: a declared Content-Length before the first byte, a chunked body as it arrives.
+    The HTTPException reaches errors.http_error (FastAPI re-raises it from the body read), which
+    answers in the contract's shape; its message is werkzeug's, so both say the same.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            if declared.isdigit() and int(declared) > self.max_bytes:
+                raise HTTPException(413, "Request Entity Too Large")
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise HTTPException(413, "Request Entity Too Large")
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+class HeadMiddleware:
+    """HEAD wherever GET, and a 405 that says so, as the Flask service (werkzeug) answers.
+
+    RFC 9110 9.3.2: a general-purpose server must support HEAD on what it serves with GET.
+    FastAPI routes only the methods a route declares, so HEAD /async/health was a 405 while
+    HEAD /sync/health was a 200, and a 405's Allow named GET without HEAD. Declaring HEAD on
+    each route would put a HEAD operation for every path into the published schema instead.
+    Here a HEAD is routed as a GET, so its headers, Content-Length included, are the GET's; the
+    server's own scope still says HEAD, so it sends no body (uvicorn drops a HEAD's body, as
+    ASGI servers do for Starlette's own HEAD routes).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_allow_head(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 405:
+                headers = MutableHeaders(scope=message)
+                allowed = {m.strip() for m in headers.get("allow", "").split(",") if m.strip()}
+                if "GET" in allowed:
+                    headers["allow"] = ", ".join(sorted(allowed | {"HEAD"}))
+            await send(message)
+
+        if scope["method"] != "HEAD":
+            await self.app(scope, receive, send_allow_head)
+            return
+        as_get = {**scope, "method": "GET"}
+        try:
+            await self.app(as_get, receive, send_allow_head)
+        finally:
+            # The route the GET matched, for the metrics and the access log (observability.py).
+            if "route" in as_get:
+                scope["route"] = as_get["route"]

@@ -21,7 +21,13 @@ def create_app(settings: Settings | None = None, test_config: Mapping[str, Any] 
     app = Flask(__name__)
     # Defaults, then FLASK_* from the environment, then the test mapping (Flask tutorial order).
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the models' field order
-    app.config.from_mapping(MAX_CONTENT_LENGTH=64 * 1024)  # same limit as nginx client_max_body_size
+    app.config.from_mapping(
+        MAX_CONTENT_LENGTH=64 * 1024,  # same limit as nginx client_max_body_size
+        # No OPTIONS answered by Flask itself (200, an HTML content type, an empty body): nginx
+        # answers OPTIONS (the CORS preflight) for every API path, and the async service has
+        # none, so here too it is a 405 JSON whose Allow names the same methods as FastAPI's.
+        PROVIDE_AUTOMATIC_OPTIONS=False,
+    )
     app.config.from_prefixed_env()
     if test_config:
         app.config.from_mapping(test_config)

@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from flask import request
 from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from twinstack_contract.errors import ContractError, from_validation_errors, require_json
 
@@ -21,14 +22,33 @@ INVALID_JSON = ContractError(400, "invalid_json", "The request body is not valid
 
 def query(model: type[M]) -> M:
     try:
-        return model.model_validate(request.args.to_dict())
+        # A repeated parameter counts by its last value, as Starlette's QueryParams (and so
+        # FastAPI) takes it; werkzeug's to_dict() would take the first.
+        return model.model_validate({key: values[-1] for key, values in request.args.lists()})
     except ValidationError as exc:
         raise from_validation_errors(exc.errors(), "query") from None
 
 
+def _body() -> bytes:
+    """The request body; 413 if it is longer than MAX_CONTENT_LENGTH.
+
+    werkzeug refuses a declared Content-Length over the limit before reading, but a chunked
+    body (gunicorn passes it with wsgi.input_terminated) it cuts at the limit and returns the
+    first 64 KiB as if that were all of it: a longer body whose first 64 KiB parse would be
+    accepted. One more byte from the server's own stream tells a body of exactly the limit
+    from a longer one.
+    """
+    raw = request.get_data()
+    limit = request.max_content_length
+    cut_at_limit = request.content_length is None and limit is not None and len(raw) >= limit
+    if cut_at_limit and request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge()
+    return raw
+
+
 def json_body(model: type[M]) -> M:
     require_json(request.content_type)
-    raw = request.get_data()
+    raw = _body()
     if not raw:
         # An empty body is a missing body: 422, as FastAPI reports it.
         raise from_validation_errors([{"loc": (), "msg": "Field required", "type": "missing"}], "body")

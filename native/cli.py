@@ -165,13 +165,17 @@ def status(settings: StackSettings) -> int:
         return 3
     out = _ctl(settings.environment(), "status", *programs(settings))
     print(out.stdout, end="")
-    for url in ready_urls(settings):
-        print(f"  {_get(url) or 'down':>4}  {url}")
-    return out.returncode
+    answers = {url: _get(url) for url in ready_urls(settings)}
+    for url, code in answers.items():
+        print(f"  {code or 'down':>4}  {url}")
+    # Non-zero when a program is not RUNNING (supervisorctl's own code) or the stack does not
+    # answer ready, so scripts and health checks can rely on the exit code.
+    return out.returncode or (0 if set(answers.values()) == {200} else 1)
 
 
 def logs(settings: StackSettings) -> None:
-    files = [str(settings.log_dir / f"{name}.log") for name in programs(settings)]
+    names = [*programs(settings), "nginx-error"]  # nginx's own messages, apart from its JSON access log
+    files = [str(settings.log_dir / f"{name}.log") for name in names]
     os.execvp("tail", ["tail", "-n", "20", "-F", *files])
 
 

@@ -13,6 +13,9 @@ import uvicorn
 from downstream_service.main import create_app as create_downstream
 from tests.support import free_port, require_binary
 
+# In CI, a skip is a failure (tests/ci_guard.py).
+pytest_plugins = ["tests.ci_guard"]
+
 
 @pytest.fixture(scope="session")
 def downstream_url() -> Iterator[str]:

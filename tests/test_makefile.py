@@ -1,22 +1,70 @@
-"""The Makefile is the user's interface: `make` alone explains it, and `down` is harmless."""
+"""The Makefile is the user's interface: `make` alone explains it, and `down` is harmless.
+
+Every make here goes through ``make()``, which runs the native runner only: on a machine with
+a Docker engine, make's default runner is Docker Compose, and a `make down` from the tests
+would stop the user's own Compose stack. Only a dry run (``-n``: the commands printed, none
+executed) may name the Docker runner, or let make choose one.
+"""
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
+
+import pytest
 
 from tests.support import ROOT
 
 PUBLIC = ["up", "down", "restart", "reload", "status", "logs", "test", "lint", "check", "clean"]
+DRY_RUN = "-n"
+# Inherited from a make that runs these tests (`make test STACK=docker`), they would reach the
+# make started here: MAKEFLAGS carries the caller's command-line variables.
+INHERITED = ("STACK", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")
 
 
-def make(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(["make", "-s", *args], cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True)
+def make(*args: str, stack: str | None = "native", **env: str) -> subprocess.CompletedProcess[str]:
+    """``make -s ARGS STACK=native``; another ``stack`` (or None: make's own choice) only with -n."""
+    assert not any(arg.startswith("STACK=") for arg in args) and "STACK" not in env, "pass stack=, not STACK="
+    assert stack == "native" or DRY_RUN in args, f"only a dry run (-n) may run make with STACK={stack}"
+    argv = ["make", "-s", *args, *([f"STACK={stack}"] if stack else [])]
+    environ = {k: v for k, v in os.environ.items() if k not in INHERITED}
+    result = subprocess.run(argv, cwd=ROOT, env={**environ, **env}, capture_output=True, text=True)
     # Optional arguments leave double spaces in a dry run's commands: compare words.
     result.stdout = "\n".join(" ".join(line.split()) for line in result.stdout.splitlines())
     return result
+
+
+def test_make_is_only_ever_run_through_the_helper():
+    """No call in this file but make()'s own starts make: a new test cannot run a target
+    without STACK=native by calling subprocess (or a shell) itself."""
+    tree = ast.parse(Path(__file__).read_text())
+    helper = next(node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "make")
+    inside = {id(node) for node in ast.walk(helper)}
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not node.args or id(node) in inside:
+            continue
+        command = node.args[0]
+        if isinstance(command, ast.Constant) and isinstance(command.value, str):
+            words = command.value.split()  # a shell command line
+        else:
+            words = [e.value for e in getattr(command, "elts", []) if isinstance(e, ast.Constant)]
+        assert "make" not in words, f"line {node.lineno}: run make through make(), which adds STACK=native"
+
+
+# A harmless target: were the guard broken, these would only print the help.
+@pytest.mark.parametrize(
+    "call",
+    [lambda: make("help", stack="docker"), lambda: make("help", stack=None), lambda: make("help", "STACK=docker"),
+     lambda: make("help", STACK="docker")],
+    ids=["docker", "make-chooses", "stack-in-args", "stack-in-env"],
+)  # fmt: skip
+def test_the_helper_refuses_to_run_a_target_on_another_stack(call):
+    with pytest.raises(AssertionError, match="STACK"):
+        call()
 
 
 def test_make_alone_prints_help_for_every_public_target():
@@ -32,10 +80,40 @@ def test_every_target_with_a_recipe_is_documented_or_hidden():
     assert targets == documented
 
 
-def test_down_when_nothing_runs_is_harmless(tmp_path):
-    result = make("down", TWINSTACK_RUN_DIR=str(tmp_path / "run"), TWINSTACK_LOG_DIR=str(tmp_path / "logs"))
-    assert result.returncode == 0
+@pytest.fixture
+def docker_machine(tmp_path: Path) -> dict[str, str]:
+    """A PATH on which `docker info` succeeds, as on a machine with a Docker engine (where make
+    would pick the Compose runner), and any other docker command is only written down, never
+    run: whatever a test gets wrong, the user's real stack is out of its reach."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "docker"
+    fake.write_text(f'#!/bin/sh\necho "$*" >> "{tmp_path / "docker-calls"}"\nexit 0\n')
+    fake.chmod(0o755)
+    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "calls": str(tmp_path / "docker-calls")}
+
+
+def docker_calls(machine: dict[str, str]) -> list[str]:
+    calls = Path(machine["calls"])
+    return calls.read_text().splitlines() if calls.exists() else []
+
+
+def test_on_a_docker_machine_make_would_choose_compose_but_the_tests_run_native(docker_machine):
+    assert "(runner: docker)" in make(DRY_RUN, "help", stack=None, PATH=docker_machine["PATH"]).stdout
+    down = make(DRY_RUN, "down", PATH=docker_machine["PATH"]).stdout
+    assert "-m native down" in down and "docker" not in down
+
+
+def test_down_when_nothing_runs_is_harmless(tmp_path, docker_machine):
+    result = make(
+        "down",
+        TWINSTACK_RUN_DIR=str(tmp_path / "run"),
+        TWINSTACK_LOG_DIR=str(tmp_path / "logs"),
+        PATH=docker_machine["PATH"],
+    )
+    assert result.returncode == 0, result.stderr
     assert "not running" in result.stdout
+    assert not [call for call in docker_calls(docker_machine) if call != "info"]
 
 
 def test_stack_choice_drives_every_lifecycle_target():
@@ -45,8 +123,8 @@ def test_stack_choice_drives_every_lifecycle_target():
         ("status", "docker compose --profile loadtest --profile monitoring ps"),
         ("logs", "docker compose --profile loadtest --profile monitoring logs -f"),
     ):
-        assert docker_cmd in make("-n", target, "STACK=docker").stdout, target
-        native = make("-n", target, "STACK=native").stdout
+        assert docker_cmd in make(DRY_RUN, target, stack="docker").stdout, target
+        native = make(DRY_RUN, target).stdout
         assert "docker compose" not in native and "native" in native, target
 
 
@@ -56,11 +134,12 @@ def test_without_a_docker_engine_make_uses_native_mode():
         subprocess.run(["docker", "info"], capture_output=True).returncode == 0 if shutil.which("docker") else False
     )
     expected = "docker" if engine else "native"
-    assert f"(runner: {expected})" in make("help").stdout
+    # Dry run: make's own choice of runner is what is printed, nothing runs.
+    assert f"(runner: {expected})" in make(DRY_RUN, "help", stack=None).stdout
 
 
 def test_an_unknown_stack_is_a_clear_error():
-    result = make("up", "STACK=kubernetes")
+    result = make(DRY_RUN, "up", stack="kubernetes")  # refused while the Makefile is read
     assert result.returncode != 0
     assert "STACK must be docker or native" in result.stderr
 
@@ -68,7 +147,7 @@ def test_an_unknown_stack_is_a_clear_error():
 def test_monitoring_switch():
     assert (
         "docker compose --profile monitoring up -d --build --wait"
-        in make("-n", "up", "STACK=docker", "MONITORING=1").stdout
+        in make(DRY_RUN, "up", "MONITORING=1", stack="docker").stdout
     )
-    native = make("-n", "up", "STACK=native", "MONITORING=1").stdout
+    native = make(DRY_RUN, "up", "MONITORING=1").stdout
     assert "prometheus prometheus-nginx-exporter" in native and "TWINSTACK_MONITORING=1" in native

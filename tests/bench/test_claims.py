@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from bench import verdicts
-from bench.claims import cpu_bound, io_bound, scaling, stall
+from bench.claims import cpu_bound, features, io_bound, scaling, stall
 from bench.modes import MODES
 from bench.verdicts import FAILS, HOLDS, INCONCLUSIVE, physical_limits
 
@@ -49,6 +49,10 @@ class FakeServer:
     settings = ASYNC
 
 
+class SyncServer(FakeServer):
+    settings = SYNC
+
+
 class FakeLab:
     """What a claim uses of a Lab: its mode and cores, a generator handing out canned runs."""
 
@@ -57,6 +61,7 @@ class FakeLab:
         self.cores = 2
         self.runs = list(runs)
         self.gen = self
+        self.async_pool, self.sync_pool, self.downstream = FakeServer(), SyncServer(), FakeServer()
 
     def section(self, title: str) -> None:
         pass
@@ -69,6 +74,8 @@ class FakeLab:
 
     def wrk(self, label: str, *args, **kwargs) -> dict:
         return {**self.runs.pop(0), "label": label}
+
+    hold = jobs = wrk  # claim 1's connections held, claim 10's jobs: canned runs alike
 
 
 # --- claim 2: async throughput against concurrency / latency -----------------------------------
@@ -176,6 +183,45 @@ def test_a_stall_is_inconclusive_when_the_interfering_load_did_not_run():
     assert stall_claim(runs, fix_decides=True)["verdict"] == INCONCLUSIVE
 
 
+# --- claim 1: one async process holds the connections ----------------------------------------
+
+
+def held(in_flight: int) -> dict:
+    """Claim 1's run: ``in_flight`` of the tiny mode's 100 connections answered side by side."""
+    return {**measured(500.0, 100), "held_concurrency": in_flight, "server_pss_mb": 40.0, "server_pss_idle_mb": 30.0}
+
+
+def test_claim_1_holds_from_80_percent_of_the_connections_in_flight_at_once():
+    assert MODES["tiny"].connections == 100
+    e = io_bound.claim_1(FakeLab([held(80)]))  # band: held / connections >= 0.8
+    assert e["band"] == "ratio >= 0.8"
+    assert (e["verdict"], e["ratio"]) == (HOLDS, pytest.approx(0.8))
+    e = io_bound.claim_1(FakeLab([held(79)]))
+    assert (e["verdict"], e["ratio"]) == (FAILS, pytest.approx(0.79))
+
+
+# --- claim 6: memory per concurrent request, sync workers against one event loop ----------------
+
+
+def memory_runs(sync_pss_mb: float, async_pss_mb: float = 40.0) -> list[dict]:
+    """Claim 6's three runs (sync workers, gthread threads, one event loop), 4 requests held."""
+    return [
+        {**measured(20.0, 4), "server_pss_mb": pss, "server_pss_idle_mb": pss - 1.0}
+        for pss in (sync_pss_mb, 44.0, async_pss_mb)
+    ]
+
+
+def test_claim_6_holds_from_one_and_a_half_times_the_event_loops_memory_per_request():
+    assert max(MODES["tiny"].scale) == 4  # requests held at once
+    pools = {4: Pool(SYNC)}, {4: Pool({"worker_class": "gthread", "workers": 1, "threads": 4})}
+    e = scaling._claim_6(FakeLab(memory_runs(60.0)), *pools)  # 15 MiB a request against 10
+    assert e["band"] == "ratio >= 1.5"
+    assert (e["verdict"], e["ratio"]) == (HOLDS, pytest.approx(1.5))
+    assert e["ratio"] == pytest.approx(e["measured"]["value"] / e["yardstick"]["value"], abs=1e-3)
+    e = scaling._claim_6(FakeLab(memory_runs(59.96)), *pools)  # 14.99 MiB a request
+    assert (e["verdict"], e["ratio"]) == (FAILS, pytest.approx(1.499))
+
+
 # --- claim 6: what the reason says about threads -----------------------------------------------
 
 
@@ -233,6 +279,47 @@ def test_claim_5_is_decided_by_its_weakest_size_and_shows_that_size():
     # 4 sync workers reached 38 of 80 req/s: that size decides, and the row shows it.
     assert e["verdict"] == FAILS and e["measured"]["name"] == "throughput, sync workers: 4"
     assert e["ratio"] == pytest.approx(e["measured"]["value"] / e["yardstick"]["value"], abs=1e-3)
+
+
+# --- claim 8: asyncio.gather makes N waits cost one wait ----------------------------------------
+
+
+def fanout_runs(async_p50: float) -> list[dict]:
+    """Claim 8's runs: the async pool (gather), then the sync pool (10 calls one after another)."""
+    return [measured(10.0, p99=2 * async_p50), measured(2.0, p99=2 * 500.0)]
+
+
+def test_claim_8_holds_up_to_two_waits_with_asyncio_gather():
+    delay = MODES["tiny"].io_delay_ms  # each of the 10 calls waits this long
+    e = features.claim_8(FakeLab(fanout_runs(2 * delay)))  # band: p50 / delay <= 2
+    assert e["band"].startswith("ratio <= 2 ")
+    assert (e["verdict"], e["ratio"]) == (HOLDS, pytest.approx(2.0))
+    assert e["ratio"] == pytest.approx(e["measured"]["value"] / e["yardstick"]["value"], abs=1e-3)
+    e = features.claim_8(FakeLab(fanout_runs(2 * delay + 1)))
+    assert (e["verdict"], e["ratio"]) == (FAILS, pytest.approx(2.02))
+
+
+# --- claim 10: background work runs after the response is sent ---------------------------------
+
+
+def job_runs(p99_ms: float, finished_after: tuple[int, int] = (2, 2)) -> list[dict]:
+    """Claim 10's runs, one per pool: the tiny mode's 2 jobs each, the p99 time to their 202."""
+    return [{**measured(10.0, p99=p99_ms), "finished_after_response": n} for n in finished_after]
+
+
+def test_claim_10_holds_while_the_202_takes_at_most_half_the_jobs_duration():
+    assert (MODES["tiny"].jobs, MODES["tiny"].name) == (2, "tiny")  # tiny: 2 jobs of 200 ms
+    e = features.claim_10(FakeLab(job_runs(100.0)))  # band: p99 / 200 ms <= 0.5
+    assert e["band"].startswith("ratio <= 0.5 and every job finished after")
+    assert (e["verdict"], e["ratio"], e["yardstick"]["value"]) == (HOLDS, pytest.approx(0.5), 200.0)
+    e = features.claim_10(FakeLab(job_runs(101.0)))
+    assert (e["verdict"], e["ratio"]) == (FAILS, pytest.approx(0.505))
+
+
+def test_claim_10_does_not_hold_when_a_job_finished_before_its_response():
+    # A fast 202 for a job that was already done is work done before the response: not the claim.
+    e = features.claim_10(FakeLab(job_runs(20.0, finished_after=(2, 1))))
+    assert e["verdict"] == FAILS and "3 of 4 jobs" in e["reason"]
 
 
 # --- claim 11: WebSockets -----------------------------------------------------------------------

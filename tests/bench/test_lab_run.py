@@ -8,6 +8,7 @@ inline, and the comparison tool reading the result.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -212,10 +213,17 @@ def test_ctrl_c_stops_every_server_and_generator_and_writes_no_report(tmp_path, 
         for line in proc.stdout:
             if "curve:" in line:
                 break
-        time.sleep(0.5)
-        started = lab.children(recursive=True)
-        commands = [" ".join(p.cmdline()) for p in started]
-        assert any("gunicorn" in c for c in commands) and any("nginx" in c for c in commands), commands
+        deadline = time.monotonic() + 30
+        while True:  # polled: the servers it started are its children
+            started = lab.children(recursive=True)
+            commands = []
+            for child in started:
+                with contextlib.suppress(psutil.Error):  # one may exit while listed
+                    commands.append(" ".join(child.cmdline()))
+            if any("gunicorn" in c for c in commands) and any("nginx" in c for c in commands):
+                break
+            assert time.monotonic() < deadline, commands
+            time.sleep(0.1)
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
     finally:

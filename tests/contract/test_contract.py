@@ -1,16 +1,27 @@
 """One contract, two implementations: the same request to both services, the same answer.
 
 Each case runs against the FastAPI app (Starlette's TestClient) and the Flask app (Flask's
-test client), both built by their factories and calling the same live downstream. Values that
-legitimately differ (worker ids, timings, generated ids) are masked; everything else, status,
-media type and the JSON body, valid or invalid, must be equal.
+test client), both built by their factories and calling the same live downstream, both reached
+from 127.0.0.1, a trusted peer (as nginx is). Both answers must agree on:
+
+- the status;
+- the headers a client acts on: Content-Type, X-Request-ID (the one sent, echoed), Allow (on
+  a 405: present, the same set of methods; absent otherwise), Location (the same, or absent on
+  both), Server-Timing (present on both);
+- the JSON body, which must also be exactly the response model the contract names for it.
+
+Values that legitimately differ (worker ids, timings, generated ids, the framework's name) are
+masked by their path in that model, and only there (VOLATILE): a field added later is compared
+until someone decides it may differ.
 """
 
 from __future__ import annotations
 
+import io
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -21,57 +32,84 @@ from fastapi_service.settings import Settings as FastAPISettings
 from flask_service.main import create_app as create_flask
 from flask_service.main import shutdown as shutdown_flask
 from flask_service.settings import Settings as FlaskSettings
-
-VOLATILE = {
-    "served_by", "request_id", "waited_ms", "elapsed_ms", "cpu_ms", "order_id", "job_id",
-    "accepted_at", "started_at", "finished_at", "framework", "url", "path", "prefix", "host",
-    "mode", "service",
-}  # fmt: skip
+from tests.contract.parity import ANY, SIDES, VOLATILE, Answer, masked, model_for, parse
+from tests.support import free_port
+from twinstack_contract.models import ErrorBody, Job
 
 ORDER = {"sku": "TS-1001", "quantity": 2, "unit_price_cents": 1999, "customer_email": "ada@example.com"}
+# Well-formed, so a trusted peer's id is kept and echoed (twinstack_contract.proxy.request_id).
+REQUEST_ID = "contract-0001-abcd"
+BODY_LIMIT = 64 * 1024  # nginx's client_max_body_size 64k; each service must hold it too
 
 
-@dataclass
-class Answer:
-    status: int
-    media_type: str
-    body: Any
+def allowed(answer: Answer) -> set[str]:
+    return {method.strip() for method in answer.headers["allow"].split(",") if method.strip()}
 
 
-def mask(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: ("<masked>" if k in VOLATILE else mask(v)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [mask(v) for v in value]
-    return value
+def assert_same_headers(a: Answer, b: Answer, request_id: str | None = REQUEST_ID) -> None:
+    for side, answer in zip(SIDES, (a, b), strict=True):
+        if request_id is not None:
+            assert answer.headers.get("x-request-id") == request_id, (side, answer.headers)
+        assert "server-timing" in answer.headers, (side, answer.headers)
+    assert a.headers.get("content-type") == b.headers.get("content-type")
+    assert a.headers.get("location") == b.headers.get("location")
+    if a.status == 405:
+        assert allowed(a) and allowed(a) == allowed(b), (a.headers, b.headers)
+    else:
+        assert "allow" not in a.headers and "allow" not in b.headers, (a.headers, b.headers)
 
 
-def parse(raw: bytes, media_type: str) -> Any:
-    if media_type == "application/x-ndjson":
-        return [json.loads(line) for line in raw.splitlines()]
-    return json.loads(raw) if raw else None
+Call = Callable[..., Answer]
 
 
-@pytest.fixture
-def both(settings_kwargs: dict) -> Iterator[dict]:
+@contextmanager
+def pair(settings_kwargs: dict) -> Iterator[dict[str, Call]]:
+    """Both apps, each behind a client that reaches it from 127.0.0.1 (a trusted proxy)."""
     fastapi_app = create_fastapi(FastAPISettings(**settings_kwargs))
     flask_app = create_flask(FlaskSettings(**settings_kwargs), {"TESTING": True})
     flask_client = flask_app.test_client()
     flask_client.environ_base["REMOTE_ADDR"] = "127.0.0.1"
-    with TestClient(fastapi_app, client=("127.0.0.1", 40000)) as fastapi_client:
+    try:
+        # follow_redirects off: a redirect is an answer to compare (Location), not followed.
+        with TestClient(fastapi_app, client=("127.0.0.1", 40000), follow_redirects=False) as fastapi_client:
 
-        def via_fastapi(method: str, path: str, body: bytes | None, headers: dict) -> Answer:
-            r = fastapi_client.request(method, path, content=body, headers=headers)
-            media = r.headers.get("content-type", "").split(";")[0]
-            return Answer(r.status_code, media, parse(r.content, media))
+            def via_fastapi(method: str, path: str, body: Any = None, headers: dict | None = None) -> Answer:
+                r = fastapi_client.request(method, path, content=body, headers=headers)
+                answer = Answer(r.status_code, {k.lower(): v for k, v in r.headers.items()}, None)
+                answer.body = parse(r.content, answer.media_type)
+                return answer
 
-        def via_flask(method: str, path: str, body: bytes | None, headers: dict) -> Answer:
-            r = flask_client.open(path, method=method, data=body, headers=headers)
-            media = r.headers.get("content-type", "").split(";")[0]
-            return Answer(r.status_code, media, parse(r.get_data(), media))
+            def via_flask(
+                method: str, path: str, body: Any = None, headers: dict | None = None, **environ: Any
+            ) -> Answer:
+                r = flask_client.open(path, method=method, data=body, headers=headers, environ_overrides=environ)
+                answer = Answer(r.status_code, {k.lower(): v for k, v in r.headers.items()}, None)
+                answer.body = parse(r.get_data(), answer.media_type)
+                r.close()  # as the WSGI server does: runs call_on_close (a job is queued then)
+                return answer
 
-        yield {"fastapi": via_fastapi, "flask": via_flask}
-    shutdown_flask(flask_app)
+            yield {"fastapi": via_fastapi, "flask": via_flask}
+    finally:
+        shutdown_flask(flask_app)
+
+
+@pytest.fixture
+def both(settings_kwargs: dict) -> Iterator[dict[str, Call]]:
+    with pair(settings_kwargs) as calls:
+        yield calls
+
+
+@pytest.fixture
+def both_downstream_down(settings_kwargs: dict) -> Iterator[dict[str, Call]]:
+    """Both apps with a downstream that refuses connections (a port nothing listens on)."""
+    with pair({**settings_kwargs, "downstream_url": f"http://127.0.0.1:{free_port()}"}) as calls:
+        yield calls
+
+
+def padded(document: dict, size: int) -> bytes:
+    """``document`` as JSON of exactly ``size`` bytes (white space before the closing brace)."""
+    raw = json.dumps(document).encode()
+    return raw[:-1] + b" " * (size - len(raw)) + b"}"
 
 
 JSON = {"Content-Type": "application/json"}
@@ -115,13 +153,27 @@ CASES = [
     ("order-text-plain", "POST", "/orders", json.dumps(ORDER).encode(), {"Content-Type": "text/plain"}, 415),
     ("order-no-content-type", "POST", "/orders", json.dumps(ORDER).encode(), {}, 415),
     ("order-form", "POST", "/orders", b"sku=TS-1", {"Content-Type": "application/x-www-form-urlencoded"}, 415),
+    # The body limit, at the byte: 64 KiB is accepted, one byte more is 413 JSON on both.
+    ("order-at-body-limit", "POST", "/orders", padded(ORDER, BODY_LIMIT), JSON, 201),
+    ("order-over-body-limit", "POST", "/orders", padded(ORDER, BODY_LIMIT + 1), JSON, 413),
+    ("job-over-body-limit", "POST", "/jobs", padded({"delay_ms": 1}, 1024 * 1024), JSON, 413),
     ("job", "POST", "/jobs", b'{"delay_ms": 1}', JSON, 202),
     ("job-invalid", "POST", "/jobs", b'{"delay_ms": -5}', JSON, 422),
     ("job-unknown", "GET", "/jobs/" + "0" * 32, None, {}, 404),
     ("job-bad-id", "GET", "/jobs/..%2F..%2Fetc%2Fpasswd", None, {}, 404),
     ("inspect", "GET", "/inspect", None, {}, 200),
     ("unknown-path", "GET", "/no/such/path", None, {}, 404),
+    # No redirect to the slash-less path on one side and a 404 on the other.
+    ("trailing-slash", "GET", "/health/", None, {}, 404),
+    ("jobs-trailing-slash", "GET", "/jobs/", None, {}, 404),
+    # Methods: HEAD wherever GET (RFC 9110 9.3.2); any other method a 405 that says, in Allow,
+    # the same methods on both sides. OPTIONS (CORS preflight) is nginx's to answer.
+    ("head", "HEAD", "/health", None, {}, 200),
+    ("head-on-post-route", "HEAD", "/orders", None, {}, 405),
     ("wrong-method", "DELETE", "/health", None, {}, 405),
+    ("post-on-get-route", "POST", "/health", b"{}", JSON, 405),
+    ("get-on-post-route", "GET", "/orders", None, {}, 405),
+    ("options", "OPTIONS", "/health", None, {}, 405),
 ]
 
 
@@ -129,28 +181,107 @@ CASES = [
     ("method", "path", "body", "headers", "status"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
 )
 def test_same_request_same_answer(both: dict, method: str, path: str, body: bytes | None, headers: dict, status: int):
+    headers = {**headers, "X-Request-ID": REQUEST_ID}
     async_answer = both["fastapi"](method, path, body, headers)
     sync_answer = both["flask"](method, path, body, headers)
     assert async_answer.status == status, async_answer.body
     assert sync_answer.status == status, sync_answer.body
-    assert async_answer.media_type == sync_answer.media_type
-    assert mask(async_answer.body) == mask(sync_answer.body)
+    assert_same_headers(async_answer, sync_answer)
+    if method == "HEAD":  # the headers a GET would have, no body
+        assert async_answer.body is None and sync_answer.body is None
+        return
+    model = model_for(path, status)
+    assert masked(async_answer.body, model, "fastapi") == masked(sync_answer.body, model, "flask")
     if status >= 400:
         error = async_answer.body["error"]
-        assert error["status"] == status
-        assert set(error) == {"status", "code", "message", "details", "request_id"}
+        assert (error["status"], error["request_id"]) == (status, REQUEST_ID)
+        assert async_answer.media_type == "application/json"
+
+
+def test_a_chunked_body_over_the_limit_is_413_on_both(both: dict):
+    """No Content-Length to refuse up front: the limit holds while the body is read, as
+    gunicorn hands Flask a chunked body (wsgi.input_terminated) and uvicorn hands FastAPI one.
+    The order comes first and white space after it, so a body cut at the limit would still
+    parse: only a refusal of the whole body answers 413."""
+    body = json.dumps(ORDER).encode().ljust(BODY_LIMIT + 1)
+    headers = {**JSON, "X-Request-ID": REQUEST_ID}
+    a = both["fastapi"]("POST", "/orders", (body[i : i + 4096] for i in range(0, len(body), 4096)), headers)
+    b = both["flask"](
+        "POST",
+        "/orders",
+        None,
+        {**headers, "Transfer-Encoding": "chunked"},
+        **{"wsgi.input": io.BytesIO(body), "wsgi.input_terminated": True},
+    )
+    assert (a.status, b.status) == (413, 413), (a.body, b.body)
+    assert_same_headers(a, b)
+    assert masked(a.body, ErrorBody, "fastapi") == masked(b.body, ErrorBody, "flask")
+    assert a.body["error"]["code"] == "payload_too_large"
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [("/ready", 503), ("/health", 200)],  # liveness never touches the downstream
+)
+def test_downstream_down_same_answer(both_downstream_down: dict, path: str, status: int):
+    headers = {"X-Request-ID": REQUEST_ID}
+    a = both_downstream_down["fastapi"]("GET", path, None, headers)
+    b = both_downstream_down["flask"]("GET", path, None, headers)
+    assert (a.status, b.status) == (status, status), (a.body, b.body)
+    assert_same_headers(a, b)
+    model = model_for(path, status)
+    assert masked(a.body, model, "fastapi") == masked(b.body, model, "flask")
+    if status == 503:
+        assert a.body["error"]["code"] == "not_ready"
+        assert a.body["error"]["message"].startswith("Downstream unreachable")
+
+
+def test_a_job_reads_back_the_same_on_both(both: dict):
+    """POST a job to each service, then read it back there: the same shape, and it finishes."""
+    headers = {**JSON, "X-Request-ID": REQUEST_ID}
+    ids = {}
+    for side in SIDES:
+        created = both[side]("POST", "/jobs", b'{"delay_ms": 1, "work": 100}', headers)
+        assert created.status == 202, created.body
+        ids[side] = created.body["job_id"]
+    volatile = {**VOLATILE[Job], ("started_at",): ANY, ("finished_at",): ANY}
+    deadline = time.monotonic() + 10
+    while True:
+        answers = {side: both[side]("GET", f"/jobs/{ids[side]}", None, {"X-Request-ID": REQUEST_ID}) for side in SIDES}
+        if all(a.body.get("status") == "done" for a in answers.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    a, b = answers["fastapi"], answers["flask"]
+    assert (a.status, b.status) == (200, 200), (a.body, b.body)
+    assert_same_headers(a, b)
+    assert a.body["job_id"] == ids["fastapi"] and b.body["job_id"] == ids["flask"]
+    assert masked(a.body, Job, "fastapi", volatile) == masked(b.body, Job, "flask", volatile)
+    assert a.body["status"] == "done", a.body
+    assert a.body["started_at"] <= a.body["finished_at"] and b.body["started_at"] <= b.body["finished_at"]
+
+
+def test_a_malformed_request_id_is_replaced_on_both(both: dict):
+    """Not echoed: each service mints its own, and its error names that one."""
+    a = both["fastapi"]("GET", "/no/such/path", None, {"X-Request-ID": "bad id!"})
+    b = both["flask"]("GET", "/no/such/path", None, {"X-Request-ID": "bad id!"})
+    assert_same_headers(a, b, request_id=None)
+    for answer in (a, b):
+        minted = answer.headers["x-request-id"]
+        assert minted != "bad id!" and answer.body["error"]["request_id"] == minted
+    volatile = {("error", "request_id"): ANY}
+    assert masked(a.body, ErrorBody, "fastapi", volatile) == masked(b.body, ErrorBody, "flask", volatile)
 
 
 def test_cpu_work_is_the_same_work(both: dict):
     """Not just the same shape: both run the identical computation."""
-    a = both["fastapi"]("GET", "/cpu?work=5000", None, {})
-    b = both["flask"]("GET", "/cpu?work=5000", None, {})
+    a = both["fastapi"]("GET", "/cpu?work=5000")
+    b = both["flask"]("GET", "/cpu?work=5000")
     assert a.body["digest"] == b.body["digest"]
 
 
 def test_fanout_modes_differ_as_designed(both: dict):
-    assert both["fastapi"]("GET", "/fanout?calls=2&delay_ms=1", None, {}).body["mode"] == "concurrent"
-    assert both["flask"]("GET", "/fanout?calls=2&delay_ms=1", None, {}).body["mode"] == "sequential"
+    assert both["fastapi"]("GET", "/fanout?calls=2&delay_ms=1").body["mode"] == "concurrent"
+    assert both["flask"]("GET", "/fanout?calls=2&delay_ms=1").body["mode"] == "sequential"
 
 
 def test_both_services_implement_every_contract_path():

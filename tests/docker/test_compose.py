@@ -306,7 +306,11 @@ def test_nginx_t_passes_with_the_tls_override(docker_like_nginx, nginx_bin):
     version = subprocess.run([nginx_bin, "-v"], capture_output=True, text=True).stderr
     major, minor, patch = map(int, re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", version).groups())
     if (major, minor, patch) < (1, 25, 1):
-        # `http2 on;` is nginx >= 1.25.1 (the pinned image is 1.28); this host's is older.
+        # `http2 on;` is nginx >= 1.25.1 (the pinned image is 1.30); Debian's 1.22 has
+        # `listen ... http2` instead. Left as it is on purpose: the committed file targets the
+        # image, and is checked as committed there by gixy (tests/nginx/test_gixy.py). Running
+        # HTTPS natively on Debian's nginx, with the directive each version needs, is the TLS
+        # issue's (#20) work; until then this host validates everything else in the file.
         tls = tls.replace("    http2 on;\n", "")
     # Where the image renders the override's templates/tls/ (nginx.conf includes conf.d/tls/).
     (prefix / "conf.d" / "tls").mkdir()

@@ -7,8 +7,10 @@ with its own run and log directories, so it runs beside a user's stack on the de
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -42,6 +44,15 @@ class Stack:
         full_env = {**self.env, "TWINSTACK_RUN_DIR": str(self.run_dir), "TWINSTACK_LOG_DIR": str(self.log_dir)}
         full_env.setdefault("TWINSTACK_ROOT", str(ROOT))
         return subprocess.run(cmd, env=full_env, capture_output=True, text=True).stdout
+
+    def master_pid(self, program: str, timeout_s: float = 10) -> int:
+        """A program's pid once supervisord counts it RUNNING (STARTING for its first
+        seconds, startsecs, even when it already serves)."""
+        deadline = time.monotonic() + timeout_s
+        while not (m := re.search(rf"^{program}\s+RUNNING\s+pid (\d+)", status := self.ctl("status"), re.M)):
+            assert time.monotonic() < deadline, status
+            time.sleep(0.1)
+        return int(m.group(1))
 
     def client(self, **kwargs) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=30, **kwargs)

@@ -52,7 +52,7 @@ def served_interval(record: dict, slack_s: float = 0.002) -> tuple[float, float]
 
 def max_overlap(intervals: Iterable[tuple[float, float]]) -> int:
     """The most intervals open at one instant."""
-    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    events = sorted(event for start, end in intervals for event in ((start, 1), (end, -1)))
     open_now = peak = 0
     for _, step in events:
         open_now += step

@@ -30,8 +30,9 @@ from schemathesis.specs.openapi.checks import (
 
 from fastapi_service.main import create_app
 from fastapi_service.settings import Settings
+from tests.contract import parity
 from tests.integration.conftest import Stack, running_stack
-from twinstack_contract.models import MAX_CHUNKS, MAX_FANOUT_CALLS, MAX_REQUEST_MS
+from twinstack_contract.models import MAX_CHUNKS, MAX_FANOUT_CALLS, MAX_REQUEST_MS, ErrorBody, Inspection
 
 pytestmark = pytest.mark.integration
 
@@ -177,12 +178,22 @@ def test_the_fuzzed_schema_is_the_published_one(fuzz_stack: Stack):
     assert served == SPEC
 
 
-@pytest.mark.parametrize("prefix", PREFIXES)
 @schema.parametrize()
 @settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
-def test_both_services_conform_to_the_schema(case, prefix: str, fuzz_stack: Stack):
+def test_both_services_conform_to_the_schema_and_answer_alike(case, fuzz_stack: Stack):
+    """Each generated request goes to both prefixes: each answer must pass every check, and the
+    two must agree as in tests/contract (the status, and the body once the values that may
+    differ are masked by their path), nginx's own request id in an error included."""
     cap_costly_values(case)
-    response = case.call(base_url=fuzz_stack.base_url + prefix, timeout=30)
+    answers = [checked_answer(case, fuzz_stack.base_url + prefix) for prefix in PREFIXES]
+    (status, fastapi_body), (flask_status, flask_body) = answers
+    sent = (case.method, case.formatted_path, case.query, case.headers, case.body)
+    assert status == flask_status, (sent, answers)
+    assert fastapi_body == flask_body, (sent, answers)
+
+
+def checked_answer(case, base_url: str) -> tuple[int, Any]:
+    response = case.call(base_url=base_url, timeout=30)
     checks = ALL_CHECKS
     if response.request.method not in PASSED_BY_NGINX:
         # A method the API uses nowhere (PUT, DELETE, PATCH, QUERY ...): nginx answers for
@@ -197,6 +208,33 @@ def test_both_services_conform_to_the_schema(case, prefix: str, fuzz_stack: Stac
         assert response.status_code != 405 or response.headers.get("allow"), response.headers
         checks = [check for check in checks if check not in (not_a_server_error, unsupported_method)]
     if response.status_code >= 400:  # every error, the pools' and nginx's, in the one shape
-        assert response.headers["content-type"] == ["application/json"], response.headers
+        sent = (case.method, case.formatted_path, case.query, case.headers, case.body)
+        assert response.headers["content-type"] == ["application/json"], (sent, response.status_code, response.text)
         assert set(response.json()["error"]) == ERROR_KEYS, response.text
     case.validate_response(response, checks=checks)
+    return response.status_code, comparable(case, response)
+
+
+def comparable(case, response) -> Any:
+    """The body with what may differ between the prefixes masked (tests/contract/parity.py);
+    the request id of an error is nginx's, a new one for each request."""
+    media_type = response.headers.get("content-type", [""])[0].split(";")[0]
+    if not response.content or media_type not in ("application/json", "application/x-ndjson"):
+        return (media_type, response.content)
+    side = "fastapi" if urlsplit(response.request.url).path.startswith("/async") else "flask"
+    body = parity.parse(response.content, media_type)
+    model = parity.model_for(case.formatted_path, response.status_code)
+    return parity.masked(body, model, side, THROUGH_NGINX.get(model))
+
+
+# Through nginx, besides what tests/contract masks: nginx mints a request id per request, and
+# /inspect reports the prefix each request came in by.
+THROUGH_NGINX = {
+    ErrorBody: {("error", "request_id"): parity.ANY},
+    Inspection: {
+        **parity.VOLATILE[Inspection],
+        ("request_id",): parity.ANY,
+        ("prefix",): PREFIXES,
+        ("path",): tuple(f"{prefix}/inspect" for prefix in PREFIXES),
+    },
+}

@@ -144,9 +144,11 @@ def test_a_forged_host_never_reaches_a_pool(deployed: Stack, request_line: bytes
 def test_the_clients_own_host_and_port_are_kept(deployed: Stack):
     port = deployed.env["TWINSTACK_HTTP_PORT"]
     with deployed.client() as client:
-        assert client.get("/async/inspect").json()["host"] == f"127.0.0.1:{port}"
-        r = client.get("/async/health/", headers={"Host": f"localhost:{port}"})
-        assert r.headers["location"] == f"http://localhost:{port}/async/health"
+        for prefix in ("/async", "/sync"):
+            assert client.get(f"{prefix}/inspect").json()["host"] == f"127.0.0.1:{port}"
+            r = client.get(f"{prefix}/inspect", headers={"Host": f"LocalHost:{port}"})
+            assert r.json()["host"].lower() == f"localhost:{port}"
+            assert client.get(f"{prefix}/health/").status_code == 404  # no redirect built from a Host
 
 
 # --- 9. Files, workers, identity ---------------------------------------------------------------

@@ -3,29 +3,26 @@ every worker, see the event loop stall and the sync workers busy, and keep metri
 
 from __future__ import annotations
 
-import json
+import os
 import re
+import signal
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.integration import logs
 from tests.integration.conftest import SYNC_WORKERS
 
 pytestmark = pytest.mark.integration
 
 
 def log_lines(stack, name: str) -> list[dict]:
-    lines = []
-    for raw in (stack.log_dir / f"{name}.log").read_text().splitlines():
-        if raw.startswith("{"):
-            try:
-                lines.append(json.loads(raw))
-            except ValueError:
-                continue  # the last line, still being written: read again on the next poll
-    return lines
+    return logs.records(stack.log_dir, name)
 
 
 def wait_for_line(stack, name: str, request_id: str, timeout: float = 10) -> dict:
@@ -69,15 +66,37 @@ def test_one_request_found_by_its_id_in_nginx_and_its_service(stack, client, pre
 
 
 @pytest.mark.parametrize("pool", ["async", "sync"])
-def test_counters_are_exact_over_every_worker(stack, client, pool):
+def test_counters_are_exact_over_every_worker(stack, pool):
+    """Requests spread over both workers (concurrent connections), counted once each in the
+    pool's /metrics, which sums every worker's file: the counter and the histogram's own count
+    grow by exactly the number sent."""
     labels = {"route": "/cpu", "method": "GET", "status": "200"}
     before = metric(stack, pool, "twinstack_requests_total", **labels)
-    n = 23
-    with httpx.Client(base_url=stack.base_url, timeout=30) as c:
-        served_by = {c.get(f"/{pool}/cpu?work=100").json()["served_by"] for _ in range(n)}
+    hist_before = metric(stack, pool, "twinstack_request_duration_seconds_count", route="/cpu", method="GET")
+    served_by: set[str] = set()
+    n = 0
+    limits = httpx.Limits(max_connections=8)
+    with httpx.Client(base_url=stack.base_url, timeout=30, limits=limits) as c, ThreadPoolExecutor(8) as pool_:
+        while len(served_by) < 2 and n < 400:  # until two workers have served (bounded)
+            bodies = list(pool_.map(lambda _: c.get(f"/{pool}/cpu?work=2000").json(), range(8)))
+            served_by |= {b["served_by"] for b in bodies}
+            n += len(bodies)
+    assert len(served_by) >= 2, served_by
     assert metric(stack, pool, "twinstack_requests_total", **labels) - before == n
-    assert metric(stack, pool, "twinstack_request_duration_seconds_count", route="/cpu") - before >= n
-    assert len(served_by) >= 1  # however many workers took part, the sum is exact
+    hist = metric(stack, pool, "twinstack_request_duration_seconds_count", route="/cpu", method="GET")
+    assert hist - hist_before == n
+
+
+def test_the_stacks_logs_are_json_lines(stack, client):
+    """nginx's access log and both pools' logs (their own messages included): one JSON object a
+    line, each with the shared field names. nginx's own messages go to nginx-error.log."""
+    client.get("/async/io?delay_ms=1")
+    client.get("/sync/io?delay_ms=1")
+    for name in logs.JSON_LOGS:
+        records = logs.records(stack.log_dir, name)
+        assert records, name
+        assert all({"time", "level", "logger", "message"} <= set(r) for r in records), name
+    assert any(r["logger"] == "gunicorn.error" for r in logs.records(stack.log_dir, "fastapi"))
 
 
 def test_loop_lag_gauge_rises_during_cpu_in_the_loop(stack, client):
@@ -93,9 +112,12 @@ def test_busy_workers_show_a_held_sync_worker(stack):
     assert metric(stack, "sync", "twinstack_workers") == SYNC_WORKERS
     slow = threading.Thread(target=httpx.get, args=(f"{stack.base_url}/sync/io?delay_ms=1500",), kwargs={"timeout": 10})
     slow.start()
-    time.sleep(0.4)
-    # One worker holds the slow request, the other answers this scrape: both busy.
-    assert metric(stack, "sync", "twinstack_workers_busy") == SYNC_WORKERS
+    # One worker holds the slow request, the other answers this scrape: both busy. Polled
+    # until the slow request is inside its worker (no fixed sleep).
+    deadline = time.monotonic() + 5
+    while (busy := metric(stack, "sync", "twinstack_workers_busy")) != SYNC_WORKERS:
+        assert time.monotonic() < deadline, busy
+        time.sleep(0.05)
     assert metric(stack, "sync", "twinstack_requests_in_flight") == 2
     slow.join()
 
@@ -121,3 +143,38 @@ def test_stub_status_on_loopback(stack):
 def test_server_timing_reaches_the_browser(client, prefix):
     timing = client.get(f"{prefix}/io?delay_ms=50").headers["server-timing"]
     assert float(re.fullmatch(r"app;dur=([\d.]+)", timing).group(1)) >= 50
+
+
+def test_a_dead_workers_gauges_leave_the_metrics(stack):
+    """child_exit drops a dead worker's live gauges (mark_process_dead): once the replacement
+    has loaded the app (its gauge file exists), the pool counts exactly its workers, not the
+    dead one too."""
+    master = stack.master_pid("flask")
+    children = Path(f"/proc/{master}/task/{master}/children")
+    before = children.read_text().split()
+    os.kill(int(before[0]), signal.SIGKILL)
+    metrics_dir = stack.run_dir / "metrics-sync"
+    deadline = time.monotonic() + 30
+    while not (new := set(children.read_text().split()) - set(before)) or not any(
+        metrics_dir.glob(f"gauge_livesum_{pid}.db") for pid in new
+    ):
+        assert time.monotonic() < deadline, "no replacement worker with its metrics"
+        time.sleep(0.1)
+    assert not list(metrics_dir.glob(f"gauge_live*_{before[0]}.db"))  # counters stay: they sum
+    # The replacement sets its own gauge right after creating its file.
+    while (workers := metric(stack, "sync", "twinstack_workers")) != SYNC_WORKERS:
+        assert time.monotonic() < deadline, f"{workers} workers counted"
+        time.sleep(0.1)
+
+
+def test_a_new_master_starts_from_an_empty_metrics_directory(stack, client):
+    """on_starting empties the pool's multiprocess directory: a restarted master's counters
+    start at zero instead of adding up the previous run's files."""
+    assert client.get("/sync/cpu?work=10").status_code == 200
+    assert metric(stack, "sync", "twinstack_requests_total", route="/cpu") >= 1
+    stack.ctl("restart", "flask")
+    deadline = time.monotonic() + 30
+    while client.get("/sync/ready").status_code != 200:
+        assert time.monotonic() < deadline, "the sync pool did not come back"
+        time.sleep(0.2)
+    assert metric(stack, "sync", "twinstack_requests_total", route="/cpu") == 0

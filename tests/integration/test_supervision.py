@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,6 +15,7 @@ import httpx
 import pytest
 
 from tests.integration.conftest import Stack, make_stack, start
+from tests.support import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -31,6 +33,11 @@ def wait_for(predicate, timeout: float = 30, what: str = "condition"):
             return value
         time.sleep(0.2)
     pytest.fail(f"timed out waiting for {what}")
+
+
+def requests_in_flight(port: str) -> float:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return sum(float(v) for v in re.findall(r"^twinstack_requests_in_flight\{[^}]*\} (\S+)$", text, re.M))
 
 
 def test_each_pool_has_its_own_control_socket(stack: Stack):
@@ -91,7 +98,11 @@ def test_up_and_down_are_idempotent_and_down_is_graceful(tmp_path, nginx_bin):
         assert "already running" in own.native("up").stdout  # up twice: harmless
         with ThreadPoolExecutor(2) as pool, httpx.Client(base_url=own.base_url, timeout=30) as client:
             in_flight = [pool.submit(client.get, f"{p}/io?delay_ms=2000") for p in ("/async", "/sync")]
-            time.sleep(0.7)  # both requests are inside a worker now
+            for port in (own.env["TWINSTACK_ASYNC_PORT"], own.env["TWINSTACK_SYNC_PORT"]):
+                # Both requests are inside a worker: in flight beside the scrape itself.
+                wait_for(
+                    lambda port=port: requests_in_flight(port) >= 2, timeout=10, what=f"a request in flight on {port}"
+                )
             down = own.native("down")
             assert "stopped" in down.stdout
             assert [f.result().status_code for f in in_flight] == [200, 200]
@@ -100,3 +111,91 @@ def test_up_and_down_are_idempotent_and_down_is_graceful(tmp_path, nginx_bin):
         assert not (own.run_dir / "supervisord.pid").exists()
     finally:
         own.native("down", check=False)
+
+
+def make(stack: Stack, *args: str, **kwargs) -> subprocess.CompletedProcess[str]:
+    """`make TARGET STACK=native` against this test's stack (its ports and directories come
+    from the environment); never a Docker stack, whatever this machine runs."""
+    return subprocess.run(
+        ["make", "--no-print-directory", *args, "STACK=native"],
+        cwd=ROOT,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **kwargs,
+    )
+
+
+def test_make_status_shows_each_program_and_fails_when_the_stack_does_not_answer(stack: Stack):
+    programs = ("downstream", "fastapi", "flask", "nginx", "locust")
+
+    def all_running() -> subprocess.CompletedProcess[str] | None:
+        # supervisord says STARTING for a program's first seconds (startsecs).
+        r = make(stack, "status")
+        return r if all(re.search(rf"^{p}\s+RUNNING", r.stdout, re.M) for p in programs) else None
+
+    ok = wait_for(all_running, what="every program RUNNING")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert len(re.findall(r"^\s+200\s+http://", ok.stdout, re.M)) == 4, ok.stdout
+    # Every program still RUNNING, but the downstream frozen: the stack does not answer ready.
+    downstream = program_pid(stack, "downstream")
+    os.kill(downstream, signal.SIGSTOP)
+    try:
+        frozen = make(stack, "status")
+        assert frozen.returncode != 0, frozen.stdout
+        assert re.search(r"^downstream\s+RUNNING", frozen.stdout, re.M), frozen.stdout
+        assert re.search(r"^\s+(503|down)\s+http://\S+/sync/ready$", frozen.stdout, re.M), frozen.stdout
+    finally:
+        os.kill(downstream, signal.SIGCONT)
+    stack.ctl("stop", "downstream")
+    try:
+        down = make(stack, "status")
+        assert down.returncode != 0
+        assert re.search(r"^downstream\s+STOPPED", down.stdout, re.M), down.stdout
+    finally:
+        stack.ctl("start", "downstream")
+        wait_for(lambda: make(stack, "status").returncode == 0, what="the stack to answer again")
+
+
+def test_make_logs_follows_every_program(stack: Stack):
+    with subprocess.Popen(
+        ["make", "--no-print-directory", "logs", "STACK=native"],
+        cwd=ROOT,
+        env=stack.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    ) as follow:
+        try:
+            seen, deadline = set(), time.monotonic() + 20
+            for line in follow.stdout:
+                if m := re.match(r"^==> .*/([\w-]+)\.log <==$", line.strip()):
+                    seen.add(m.group(1))
+                if {"nginx", "nginx-error", "fastapi", "flask", "downstream", "locust"} <= seen:
+                    break
+                assert time.monotonic() < deadline, seen
+        finally:
+            os.killpg(follow.pid, signal.SIGTERM)
+    assert {"nginx", "fastapi", "flask"} <= seen
+
+
+def test_make_reload_with_a_broken_nginx_config_keeps_the_stack_serving(stack: Stack):
+    nginx_master = program_pid(stack, "nginx")
+    running = (stack.run_dir / "nginx" / "conf.d" / "cors.conf").read_text()
+    broken = {**stack.env, "TWINSTACK_CORS_ORIGIN_REGEX": "(unclosed"}  # nginx -t: pcre fails
+    result = subprocess.run(
+        ["make", "--no-print-directory", "reload", "STACK=native"],
+        cwd=ROOT,
+        env=broken,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0 and "nginx -t failed" in result.stderr, result.stdout + result.stderr
+    assert (stack.run_dir / "nginx" / "conf.d" / "cors.conf").read_text() == running  # untouched
+    assert program_pid(stack, "nginx") == nginx_master
+    with httpx.Client(base_url=stack.base_url, timeout=10) as client:
+        for path in ("/", "/async/ready", "/sync/ready"):
+            assert client.get(path).status_code == 200, path
