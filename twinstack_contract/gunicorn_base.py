@@ -18,6 +18,7 @@ __all__ = [
     "forwarded_allow_ips",
     "graceful_timeout",
     "keepalive",
+    "limit_request_line",
     "on_starting",
     "post_fork",
     "timeout",
@@ -36,6 +37,12 @@ graceful_timeout = GRACEFUL_TIMEOUT_S
 # (uvicorn, gthread and gevent keep connections alive; the sync worker closes after each
 # response, so there nginx's upstream keep-alive has nothing to reuse.)
 keepalive = KEEPALIVE_S
+
+# --- Request limits --------------------------------------------------------------------------
+# The longest request line gunicorn reads (its maximum; the default is 4094). nginx reads lines
+# up to its large_client_header_buffers (8k) and answers a longer one with its 414 JSON; a line
+# nginx let through must not meet the pool's own, smaller limit and its HTML error page.
+limit_request_line = 8190
 
 # --- Proxy -----------------------------------------------------------------------------------
 # X-Forwarded-* are applied inside each app, from trusted peers only, together with

@@ -5,6 +5,7 @@ skipping it. Files supervisord rotated away (``name.log.1`` ...) are read too, o
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -37,9 +38,16 @@ def records(log_dir: Path, name: str) -> list[dict]:
     return out
 
 
-def by_request_id(log_dir: Path, name: str, request_ids: Iterable[str]) -> dict[str, dict]:
+def by_request_id(log_dir: Path, name: str, request_ids: Iterable[str], timeout_s: float = 10) -> dict[str, dict]:
+    """The lines of these requests, waiting for them: supervisord copies a program's output
+    into its log file a moment after the program wrote it."""
     wanted = set(request_ids)
-    return {r["request_id"]: r for r in records(log_dir, name) if r.get("request_id") in wanted}
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = {r["request_id"]: r for r in records(log_dir, name) if r.get("request_id") in wanted}
+        if len(found) == len(wanted) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
 
 
 def served_interval(record: dict, slack_s: float = 0.002) -> tuple[float, float]:

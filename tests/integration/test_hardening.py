@@ -369,3 +369,15 @@ def test_a_pool_that_is_down_gets_502_json_for_get_and_post_alike(deployed: Stac
                 assert attempts == (1 if r.request.method == "POST" else 2), line
     finally:
         deployed.ctl("start", "flask")
+
+
+@pytest.mark.parametrize("prefix", ["/async", "/sync"])
+@pytest.mark.parametrize("length", [4200, 8000, 9000])
+def test_a_long_request_line_gets_json_from_nginx_or_the_pool_never_html(deployed: Stack, prefix: str, length: int):
+    """Found by the fuzz: a 4 KiB request line passed nginx (8k buffers) and met gunicorn's
+    default limit (4094) and its HTML page. Every length now gets the JSON shape."""
+    path = f"{prefix}/io?delay_ms=1&pad=" + "x" * length
+    with client_from(deployed, "127.0.0.12") as client:
+        r = client.get(path)
+    assert r.headers["content-type"] == "application/json", (r.status_code, r.text[:200])
+    assert r.status_code in (200, 414), r.status_code
