@@ -179,7 +179,9 @@ def test_the_fuzzed_schema_is_the_published_one(fuzz_stack: Stack):
 
 
 @schema.parametrize()
-@settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
+# derandomize: CI runs the same examples every time (a new one is found by running with a
+# seed locally, not by a red CI); 50 per operation, both prefixes.
+@settings(max_examples=50, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_both_services_conform_to_the_schema_and_answer_alike(case, fuzz_stack: Stack):
     """Each generated request goes to both prefixes: each answer must pass every check, and the
     two must agree as in tests/contract (the status, and the body once the values that may
