@@ -144,8 +144,9 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 .PHONY: .system-deps .bench-deps .test-deps
+# nginx, and logrotate for the log files nginx and the pools write natively.
 .system-deps:
-	@scripts/system-deps.sh nginx
+	@scripts/system-deps.sh nginx logrotate
 # The lab drives the servers with wrk, a C load generator, from the OS packages.
 .bench-deps:
 	@scripts/system-deps.sh nginx wrk
@@ -153,4 +154,4 @@ $(STAMP): pyproject.toml
 # Prometheus config and the monitoring test runs Prometheus and the nginx exporter; the lab's
 # test runs wrk.
 .test-deps:
-	@scripts/system-deps.sh nginx chromium prometheus prometheus-nginx-exporter wrk
+	@scripts/system-deps.sh nginx logrotate chromium prometheus prometheus-nginx-exporter wrk

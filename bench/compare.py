@@ -33,6 +33,9 @@ def iter_runs(results: dict) -> Iterator[tuple[str, dict]]:
     for experiment in results.get("experiments", []):
         for run in experiment["runs"]:
             yield f"claim {experiment['claim']}", run
+    for service, pool in results.get("overhead", {}).get("pools", {}).items():
+        for run in [*pool["rows"], *pool.get("io", [])]:
+            yield f"overhead {service}", run
     for section in ("proxy", "static"):
         for run in results.get(section, []):
             yield section, run

@@ -19,7 +19,7 @@ from pathlib import Path
 from native import nginx_config
 from native.settings import StackSettings
 
-from . import edge, peers
+from . import edge, overhead, peers
 from .claims import cpu_bound, features, io_bound, scaling, stall
 from .load import Generator
 from .machine import machine_info
@@ -37,6 +37,7 @@ class Lab:
         self.cores = len(self.layout.servers)
         self.total_cpus = len(set(self.layout.servers) | set(self.layout.generator))
         self.tmp = Path(tempfile.mkdtemp(prefix="twinstack-bench-"))
+        (out / "logs").mkdir(parents=True, exist_ok=True)  # nginx -t opens its log files there
         self.servers = Servers(out / "logs", self.layout)
         self.gen = Generator(self.layout.generator, self.total_cpus, self._progress, shared=not self.layout.pinned)
         self.t0 = time.monotonic()
@@ -62,11 +63,16 @@ class Lab:
             lab_routes=True,  # the anti-patterns claims 3 and 9 measure
         )
         env = self.stack.environment()
-        for name in list(env):  # the caller's pool settings must not leak into the lab's servers
-            if name.startswith(("TWINSTACK_ASYNC_", "TWINSTACK_SYNC_W", "TWINSTACK_SYNC_THREADS")):
+        # The caller's pool settings must not leak into the lab's servers.
+        own = ("TWINSTACK_ASYNC_", "TWINSTACK_SYNC_W", "TWINSTACK_SYNC_THREADS", "TWINSTACK_SYNC_LOG_")
+        for name in list(env):
+            if name.startswith(own):
                 env.pop(name)
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         env["TWINSTACK_ASYNC_UPSTREAM"] = f"127.0.0.1:{self.stack.async_port}"
+        # nginx writes its access log itself; logs/nginx.log keeps what it prints at start.
+        env["TWINSTACK_NGINX_ACCESS_LOG"] = str((out / "logs" / "nginx-access.log").resolve())
+        env["TWINSTACK_NGINX_ERROR_LOG"] = str((out / "logs" / "nginx-error.log").resolve())
         self.env = env
 
     # --- progress -----------------------------------------------------------------------------
@@ -93,8 +99,15 @@ class Lab:
         worker_class: str = "sync",
         threads: int = 1,
         port: int | None = None,
+        *,
+        log_level: str = "warning",
+        app: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> Server:
-        """A twinstack pool: the service's own gunicorn.conf.py, only the environment differs."""
+        """A twinstack pool: the service's own gunicorn.conf.py, only the environment differs.
+        ``app`` runs another app on it (the overhead experiment's bare apps); ``env`` adds
+        settings (its switches); at ``log_level`` info the access lines are written (to
+        logs/<name>-app.log, through the same handler as natively)."""
         prefix = "ASYNC" if service == "async" else "SYNC"
         port = port or free_port()
         env = {
@@ -102,8 +115,10 @@ class Lab:
             f"TWINSTACK_{prefix}_PORT": str(port),
             # No recycling mid-run: a respawn would be measured as a stall.
             f"TWINSTACK_{prefix}_MAX_REQUESTS": "0",
-            f"TWINSTACK_{prefix}_LOG_LEVEL": "warning",
+            f"TWINSTACK_{prefix}_LOG_LEVEL": log_level,
+            f"TWINSTACK_{prefix}_LOG_FILE": str((self.out / "logs" / f"{name}-app.log").resolve()),
             "TWINSTACK_RUN_DIR": str(self.tmp / name),
+            **(env or {}),
         }
         effective = workers or (self.cores if service == "async" else 2 * self.cores + 1)
         env[f"TWINSTACK_{prefix}_WORKERS"] = str(effective)
@@ -117,16 +132,16 @@ class Lab:
             if worker_class == "gevent":
                 settings["worker_connections"] = 1000
         conf = "fastapi_service/gunicorn.conf.py" if service == "async" else "flask_service/gunicorn.conf.py"
-        return Server(name, argv("gunicorn", "-c", conf), port, env, settings=settings)
+        command = argv("gunicorn", "-c", conf, *([app] if app else []))
+        if app:
+            settings["app"] = app
+        return Server(name, command, port, env, settings=settings)
 
     def peer(self, name: str, argv: list[str], settings: dict, port: int, health: str = "/health") -> Server:
         env = {**self.env, "TWINSTACK_RUN_DIR": str(self.tmp / name)}
         return Server(name, argv, port, env, health_path=health, settings=settings)
 
     def nginx(self) -> Server:
-        binary = self.stack.nginx()
-        if binary is None:
-            raise LabError("nginx is not installed (Debian/Ubuntu: sudo apt-get install nginx).")
         self.ceiling_port, self.proxy_port = free_port(), free_port()
         env = {
             **self.env,
@@ -135,13 +150,21 @@ class Lab:
             # gunicorn's sync worker closes every connection; gthread shows keep-alive on a WSGI pool.
             "TWINSTACK_BENCH_GTHREAD_UPSTREAM": f"127.0.0.1:{self.curve_servers()['gthread'].port}",
         }
-        prefix = nginx_config.render(env, self.tmp / "stack" / "nginx")
-        template = Path(__file__).with_name("nginx-bench.conf.template").read_text()
-        (prefix / "conf.d" / "bench.conf").write_text(nginx_config.render_template(template, env))
+        return self.render_nginx("nginx", env, "nginx-bench.conf.template", self.ceiling_port, health_path="/")
+
+    def render_nginx(self, name: str, env: dict[str, str], template: str, port: int, health_path: str) -> Server:
+        """twinstack's nginx configuration rendered from ``env``, with one of the lab's own
+        server files beside it, in a prefix of its own."""
+        binary = self.stack.nginx()
+        if binary is None:
+            raise LabError("nginx is not installed (Debian/Ubuntu: sudo apt-get install nginx).")
+        prefix = nginx_config.render(env, self.tmp / name / "nginx")
+        text = Path(__file__).with_name(template).read_text()
+        (prefix / "conf.d" / "bench.conf").write_text(nginx_config.render_template(text, env))
         globals_ = self.stack.nginx_globals(prefix)
         nginx_config.check(binary, prefix, globals_)
         argv = [binary, "-p", f"{prefix}/", "-c", "nginx.conf", "-e", "stderr", "-g", globals_]
-        return Server("nginx", argv, self.ceiling_port, env, health_path="/", settings={"server": "nginx"})
+        return Server(name, argv, port, env, health_path=health_path, settings={"server": "nginx"})
 
     # --- the run ------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -209,6 +232,7 @@ class Lab:
                 *self.guarded((11,), features.claim_11),
             ]
             results["experiments"] = sorted(experiments, key=lambda e: e["claim"])
+            results["overhead"] = self.section_guarded("overhead", overhead.overhead, {})
             results["proxy"] = self.section_guarded("proxy", edge.proxy, [])
             results["static"] = self.section_guarded("static", edge.static, [])
             results["peers"] = self.section_guarded("peers", peers.peers, {"groups": {}})

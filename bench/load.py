@@ -113,6 +113,7 @@ def record(
         "settled": settled[1],
         "server_cpu_s": round(server_cpu, 4),
         "server_cpu_cores": round(server_cpu / wall, 4),
+        "server_cpu_cores_by": {name: round(cpu / wall, 4) for name, cpu in sampler.cpu_s_by_server.items()},
         "cpu_ms_per_request": round(1000 * server_cpu / requests, 4) if requests else 0.0,
         "server_rss_mb": round(sampler.peak_rss / 2**20, 2),
         "server_pss_mb": round(sampler.peak_pss / 2**20, 2),

@@ -28,6 +28,8 @@ class Mode:
     peer_rounds: int = 2  # interleaved rounds per peer: a win must beat every round
     peer_duration_s: int = 1
     proxy_concurrency: int = 32
+    # The overhead experiment's waits through nginx: (delay in ms, concurrency) points.
+    overhead_io: tuple[tuple[int, int], ...] = ((100, 200), (100, 500), (1000, 2000))
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -75,5 +77,6 @@ MODES = {
         jobs=2,
         locust_users=4,
         cpu_work=2_000,
+        overhead_io=((100, 50), (100, 100), (200, 200)),
     ),
 }

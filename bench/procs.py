@@ -233,6 +233,7 @@ class Sampler:
         self._first: dict[int, float] = {}
         self._last: dict[int, float] = {}
         self._initial: set[int] = set()
+        self._owner: dict[int, str] = {}  # pid -> the server it belongs to
         self.peak_rss = 0
         self.peak_pss = 0
         self.idle_pss = 0  # before the load: what the servers hold doing nothing
@@ -250,6 +251,7 @@ class Sampler:
                 except psutil.Error:
                     continue
                 total = times.user + times.system
+                self._owner[proc.pid] = server.name
                 self._first.setdefault(proc.pid, total)
                 self._last[proc.pid] = total
                 rss += mem.rss
@@ -277,10 +279,21 @@ class Sampler:
         self.wall_s = time.monotonic() - self._wall_start
         self.box_busy_s = _busy_cpu_seconds() - self._box_start
 
+    def _used(self, pid: int) -> float:
+        # A process that appeared during the run (a respawned worker) counts from zero.
+        return self._last[pid] - (self._first[pid] if pid in self._initial else 0.0)
+
     @property
     def cpu_s(self) -> float:
-        # A process that appeared during the run (a respawned worker) counts from zero.
-        return sum(last - (self._first[pid] if pid in self._initial else 0.0) for pid, last in self._last.items())
+        return sum(self._used(pid) for pid in self._last)
+
+    @property
+    def cpu_s_by_server(self) -> dict[str, float]:
+        """CPU seconds of each server's process tree: which process a run kept busy."""
+        out: dict[str, float] = {}
+        for pid in self._last:
+            out[self._owner[pid]] = out.get(self._owner[pid], 0.0) + self._used(pid)
+        return out
 
 
 def compress_logs(folder: Path, over_bytes: int = 1 << 20) -> list[Path]:

@@ -42,6 +42,9 @@ CAPTIONS = {
     "proxy": "Requests per second of GET /health, direct to each pool and through nginx with and without upstream "
     "keep-alive, and through twinstack's own nginx configuration (JSON access log, limits, headers).",
     "static": "Requests per second for the same CSS file from nginx and from Python workers.",
+    "overhead": "Requests per second of GET /health (median round) for each contender on the same gunicorn "
+    "configuration: the bare app, twinstack's app, twinstack's app with one piece of instrumentation off at a time, "
+    "and both through nginx. The gap between a row and 'twinstack' is what that piece costs.",
     "peers": "Requests per second (median round) of each server on the same app and workload, best first; twinstack's "
     "configurations are the darker bars.",
 }
@@ -262,6 +265,14 @@ def summary_table(results: dict) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
+def _overhead_summary(overhead: dict) -> str:
+    targets = overhead.get("targets", [])
+    if not targets:
+        return ""
+    met = sum(1 for t in targets if t["met"])
+    return f"<p>Overhead targets: {met} of {len(targets)} met (<a href='#overhead'>the figures</a>).</p>"
+
+
 def machine_block(results: dict) -> str:
     m = results["machine"]
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
@@ -339,6 +350,67 @@ def peers_block(peers: dict) -> str:
     return "".join(parts)
 
 
+def overhead_block(overhead: dict) -> str:
+    """The targets first (measured ratio, target, met or not, what bound the run), then each
+    pool's contenders and the waits against Little's law."""
+    if not overhead.get("targets"):
+        return "<p class=warn>Not measured in this run (see the failures above).</p>"
+    met = [t for t in overhead["targets"] if t["met"]]
+    rows = []
+    for t in overhead["targets"]:
+        verdict = "not measured" if t["met"] is None else ("met" if t["met"] else "not met")
+        color = {"met": BADGE["holds"], "not met": BADGE["does not hold"]}.get(verdict, BADGE["inconclusive"])
+        measured = "-" if t["measured"] is None else f"{t['measured']:.2f}"
+        rows.append(
+            f"<tr><td>{_e(t['what'])}</td><td class=n>{measured}</td><td class=n>&ge; {t['target']:.2f}</td>"
+            f'<td><span class="badge" style="background:{color}">{verdict}</span></td>'
+            f"<td>{_e(t.get('figures', ''))}</td><td>{_e(t['binds'])}</td></tr>"
+        )
+    head = "".join(f"<th>{h}</th>" for h in ("ratio", "measured", "target", "", "figures", "what bound the run"))
+    parts = [
+        f"<p>{len(met)} of {len(overhead['targets'])} targets met. Each contender ran {overhead['rounds']} rounds of "
+        f"{overhead['duration_s']} s at c={overhead['concurrency']}, interleaved; its row is its median round. "
+        "Every ratio is of two figures from this run.</p>",
+        f"<table><tr>{head}</tr>{''.join(rows)}</table>",
+    ]
+    ratio_cols = (
+        ("vs bare app", lambda r: f"{r['ratio_to_bare']:.2f}x" if r.get("ratio_to_bare") else "-", True),
+        ("vs twinstack", lambda r: f"{r['ratio_to_twinstack']:.2f}x" if r.get("ratio_to_twinstack") else "-", True),
+        ("vs direct", lambda r: f"{r['ratio_to_direct']:.2f}x" if r.get("ratio_to_direct") else "-", True),
+        ("CPU by process (cores)", lambda r: _cpu_by(r), False),
+    )
+    for service, pool in overhead.get("pools", {}).items():
+        parts.append(f"<h3>{_e(service)} pool: GET /health</h3>")
+        parts.append(runs_table(pool["rows"], ratio_cols))
+        if pool["rows"]:
+            bars = chart_bars([r["contender"] for r in pool["rows"]], [r["throughput_rps"] for r in pool["rows"]],
+                              "requests / s")  # fmt: skip
+            parts.append(_figure(bars, "overhead"))
+        if pool.get("io"):
+            parts.append(
+                "<h3>Waits through nginx against Little's law</h3><p>Judged on the steady throughput, concurrency / "
+                "mean latency: wrk starts every connection at once and stops mid-wait, so its count misses up to one "
+                "round of waits per connection. Both are shown.</p>"
+            )
+            parts.append(
+                runs_table(
+                    pool["io"],
+                    (
+                        ("Little's law req/s", lambda r: _n(r["little_rps"]), True),
+                        ("steady req/s", lambda r: _n(r["steady_rps"]), True),
+                        ("ratio", lambda r: f"{r['little_ratio']:.2f}", True),
+                        ("CPU by process (cores)", lambda r: _cpu_by(r), False),
+                    ),
+                )
+            )
+    return "".join(parts)
+
+
+def _cpu_by(run: dict) -> str:
+    by = sorted(run.get("server_cpu_cores_by", {}).items(), key=lambda kv: kv[1], reverse=True)
+    return ", ".join(f"{name} {cores:.2f}" for name, cores in by)
+
+
 def _throughput_bars(runs: list[dict]) -> str:
     return chart_bars([r["label"] for r in runs], [r["throughput_rps"] for r in runs], "requests / s")
 
@@ -363,6 +435,7 @@ def render(results: dict) -> str:
         machine_block(results),
         "<h2>Verdicts</h2>",
         summary_table(results),
+        _overhead_summary(results.get("overhead", {})),
         "<ul>" + "".join(f"<li class=muted>{_e(n)}</li>" for n in results["notes"]) + "</ul>",
     ]
     if failures:
@@ -391,6 +464,8 @@ def render(results: dict) -> str:
         body.append(_figure(charts[kind](), kind))
         runs = [p for s in curves[kind]["series"].values() for p in s["points"]]
         body.append(runs_table(runs, _limit_cols()))
+    body.append("<h2 id='overhead'>Overhead: what twinstack's own layers cost per request</h2>")
+    body.append(overhead_block(results.get("overhead", {})))
     body.append("<h2>nginx in front: proxy cost and upstream keep-alive</h2>")
     proxy = results["proxy"]
     vs_direct = ("vs direct", lambda r: f"{r['ratio_to_direct']:.2f}x" if r["ratio_to_direct"] else "-", True)

@@ -24,7 +24,8 @@ BODY_PARSE_ERROR = "There was an error parsing the body"
 
 
 def _respond(request: Request, exc: ContractError, headers: dict[str, str] | None = None) -> JSONResponse:
-    body = error_body(exc.status, exc.code, exc.message, exc.details, getattr(request.state, "request_id", None))
+    rid = getattr(request.state, "request_id", None) or None  # "" when request ids are off
+    body = error_body(exc.status, exc.code, exc.message, exc.details, rid)
     return JSONResponse(body, status_code=exc.status, headers=headers)
 
 
@@ -42,7 +43,14 @@ async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         # decoded (invalid UTF-8): the contract calls that invalid JSON, as Flask does.
         return _respond(request, ContractError(400, "invalid_json", "The request body is not valid JSON."))
     message = exc.detail if isinstance(exc.detail, str) else "Request failed."
-    return _respond(request, ContractError(exc.status_code, code_for_status(exc.status_code), message), exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405 and headers and "Allow" in headers:
+        # HEAD is served wherever GET is (middleware.HeadMiddleware), so a 405 says so, as
+        # werkzeug's does on the Flask side.
+        allowed = {m.strip() for m in headers["Allow"].split(",") if m.strip()}
+        if "GET" in allowed:
+            headers = {**headers, "Allow": ", ".join(sorted(allowed | {"HEAD"}))}
+    return _respond(request, ContractError(exc.status_code, code_for_status(exc.status_code), message), headers)
 
 
 async def unhandled_error(request: Request, exc: Exception) -> JSONResponse:

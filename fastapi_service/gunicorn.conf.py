@@ -27,7 +27,7 @@ proc_name = "twinstack-async"
 # WebSocket limits enforced in the server (fastapi_service/worker.py).
 worker_class = "fastapi_service.worker.Worker"
 workers = pool.workers or usable_cpus()
-# Recycling bounds slow leaks; the jitter keeps workers from restarting all at once.
+# Recycling bounds slow leaks (why the default is what it is: twinstack_contract/serving.py).
 max_requests = pool.max_requests
 max_requests_jitter = pool.max_requests_jitter
 
@@ -37,4 +37,4 @@ control_socket = pool.control_socket("async")
 
 # --- Logging -------------------------------------------------------------------------------
 loglevel = pool.log_level
-logconfig_dict = logging_config(pool.log_level)
+logconfig_dict = logging_config(pool.log_level, pool.log_file)

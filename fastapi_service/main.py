@@ -53,6 +53,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # No redirect from /health/ to /health: a 404, as Flask answers (one contract), and no
         # Location built from a Host header behind the proxy.
         redirect_slashes=False,
+        # FastAPI's own OpenTelemetry hooks, off: the app exports Prometheus metrics
+        # (twinstack_contract.metrics), and with the hooks on, every request looks up three
+        # global OpenTelemetry providers even when none is configured. Turn them back on
+        # (FastAPI's `telemetry` argument) where an OpenTelemetry SDK is installed.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.started = False
@@ -66,6 +71,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Added last = outermost: ForwardedMiddleware sets the request id and client first.
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(HeadMiddleware)
-    app.add_middleware(ObservabilityMiddleware, metrics=app.state.metrics)
-    app.add_middleware(ForwardedMiddleware, trusted=settings.trusted_proxies)
+    app.add_middleware(
+        ObservabilityMiddleware,
+        metrics=app.state.metrics,
+        record_metrics=settings.metrics,
+        access_log=settings.access_log,
+    )
+    app.add_middleware(ForwardedMiddleware, trusted=settings.trusted_proxies, with_request_id=settings.request_id)
     return app

@@ -12,44 +12,48 @@ from __future__ import annotations
 
 from ipaddress import IPv4Network, IPv6Network
 
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from twinstack_contract.proxy import clean_prefix, is_trusted, request_id
+from twinstack_contract.proxy import TrustedProxies, clean_prefix, request_id
 
 
 class ForwardedMiddleware:
-    def __init__(self, app: ASGIApp, trusted: list[IPv4Network | IPv6Network]) -> None:
-        self.trusted = trusted
-        self.app = ProxyHeadersMiddleware(app, trusted_hosts=[str(net) for net in trusted])
+    """Sets ``state["request_id"]`` and ``state["via_trusted_proxy"]``; the request id goes back
+    to the client in ObservabilityMiddleware's response headers. With ``with_request_id``
+    off, no id is read or minted (the request id is "")."""
+
+    def __init__(self, app: ASGIApp, trusted: list[IPv4Network | IPv6Network], with_request_id: bool = True) -> None:
+        self.trusted = TrustedProxies(trusted)
+        self.with_request_id = with_request_id
+        self.app = app
+        # Only ever called for a trusted peer: the gate is here, so its own check always passes.
+        self.proxied = ProxyHeadersMiddleware(app, trusted_hosts=self.trusted.cidrs())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
         client = scope.get("client")
-        trusted = is_trusted(client[0] if client else None, self.trusted)
-        rid = request_id(headers.get("x-request-id"), trusted)
+        trusted = (client[0] if client else None) in self.trusted
         state = scope.setdefault("state", {})
-        state["request_id"] = rid
         state["via_trusted_proxy"] = trusted
-        prefix = clean_prefix(headers.get("x-forwarded-prefix")) if trusted else ""
+        if not trusted:
+            state["request_id"] = request_id(None, False) if self.with_request_id else ""
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        state["request_id"] = request_id(headers.get("x-request-id"), True) if self.with_request_id else ""
+        prefix = clean_prefix(headers.get("x-forwarded-prefix"))
         if prefix:
             # ASGI: path includes root_path; Starlette routes on path minus root_path.
             scope["root_path"] = scope.get("root_path", "") + prefix
             scope["path"] = prefix + scope["path"]
             if scope.get("raw_path"):
                 scope["raw_path"] = prefix.encode() + scope["raw_path"]
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)["x-request-id"] = rid
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
+        await self.proxied(scope, receive, send)
 
 
 # nginx's client_max_body_size 64k, and Flask's MAX_CONTENT_LENGTH.
@@ -75,13 +79,15 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = Headers(scope=scope).get("content-length", "")
-        received = 0
+        received = -1  # -1: the body was not read yet (most requests never read one)
 
         async def limited_receive() -> Message:
             nonlocal received
-            if declared.isdigit() and int(declared) > self.max_bytes:
-                raise HTTPException(413, "Request Entity Too Large")
+            if received < 0:
+                declared = Headers(scope=scope).get("content-length", "")
+                if declared.isdigit() and int(declared) > self.max_bytes:
+                    raise HTTPException(413, "Request Entity Too Large")
+                received = 0
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
@@ -93,39 +99,27 @@ class BodyLimitMiddleware:
 
 
 class HeadMiddleware:
-    """HEAD wherever GET, and a 405 that says so, as the Flask service (werkzeug) answers.
+    """HEAD wherever GET, as the Flask service (werkzeug) answers.
 
     RFC 9110 9.3.2: a general-purpose server must support HEAD on what it serves with GET.
     FastAPI routes only the methods a route declares, so HEAD /async/health was a 405 while
-    HEAD /sync/health was a 200, and a 405's Allow named GET without HEAD. Declaring HEAD on
-    each route would put a HEAD operation for every path into the published schema instead.
-    Here a HEAD is routed as a GET, so its headers, Content-Length included, are the GET's; the
-    server's own scope still says HEAD, so it sends no body (uvicorn drops a HEAD's body, as
-    ASGI servers do for Starlette's own HEAD routes).
+    HEAD /sync/health was a 200. Declaring HEAD on each route would put a HEAD operation for
+    every path into the published schema instead. Here a HEAD is routed as a GET, so its
+    headers, Content-Length included, are the GET's; the server's own scope still says HEAD, so
+    it sends no body (uvicorn drops a HEAD's body, as ASGI servers do for Starlette's own HEAD
+    routes). A 405's Allow names HEAD beside GET: errors.http_error adds it.
     """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["method"] != "HEAD":
             await self.app(scope, receive, send)
-            return
-
-        async def send_allow_head(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] == 405:
-                headers = MutableHeaders(scope=message)
-                allowed = {m.strip() for m in headers.get("allow", "").split(",") if m.strip()}
-                if "GET" in allowed:
-                    headers["allow"] = ", ".join(sorted(allowed | {"HEAD"}))
-            await send(message)
-
-        if scope["method"] != "HEAD":
-            await self.app(scope, receive, send_allow_head)
             return
         as_get = {**scope, "method": "GET"}
         try:
-            await self.app(as_get, receive, send_allow_head)
+            await self.app(as_get, receive, send)
         finally:
             # The route the GET matched, for the metrics and the access log (observability.py).
             if "route" in as_get:

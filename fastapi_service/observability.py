@@ -7,7 +7,6 @@ import asyncio
 import time
 from collections import deque
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from twinstack_contract.logs import log_request, server_timing
@@ -15,11 +14,14 @@ from twinstack_contract.metrics import UNMATCHED, Metrics
 
 
 class ObservabilityMiddleware:
-    """Inside ForwardedMiddleware, so the request id and the real client are known."""
+    """Inside ForwardedMiddleware, so the request id and the real client are known. Adds
+    ``Server-Timing`` and ``X-Request-ID`` to every response, records the metrics and writes
+    the access line; ``metrics`` / ``access_log`` off skip those two (the lab measures each)."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, record_metrics: bool = True, access_log: bool = True) -> None:
         self.app = app
-        self.metrics = metrics
+        self.metrics = metrics if record_metrics else None
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -27,32 +29,42 @@ class ObservabilityMiddleware:
             return
         start = time.perf_counter()
         status = 500
+        rid = scope["state"]["request_id"]
 
         async def send_timed(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message)["server-timing"] = server_timing(time.perf_counter() - start)
+                # Appended as raw pairs: the app never sets either header itself.
+                extra = [(b"server-timing", server_timing(time.perf_counter() - start).encode())]
+                if rid:
+                    extra.append((b"x-request-id", rid.encode()))
+                message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
 
-        self.metrics.started()
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.started()
         try:
             await self.app(scope, receive, send_timed)
         finally:
             duration = time.perf_counter() - start
             route = getattr(scope.get("route"), "path", UNMATCHED)
-            self.metrics.finished(route, scope["method"], status, duration)
-            client = scope.get("client")
-            log_request(
-                "fastapi",
-                scope.get("state", {}).get("request_id", ""),
-                scope["method"],
-                scope.get("root_path", "") + scope["path"].removeprefix(scope.get("root_path", "")),
-                route,
-                status,
-                duration,
-                client[0] if client else None,
-            )
+            if metrics is not None:
+                metrics.finished(route, scope["method"], status, duration)
+            if self.access_log:
+                client = scope.get("client")
+                root_path = scope.get("root_path", "")
+                log_request(
+                    "fastapi",
+                    rid,
+                    scope["method"],
+                    root_path + scope["path"].removeprefix(root_path),
+                    route,
+                    status,
+                    duration,
+                    client[0] if client else None,
+                )
 
 
 async def monitor_loop_lag(metrics: Metrics, interval: float = 0.1, window_s: float = 5.0) -> None:

@@ -69,6 +69,10 @@ class Worker(UvicornWorker):
         **UvicornWorker.CONFIG_KWARGS,
         "http": HttpProtocol,
         "ws_max_size": MAX_MESSAGE_BYTES,
+        # The app applies X-Forwarded-* itself, from trusted peers only (middleware.py), and
+        # gunicorn.conf.py trusts no one here (forwarded_allow_ips); uvicorn's own wrapper
+        # would still look at every request's peer and headers for nothing.
+        "proxy_headers": False,
         # Off: a compressed message is bounded on the wire, not in memory (a deflate bomb).
         "ws_per_message_deflate": False,
     }

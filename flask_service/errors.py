@@ -10,7 +10,7 @@ from twinstack_contract.errors import ContractError, code_for_status, error_body
 
 
 def _respond(exc: ContractError) -> ResponseReturnValue:
-    rid = request.environ.get("twinstack.request_id")
+    rid = request.environ.get("twinstack.request_id") or None  # "" when request ids are off
     return jsonify(error_body(exc.status, exc.code, exc.message, exc.details, rid)), exc.status
 
 

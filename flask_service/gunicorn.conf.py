@@ -37,7 +37,7 @@ control_socket = pool.control_socket("sync")
 
 # --- Logging -------------------------------------------------------------------------------
 loglevel = pool.log_level
-logconfig_dict = logging_config(pool.log_level)
+logconfig_dict = logging_config(pool.log_level, pool.log_file)
 
 
 def worker_exit(server, worker):

@@ -37,10 +37,10 @@ def create_app(settings: Settings | None = None, test_config: Mapping[str, Any] 
     app.extensions["jobs"] = JobRunner(store, settings.job_threads, settings.job_capacity)
 
     errors.install(app)
-    observability.install(app)
+    observability.install(app, settings.metrics, settings.access_log)
     for module in (health, workloads, orders, jobs, inspect):
         app.register_blueprint(module.bp)
-    app.wsgi_app = TrustedProxyFix(app.wsgi_app, settings.trusted_proxies)  # type: ignore[method-assign]
+    app.wsgi_app = TrustedProxyFix(app.wsgi_app, settings.trusted_proxies, settings.request_id)  # type: ignore[method-assign]
     return app
 
 

@@ -24,15 +24,19 @@ def metrics() -> Response:
     return Response(body, content_type=content_type)
 
 
-def install(app: Flask) -> None:
+def install(app: Flask, record_metrics: bool = True, access_log: bool = True) -> None:
+    """``Server-Timing`` on every response; the metrics and the access line unless switched off
+    (the lab measures what each costs)."""
     metrics = Metrics("flask")
     app.extensions["metrics"] = metrics
     app.register_blueprint(bp)
+    counted = metrics if record_metrics else None
 
     @app.before_request
     def start_timer() -> None:
         g.started = time.perf_counter()
-        metrics.started()
+        if counted is not None:
+            counted.started()
 
     @app.after_request
     def record(response: Response) -> Response:
@@ -40,21 +44,23 @@ def install(app: Flask) -> None:
         response.headers["Server-Timing"] = server_timing(duration)
         route = request.url_rule.rule if request.url_rule else UNMATCHED
         g.recorded = True
-        metrics.finished(route, request.method, response.status_code, duration)
-        log_request(
-            "flask",
-            request.environ["twinstack.request_id"],
-            request.method,
-            request.script_root + request.path,
-            route,
-            response.status_code,
-            duration,
-            request.remote_addr,
-        )
+        if counted is not None:
+            counted.finished(route, request.method, response.status_code, duration)
+        if access_log:
+            log_request(
+                "flask",
+                request.environ["twinstack.request_id"],
+                request.method,
+                request.script_root + request.path,
+                route,
+                response.status_code,
+                duration,
+                request.remote_addr,
+            )
         return response
 
     @app.teardown_request
     def never_leave_in_flight(exc: BaseException | None) -> None:
         # after_request is skipped if a response could not be built at all.
-        if "started" in g and not g.get("recorded"):
-            metrics.finished(UNMATCHED, request.method, 500, time.perf_counter() - g.started)
+        if counted is not None and "started" in g and not g.get("recorded"):
+            counted.finished(UNMATCHED, request.method, 500, time.perf_counter() - g.started)

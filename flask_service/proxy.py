@@ -12,28 +12,35 @@ from typing import Any
 
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from twinstack_contract.proxy import clean_prefix, is_trusted, request_id
+from twinstack_contract.proxy import TrustedProxies, clean_prefix, request_id
 
 
 class TrustedProxyFix:
-    def __init__(self, app: Any, trusted: list[IPv4Network | IPv6Network]) -> None:
+    """Sets ``twinstack.request_id`` and ``twinstack.via_trusted_proxy`` in the environ and
+    echoes the id in ``X-Request-ID``. With ``with_request_id`` off, no id is read, minted or
+    echoed (the request id is "")."""
+
+    def __init__(self, app: Any, trusted: list[IPv4Network | IPv6Network], with_request_id: bool = True) -> None:
         self.app = app
-        self.trusted = trusted
+        self.trusted = TrustedProxies(trusted)
+        self.with_request_id = with_request_id
         # One hop: nginx is the only proxy in front of gunicorn.
         self.proxied = ProxyFix(app, x_for=1, x_proto=1, x_host=1, x_prefix=1)
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        trusted = is_trusted(environ.get("REMOTE_ADDR"), self.trusted)
-        rid = request_id(environ.get("HTTP_X_REQUEST_ID"), trusted)
-        environ["twinstack.request_id"] = rid
+        trusted = environ.get("REMOTE_ADDR") in self.trusted
         environ["twinstack.via_trusted_proxy"] = trusted
+        if self.with_request_id:
+            rid = environ["twinstack.request_id"] = request_id(environ.get("HTTP_X_REQUEST_ID"), trusted)
 
-        def start_with_id(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            headers = [(k, v) for k, v in headers if k.lower() != "x-request-id"] + [("X-Request-ID", rid)]
-            return start_response(status, headers, exc_info)
+            def respond(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+                return start_response(status, [*headers, ("X-Request-ID", rid)], exc_info)
 
+        else:
+            environ["twinstack.request_id"] = ""
+            respond = start_response
         if not trusted:
-            return self.app(environ, start_with_id)
+            return self.app(environ, respond)
         if not clean_prefix(environ.get("HTTP_X_FORWARDED_PREFIX")):
             environ.pop("HTTP_X_FORWARDED_PREFIX", None)
-        return self.proxied(environ, start_with_id)
+        return self.proxied(environ, respond)

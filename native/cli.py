@@ -18,7 +18,7 @@ from . import monitoring, nginx_config
 from .settings import ROOT, StackSettings
 
 CONF = ROOT / "native" / "supervisord.conf"
-PROGRAMS = ("downstream", "fastapi", "flask", "nginx", "locust")
+PROGRAMS = ("logrotate", "downstream", "fastapi", "flask", "nginx", "locust")
 MONITORING_PROGRAMS = ("nginx-exporter", "prometheus")
 
 
@@ -98,6 +98,11 @@ def up(settings: StackSettings) -> None:
             "nginx is not installed. Install it from your OS packages "
             "(Debian/Ubuntu: sudo apt-get install nginx), or set TWINSTACK_NGINX_BIN."
         )
+    if settings.logrotate() is None:
+        raise StackError(
+            "logrotate is not installed (it rotates the logs nginx and the pools write). Install it from "
+            "your OS packages (Debian/Ubuntu: sudo apt-get install logrotate), or set TWINSTACK_LOGROTATE_BIN."
+        )
     busy = [f"{name} ({port})" for name, port in settings.ports().items() if _port_busy(port)]
     if busy:
         raise StackError(
@@ -111,6 +116,7 @@ def up(settings: StackSettings) -> None:
         monitoring.render(settings)
     prefix = nginx_config.render(env, settings.run_dir.resolve() / "nginx")
     nginx_config.check(nginx, prefix, env["TWINSTACK_NGINX_GLOBALS"])
+    render_logrotate(env, settings.run_dir.resolve())
     subprocess.run([str(Path(sys.prefix) / "bin" / "supervisord"), "-c", str(CONF)], env=env, check=True)
     try:
         wait_ready(settings)
@@ -125,6 +131,16 @@ def up(settings: StackSettings) -> None:
     print(f"  {'Locust web UI':15} http://localhost:{settings.locust_port}/")
     if settings.monitoring:
         print(f"  {'Prometheus':15} http://localhost:{settings.prometheus_port}/")
+
+
+def render_logrotate(env: dict[str, str], run_dir: Path) -> Path:
+    """run/logrotate.conf from native/logrotate.conf.template; logrotate ignores a config file
+    others may write, so it is 0644."""
+    target = run_dir / "logrotate.conf"
+    template = (ROOT / "native" / "logrotate.conf.template").read_text()
+    target.write_text(nginx_config.render_template(template, env))
+    target.chmod(0o644)
+    return target
 
 
 def down(settings: StackSettings, timeout_s: float = 120.0) -> None:
@@ -174,7 +190,9 @@ def status(settings: StackSettings) -> int:
 
 
 def logs(settings: StackSettings) -> None:
-    names = [*programs(settings), "nginx-error"]  # nginx's own messages, apart from its JSON access log
+    # The files the processes write (nginx's messages apart from its JSON access log), then
+    # what supervisord captured of their output (start-up errors).
+    names = [*programs(settings), "nginx-error", *(f"{p}-console" for p in ("fastapi", "flask", "nginx"))]
     files = [str(settings.log_dir / f"{name}.log") for name in names]
     os.execvp("tail", ["tail", "-n", "20", "-F", *files])
 
@@ -186,7 +204,13 @@ def validate_nginx(settings: StackSettings) -> None:
     if nginx is None:
         raise StackError("nginx is not installed (needed for nginx -t).")
     prefix = settings.run_dir.resolve() / "nginx-check"
-    env = {**settings.environment(), "TWINSTACK_NGINX_TEMP_DIR": str(prefix / "temp")}
+    env = {
+        **settings.environment(),
+        "TWINSTACK_NGINX_TEMP_DIR": str(prefix / "temp"),
+        # nginx -t opens the log files: scratch ones, so a check touches no real log.
+        "TWINSTACK_NGINX_ACCESS_LOG": str(prefix / "access.log"),
+        "TWINSTACK_NGINX_ERROR_LOG": str(prefix / "error.log"),
+    }
     nginx_config.render(env, prefix)
     nginx_config.check(nginx, prefix, settings.nginx_globals(prefix, foreground=False))
 

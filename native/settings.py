@@ -65,11 +65,21 @@ class StackSettings(BaseSettings):
         "of TWINSTACK_SYNC_MAX_INFLIGHT, so one client never takes the whole pool.",
     )
     lab_routes: bool = Field(False, description="Serve the lab's anti-pattern routes (/async/lab/*).")
+    log_rotate_size: str = Field(
+        "100M", pattern=r"^[0-9]+[kMG]?$", description="logrotate rotates a log file once it is larger than this."
+    )
+    log_rotate_keep: int = Field(5, ge=1, le=1000, description="Rotated files kept per log (compressed but the newest).")
+    logrotate_bin: str | None = Field(None, description="logrotate executable; found on PATH or in /usr/sbin if unset.")
 
     def nginx(self) -> str | None:
         if self.nginx_bin:
             return self.nginx_bin
         return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin:/sbin")
+
+    def logrotate(self) -> str | None:
+        if self.logrotate_bin:
+            return self.logrotate_bin
+        return shutil.which("logrotate") or shutil.which("logrotate", path="/usr/sbin:/usr/local/sbin:/sbin")
 
     def ports(self) -> dict[str, int]:
         return {
@@ -147,6 +157,15 @@ class StackSettings(BaseSettings):
             TWINSTACK_WEB_ROOT_COPY="true" if public else "false",
             TWINSTACK_NGINX_TEMP_DIR=str(public / "temp" if public else run_dir / "nginx" / "temp"),
             TWINSTACK_NGINX_BIN=self.nginx() or "nginx",
+            # Each process writes its own log file; none goes through supervisord's pipes
+            # (logrotate.conf rotates them).
+            TWINSTACK_NGINX_ACCESS_LOG=str(log_dir / "nginx.log"),
+            TWINSTACK_NGINX_ERROR_LOG=str(log_dir / "nginx-error.log"),
+            TWINSTACK_ASYNC_LOG_FILE=str(log_dir / "fastapi.log"),
+            TWINSTACK_SYNC_LOG_FILE=str(log_dir / "flask.log"),
+            TWINSTACK_LOGROTATE_BIN=self.logrotate() or "logrotate",
+            TWINSTACK_LOG_ROTATE_SIZE=self.log_rotate_size,
+            TWINSTACK_LOG_ROTATE_KEEP=str(self.log_rotate_keep),
             TWINSTACK_NGINX_GLOBALS=self.nginx_globals(run_dir / "nginx"),
             TWINSTACK_STATE_DIR=str(run_dir / "state"),
             TWINSTACK_SYNC_MAX_INFLIGHT=str(sync_inflight),

@@ -7,6 +7,7 @@ set -euo pipefail
 have() {
   case "$1" in
     nginx)        command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] ;;
+    logrotate)    command -v logrotate >/dev/null || [ -x /usr/sbin/logrotate ] ;;
     python3-venv) python3 -c 'import ensurepip, venv' 2>/dev/null ;;
     prometheus)   command -v prometheus >/dev/null && command -v promtool >/dev/null ;;
     *)            command -v "$1" >/dev/null ;;

@@ -66,23 +66,42 @@ class Metrics:
             registry=r,
         )
         self.workers.labels(service).set(1)
+        # The hot path (two calls per request) touches as few values as it can: each one is a
+        # write to a memory-mapped file in multiprocess mode. Labelled children are looked up
+        # once (``labels()`` validates and locks on every call), and the busy gauge is written
+        # only when this worker goes from idle to busy or back.
+        self._in_flight = self.in_flight.labels(service)
+        self._busy = self.busy.labels(service)
+        self._counters: dict[tuple[str, str, int], Counter] = {}
+        self._histograms: dict[tuple[str, str], Histogram] = {}
         self._active = 0
         self._lock = threading.Lock()
 
     def started(self) -> None:
         with self._lock:
             self._active += 1
-            self.in_flight.labels(self.service).inc()
-            self.busy.labels(self.service).set(1)
+            self._in_flight.inc()
+            if self._active == 1:
+                self._busy.set(1)
 
     def finished(self, route: str, method: str, status: int, duration_s: float) -> None:
         with self._lock:
             self._active -= 1
-            self.in_flight.labels(self.service).dec()
-            self.busy.labels(self.service).set(1 if self._active else 0)
+            self._in_flight.dec()
+            if self._active == 0:
+                self._busy.set(0)
         method = method if method in METHODS else OTHER_METHOD
-        self.requests.labels(self.service, route, method, str(status)).inc()
-        self.duration.labels(self.service, route, method).observe(duration_s)
+        # Every key is from a closed set (routes, methods, status codes), so these stay small.
+        counter = self._counters.get((route, method, status))
+        if counter is None:
+            counter = self._counters[route, method, status] = self.requests.labels(
+                self.service, route, method, str(status)
+            )
+        histogram = self._histograms.get((route, method))
+        if histogram is None:
+            histogram = self._histograms[route, method] = self.duration.labels(self.service, route, method)
+        counter.inc()
+        histogram.observe(duration_s)
 
     def exposition(self) -> tuple[bytes, str]:
         """Text exposition: every worker's values when multiprocess, else this app's own."""

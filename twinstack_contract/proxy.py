@@ -7,8 +7,9 @@ reaches a service port directly cannot forge its address or prefix.
 
 from __future__ import annotations
 
+import functools
 import re
-import uuid
+import secrets
 from collections.abc import Sequence
 from ipaddress import IPv4Network, IPv6Network, ip_address
 
@@ -26,6 +27,27 @@ def is_trusted(peer: str | None, networks: Sequence[IPv4Network | IPv6Network]) 
     return any(addr in net for net in networks)
 
 
+class TrustedProxies:
+    """The configured proxy networks as a set of peers: ``peer in proxies``. Each peer's answer
+    is remembered (parsing an address and testing every network, on every request, cost more
+    than the rest of the check), for a bounded number of peers, as uvicorn's own check does."""
+
+    def __init__(self, networks: Sequence[IPv4Network | IPv6Network]) -> None:
+        self.networks = tuple(networks)
+        self._trusts = functools.lru_cache(maxsize=4096)(self._compute)
+
+    def __contains__(self, peer: str | None) -> bool:
+        if not peer or len(peer) > 64:  # no address is longer; never pin a long key
+            return False
+        return self._trusts(peer)
+
+    def _compute(self, peer: str) -> bool:
+        return is_trusted(peer, self.networks)
+
+    def cidrs(self) -> list[str]:
+        return [str(net) for net in self.networks]
+
+
 def clean_prefix(value: str | None) -> str:
     """A forwarded prefix is used only if it is a plain path like ``/async``."""
     if value and PREFIX_RE.match(value):
@@ -37,4 +59,4 @@ def request_id(value: str | None, trusted: bool) -> str:
     """Keep the proxy's request id; mint one for direct calls or a malformed value."""
     if trusted and value and REQUEST_ID_RE.match(value):
         return value
-    return uuid.uuid4().hex
+    return secrets.token_hex(16)  # 32 hex digits, like nginx's $request_id

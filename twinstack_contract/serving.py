@@ -49,9 +49,20 @@ class PoolSettings(BaseSettings):
     worker_class: Literal["sync", "gthread", "gevent"] = "sync"
     threads: int = Field(4, ge=1, le=256, description="Threads per worker (gthread only).")
     worker_connections: int = Field(1000, ge=1, description="Concurrent requests per worker (gevent only).")
-    max_requests: int = Field(10_000, ge=0, description="Recycle a worker after this many requests (0: never).")
-    max_requests_jitter: int = Field(1_000, ge=0)
+    # Recycling bounds a slow leak; it is not free: a new worker re-imports the app (about
+    # 0.3 s of CPU) and closes the kept-alive connections nginx had with the old one. At
+    # 10 000 an async worker at full load on a 2-CPU machine (about 6 000 req/s each)
+    # recycled every 2 s. 2 000 000 keeps each for several minutes at full load there, and
+    # for days at ordinary traffic; the jitter keeps workers from recycling together.
+    max_requests: int = Field(
+        2_000_000, ge=0, description="Recycle a worker after this many requests (0: never)."
+    )
+    max_requests_jitter: int = Field(200_000, ge=0)
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    log_file: Path | None = Field(
+        None,
+        description="Write the JSON log lines to this file (reopened after rotation); unset: stderr.",
+    )
     # Shared by the whole stack, so not per-pool: TWINSTACK_RUN_DIR, as native mode sets it.
     run_dir: Path = Field(
         Path("run"), validation_alias="TWINSTACK_RUN_DIR", description="Where the control socket goes."

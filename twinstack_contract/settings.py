@@ -35,6 +35,13 @@ class ServiceSettings(BaseSettings):
     job_stop_grace_s: float = Field(
         5.0, ge=0, le=30, description="On worker stop, how long running jobs may finish before they are failed."
     )
+    # The per-request instrumentation, one switch each. All on in a deployment; the lab turns
+    # them off one at a time to show what each costs (make bench, "overhead").
+    access_log: bool = Field(True, description="One JSON access line per request (twinstack.access).")
+    metrics: bool = Field(True, description="Per-request Prometheus metrics (counts, durations, in flight).")
+    request_id: bool = Field(
+        True, description="Take X-Request-ID from the proxy (or mint one), echo it, and put it in logs and errors."
+    )
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -119,6 +119,7 @@ class FakeSampler:
 
     def __init__(self, cpu_s: float) -> None:
         self.cpu_s = cpu_s
+        self.cpu_s_by_server = {"pool": cpu_s}
 
 
 def measured(server_cpu_s: float, generator_cpu_s: float, shared: bool, **extra) -> dict:

@@ -71,6 +71,8 @@ def parse(raw: bytes, media_type: str) -> Any:
     try:
         if media_type == "application/x-ndjson":
             return [json.loads(line) for line in raw.splitlines()]
+        if media_type == "text/plain":  # /metrics: Prometheus' text format
+            return raw.decode()
         return json.loads(raw) if raw else None
     except ValueError:
         pytest.fail(f"the body is not {media_type}: {raw[:200]!r}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,6 +35,7 @@ from flask_service.main import shutdown as shutdown_flask
 from flask_service.settings import Settings as FlaskSettings
 from tests.contract.parity import ANY, SIDES, VOLATILE, Answer, masked, model_for, parse
 from tests.support import free_port
+from twinstack_contract.logs import ACCESS_FIELDS
 from twinstack_contract.models import ErrorBody, Job
 
 ORDER = {"sku": "TS-1001", "quantity": 2, "unit_price_cents": 1999, "customer_email": "ada@example.com"}
@@ -303,3 +305,33 @@ def test_both_services_implement_every_contract_path():
         for method in rule.methods - {"HEAD", "OPTIONS"}
     }
     assert contract == flask_routes
+
+
+# --- the instrumentation switches (TWINSTACK_ACCESS_LOG, TWINSTACK_METRICS, TWINSTACK_REQUEST_ID)
+def requests_counted(call: Call) -> float:
+    lines = call("GET", "/metrics").body.splitlines()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("twinstack_requests_total{"))
+
+
+@pytest.mark.parametrize("switch", ["access_log", "metrics", "request_id"])
+def test_each_instrumentation_switch_turns_off_only_its_piece_on_both(settings_kwargs: dict, caplog, switch: str):
+    """The lab turns each piece off in turn to measure what it costs: off, it is gone on both
+    services alike, and the answers and the other pieces stay as they were."""
+    with pair({**settings_kwargs, switch: False}) as calls, caplog.at_level(logging.INFO, "twinstack.access"):
+        for side, call in calls.items():
+            caplog.clear()
+            health = call("GET", "/health", headers={"X-Request-ID": REQUEST_ID})
+            missing = call("GET", "/no/such/path", headers={"X-Request-ID": REQUEST_ID})
+            assert health.status == 200 and missing.status == 404, side
+            assert "server-timing" in health.headers, side
+            lines = [r for r in caplog.records if r.name == "twinstack.access"]
+            assert len(lines) == (0 if switch == "access_log" else 2), side
+            if switch == "request_id":
+                assert "x-request-id" not in health.headers, side
+                assert missing.body["error"]["request_id"] is None, side
+                assert all(r.__dict__[ACCESS_FIELDS]["request_id"] == "" for r in lines), side
+            else:
+                assert health.headers["x-request-id"] == REQUEST_ID, side
+                assert missing.body["error"]["request_id"] == REQUEST_ID, side
+            counted = requests_counted(call)
+            assert counted == (0 if switch == "metrics" else 2), (side, counted)

@@ -1,10 +1,13 @@
 """Reading the stack's logs in tests: every line of nginx's access log and of the pools' logs
 is a JSON object (the README promises it), so the reader refuses any other line instead of
-skipping it. Files supervisord rotated away (``name.log.1`` ...) are read too, oldest first."""
+skipping it. Files logrotate rotated away (``name.log.1``, ``name.log.2.gz`` ...) are read
+too, oldest first."""
 
 from __future__ import annotations
 
+import gzip
 import json
+import re
 import time
 from collections.abc import Iterable
 from datetime import datetime
@@ -13,9 +16,17 @@ from pathlib import Path
 JSON_LOGS = ("nginx", "fastapi", "flask")
 
 
+ROTATED = re.compile(r"\.log\.(\d+)(\.gz)?$")
+
+
 def files(log_dir: Path, name: str) -> list[Path]:
-    rotated = sorted(log_dir.glob(f"{name}.log.*"), key=lambda p: int(p.suffix[1:]), reverse=True)
+    rotated = [p for p in log_dir.glob(f"{name}.log.*") if ROTATED.search(p.name)]
+    rotated.sort(key=lambda p: int(ROTATED.search(p.name).group(1)), reverse=True)
     return [*rotated, log_dir / f"{name}.log"]
+
+
+def read(path: Path) -> str:
+    return gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
 
 
 def records(log_dir: Path, name: str) -> list[dict]:
@@ -25,7 +36,7 @@ def records(log_dir: Path, name: str) -> list[dict]:
     for path in files(log_dir, name):
         if not path.exists():
             continue
-        text = path.read_text()
+        text = read(path)
         complete = text[: text.rfind("\n") + 1]
         for number, line in enumerate(complete.splitlines(), 1):
             try:
@@ -39,8 +50,8 @@ def records(log_dir: Path, name: str) -> list[dict]:
 
 
 def by_request_id(log_dir: Path, name: str, request_ids: Iterable[str], timeout_s: float = 10) -> dict[str, dict]:
-    """The lines of these requests, waiting for them: supervisord copies a program's output
-    into its log file a moment after the program wrote it."""
+    """The lines of these requests, waiting for them: nginx writes its access log in blocks, at
+    least once a second (templates/logging.conf.template)."""
     wanted = set(request_ids)
     deadline = time.monotonic() + timeout_s
     while True:

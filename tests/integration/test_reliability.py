@@ -111,7 +111,7 @@ def retried_gets(stack: Stack) -> int:
 
 
 def responses_cut_after_headers(stack: Stack) -> int:
-    errors = "".join(p.read_text() for p in logs.files(stack.log_dir, "nginx-error") if p.exists())
+    errors = "".join(logs.read(p) for p in logs.files(stack.log_dir, "nginx-error") if p.exists())
     return errors.count("upstream prematurely closed connection while reading upstream,")
 
 

@@ -16,7 +16,7 @@ NGINX = ROOT / "nginx"
 
 @pytest.fixture
 def rendered(tmp_path: Path, nginx_bin: str) -> Path:
-    settings = StackSettings(run_dir=tmp_path, http_port=18080)
+    settings = StackSettings(run_dir=tmp_path, log_dir=tmp_path, http_port=18080)
     env = settings.environment()
     env["TWINSTACK_NGINX_TEMP_DIR"] = str(tmp_path / "nginx" / "temp")
     return nginx_config.render(env, tmp_path / "nginx")

@@ -14,7 +14,7 @@ from fastapi_service.settings import Settings as FastAPISettings
 from flask_service.main import create_app as create_flask
 from flask_service.main import shutdown
 from flask_service.settings import Settings as FlaskSettings
-from twinstack_contract.logs import json_formatter, log_request, logging_config
+from twinstack_contract.logs import ACCESS_FIELDS, json_formatter, log_request, logging_config
 from twinstack_contract.metrics import Metrics
 
 
@@ -38,14 +38,58 @@ def test_logging_config_is_a_valid_dictconfig():
 def test_access_line_fields(caplog):
     with caplog.at_level(logging.INFO, logger="twinstack.access"):
         log_request("flask", "rid-0001-abc", "GET", "/sync/io", "/io", 200, 0.0123, "127.0.0.1")
-    record = caplog.records[-1]
-    assert (record.service, record.request_id, record.route, record.status, record.duration_ms) == (
+    line = json.loads(json_formatter().format(caplog.records[-1]))
+    assert list(line) == [
+        *("time", "level", "logger", "pid", "message", "service", "request_id", "method", "path", "route"),
+        *("status", "duration_ms", "client_ip"),
+    ]
+    assert (line["service"], line["request_id"], line["route"], line["status"], line["duration_ms"]) == (
         "flask",
         "rid-0001-abc",
         "/io",
         200,
         12.3,
     )
+
+
+def test_the_access_lines_short_way_writes_what_the_librarys_way_writes(caplog):
+    """The access line skips python-json-logger's walk over the record (it is on every
+    request's path): the same fields, in the same order, as any other line with extras."""
+    with caplog.at_level(logging.INFO, logger="twinstack.access"):
+        log_request("fastapi", "rid-0002-abc", "POST", "/async/orders", "/orders", 201, 0.5, None)
+    fast = caplog.records[-1]
+    fields = fast.__dict__[ACCESS_FIELDS]
+    generic = logging.LogRecord(fast.name, fast.levelno, fast.pathname, fast.lineno, "request", None, None)
+    generic.created, generic.process = fast.created, fast.process
+    generic.__dict__.update(fields)
+    formatter = json_formatter()
+    assert formatter.format(fast) == formatter.format(generic)
+    assert json.loads(formatter.format(fast))["client_ip"] is None
+
+
+def test_a_uvicorn_colour_copy_of_a_message_is_not_logged():
+    record = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1, "Started server process [%d]", (7,), None)
+    record.color_message = "Started server process [\x1b[36m%d\x1b[0m]"
+    line = json.loads(json_formatter().format(record))
+    assert line["message"] == "Started server process [7]" and "color_message" not in line
+
+
+def test_logging_config_writes_to_a_file_that_is_reopened_after_rotation(tmp_path):
+    """Native mode: each pool writes its own file; logrotate renames it, and the next line
+    goes to a new file at the same path (WatchedFileHandler), never to the renamed one."""
+    path = tmp_path / "logs" / "pool.log"
+    logging.config.dictConfig(logging_config("info", path))
+    try:
+        log = logging.getLogger("twinstack.access")
+        log_request("fastapi", "rid-before-rotation", "GET", "/health", "/health", 200, 0.001, "127.0.0.1")
+        path.rename(tmp_path / "logs" / "pool.log.1")
+        log_request("fastapi", "rid-after-rotation", "GET", "/health", "/health", 200, 0.001, "127.0.0.1")
+        assert log.propagate
+        assert "rid-before-rotation" in (tmp_path / "logs" / "pool.log.1").read_text()
+        lines = [json.loads(line) for line in path.read_text().splitlines()]
+        assert [line["request_id"] for line in lines] == ["rid-after-rotation"]
+    finally:
+        logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})
 
 
 def test_metrics_count_and_track_busy():
