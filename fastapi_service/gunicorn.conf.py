@@ -27,7 +27,8 @@ proc_name = "twinstack-async"
 # WebSocket limits enforced in the server (fastapi_service/worker.py).
 worker_class = "fastapi_service.worker.Worker"
 workers = pool.workers or usable_cpus()
-# Recycling bounds slow leaks (why the default is what it is: twinstack_contract/serving.py).
+# Recycling bounds slow leaks; each recycle re-imports the app, so the default (2 000 000) keeps
+# a worker for minutes at full load (twinstack_contract/serving.py says how it was chosen).
 max_requests = pool.max_requests
 max_requests_jitter = pool.max_requests_jitter
 

@@ -29,6 +29,8 @@ worker_class = pool.worker_class
 workers = pool.workers or 2 * usable_cpus() + 1
 threads = pool.threads if pool.worker_class == "gthread" else 1
 worker_connections = pool.worker_connections
+# Recycling bounds slow leaks; each recycle re-imports the app, so the default (2 000 000) keeps
+# a worker for minutes at full load (twinstack_contract/serving.py says how it was chosen).
 max_requests = pool.max_requests
 max_requests_jitter = pool.max_requests_jitter
 

@@ -68,7 +68,9 @@ class StackSettings(BaseSettings):
     log_rotate_size: str = Field(
         "100M", pattern=r"^[0-9]+[kMG]?$", description="logrotate rotates a log file once it is larger than this."
     )
-    log_rotate_keep: int = Field(5, ge=1, le=1000, description="Rotated files kept per log (compressed but the newest).")
+    log_rotate_keep: int = Field(
+        5, ge=1, le=1000, description="Rotated files kept per log (all but the newest gzipped)."
+    )
     logrotate_bin: str | None = Field(None, description="logrotate executable; found on PATH or in /usr/sbin if unset.")
 
     def nginx(self) -> str | None:

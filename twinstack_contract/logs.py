@@ -13,6 +13,10 @@ rotation (logrotate renames the file) each one reopens the path before its next 
 from __future__ import annotations
 
 import logging
+import logging.handlers
+import os
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -78,7 +82,7 @@ def logging_config(level: str = "INFO", log_file: Path | None = None) -> dict:
     else:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         handler = {
-            "class": "logging.handlers.WatchedFileHandler",
+            "class": "twinstack_contract.logs.BlockFileHandler",
             "formatter": "json",
             "filename": str(log_file),
             "encoding": "utf-8",
@@ -99,6 +103,83 @@ def logging_config(level: str = "INFO", log_file: Path | None = None) -> dict:
             "uvicorn.error": {"level": level.upper(), "handlers": ["out"], "propagate": False},
         },
     }
+
+
+class BlockFileHandler(logging.handlers.WatchedFileHandler):
+    """logging's WatchedFileHandler (reopens the path after logrotate renamed the file), writing
+    whole lines in blocks, as nginx writes its access log (``buffer=64k flush=1s``).
+
+    Per line, the handler used to stat the path and make one write system call; under load
+    that was a third of an access line's cost. Here lines wait in memory and leave in one
+    ``write`` of whole lines once 64 KiB are pending or a second has passed (a thread of each
+    process sees to the second when no new line comes), and on close (a worker's exit, a
+    graceful stop). One write of whole lines to a file opened for appending lands in one piece,
+    so the processes of a pool sharing the file never split each other's lines. The path is
+    checked for a rotation before each block. A process killed outright loses its last
+    second of lines, as nginx does; an error or worse is written at once."""
+
+    BLOCK_BYTES = 64 * 1024
+    FLUSH_S = 1.0
+
+    def __init__(self, filename: str, mode: str = "a", encoding: str | None = None, delay: bool = False) -> None:
+        super().__init__(filename, mode, encoding, delay)
+        self._pending: list[str] = []
+        self._pending_chars = 0
+        self._since = time.monotonic()
+        self._owner = -1  # the process whose lines are pending (gunicorn forks workers)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:
+            self.handleError(record)
+            return
+        self._adopt()
+        self._pending.append(line)
+        self._pending_chars += len(line)
+        if (
+            record.levelno >= logging.ERROR
+            or self._pending_chars >= self.BLOCK_BYTES
+            or time.monotonic() - self._since >= self.FLUSH_S
+        ):
+            self.flush()
+
+    def _adopt(self) -> None:
+        """In a new process (a forked worker), lines pending at the fork are the parent's to
+        write: drop the copies, and start this process's flusher."""
+        if self._owner == os.getpid():
+            return
+        self._owner = os.getpid()
+        self._pending.clear()
+        self._pending_chars = 0
+        threading.Thread(target=self._flush_every_second, name="log-flush", daemon=True).start()
+
+    def _flush_every_second(self) -> None:
+        while self.stream is not None or self._pending:
+            time.sleep(self.FLUSH_S)
+            if self._pending and time.monotonic() - self._since >= self.FLUSH_S:
+                self.flush()
+
+    def flush(self) -> None:
+        with self.lock:  # the handler's own lock, reset in a forked child by logging itself
+            self._since = time.monotonic()
+            if not self._pending:
+                return
+            block = "".join(self._pending)
+            self._pending.clear()
+            self._pending_chars = 0
+            self.reopenIfNeeded()
+            if self.stream is None:
+                self.stream = self._open()
+            data = block.encode(self.stream.encoding)
+            written = 0
+            while written < len(data):  # a regular file takes it all at once; a full disk may not
+                written += os.write(self.stream.fileno(), data[written:])
+
+    def close(self) -> None:
+        with self.lock:
+            self.flush()
+            super().close()
 
 
 access_log = logging.getLogger("twinstack.access")

@@ -54,9 +54,7 @@ class PoolSettings(BaseSettings):
     # 10 000 an async worker at full load on a 2-CPU machine (about 6 000 req/s each)
     # recycled every 2 s. 2 000 000 keeps each for several minutes at full load there, and
     # for days at ordinary traffic; the jitter keeps workers from recycling together.
-    max_requests: int = Field(
-        2_000_000, ge=0, description="Recycle a worker after this many requests (0: never)."
-    )
+    max_requests: int = Field(2_000_000, ge=0, description="Recycle a worker after this many requests (0: never).")
     max_requests_jitter: int = Field(200_000, ge=0)
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     log_file: Path | None = Field(

@@ -145,6 +145,43 @@ def test_ceiling_proxy_static_and_peers_are_measured(results):
                 assert row["rps_low"] <= row["throughput_rps"] <= row["rps_high"]
 
 
+def test_overhead_measures_each_piece_against_the_bare_app_and_names_what_binds(results, report):
+    """The overhead experiment: per pool, the bare app, twinstack's app, each switch off in
+    turn, all off, both through nginx (and uvicorn-worker's plain worker for the async pool);
+    every ratio beside its target with what bound the run; waits against Little's law."""
+    from bench import overhead
+
+    out = results["overhead"]
+    pieces = [f"twinstack, {piece} off" for piece in overhead.PIECES]
+    common = {overhead.BARE, overhead.TWINSTACK, *pieces, overhead.ALL_OFF, overhead.THROUGH_NGINX,
+              overhead.BARE_THROUGH_NGINX}  # fmt: skip
+    for service, extra in (("async", {overhead.PLAIN_WORKER}), ("sync", set())):
+        rows = {r["contender"]: r for r in out["pools"][service]["rows"]}
+        assert set(rows) == common | extra, service
+        for row in rows.values():
+            check_run(row, row["label"])
+            assert len(row["rounds_rps"]) == out["rounds"] == MODES["tiny"].peer_rounds
+            assert set(row["server_cpu_cores_by"]) >= {f"twinstack-{service}"} or row["contender"] != "twinstack"
+        assert rows[overhead.BARE]["ratio_to_bare"] == 1.0 and rows[overhead.TWINSTACK]["ratio_to_twinstack"] == 1.0
+        assert rows[overhead.THROUGH_NGINX]["ratio_to_direct"] > 0
+        assert "overhead-nginx" in rows[overhead.THROUGH_NGINX]["server_cpu_cores_by"]
+    io = out["pools"]["async"]["io"]
+    assert [(r["delay_ms"], r["concurrency"]) for r in io] == list(MODES["tiny"].overhead_io)
+    for run in io:
+        check_run(run, run["label"])
+        assert run["little_rps"] == run["concurrency"] * 1000 / run["delay_ms"]
+        # Waits far from any CPU limit come close to Little's law (the figure judged is steady).
+        assert 0.5 < run["little_ratio"] <= 1.05, run
+    io_keys = [f"io-{d}ms-c{c}" for d, c in MODES["tiny"].overhead_io]
+    health_keys = ["async-vs-bare", "sync-vs-bare", "async-nginx", "sync-nginx"]
+    assert [t["key"] for t in out["targets"]] == [*health_keys, *io_keys]
+    for target in out["targets"]:
+        assert isinstance(target["measured"], float) and isinstance(target["met"], bool), target
+        assert target["binds"].startswith(("the box's CPUs", "the load generator", "no CPU was saturated")), target
+    page = (report / "index.html").read_text()
+    assert "Overhead: what twinstack" in page and "what bound the run" in page
+
+
 def test_the_machine_and_every_component_version_are_recorded(results):
     machine = results["machine"]
     assert machine["cpus"] >= 1 and machine["memory_gib"] > 0

@@ -490,3 +490,39 @@ def test_a_peer_whose_run_fails_is_left_out_of_its_ranking_and_the_rest_are_rank
     assert [(r["peer"], r["rank"]) for r in rows] == [("uvicorn", 1), ("twinstack async pool", 2)]
     assert all(len(r["rounds_rps"]) == MODES["tiny"].peer_rounds for r in rows)
     assert failures == ["peer granian-asgi on /io"]  # reported once, not once per round
+
+
+def test_overhead_names_what_bound_a_run_from_what_it_measured():
+    from bench.overhead import binds
+
+    run = {
+        "server_cpu_cores_by": {"overhead-nginx": 0.4, "twinstack-async": 1.4},
+        "generator_cpu_cores": 0.15, "generator_saturated": False, "box_saturated": False,
+        "box_cpu_utilisation": 0.97,
+    }  # fmt: skip
+    said = binds(run)
+    assert said.startswith("the box's CPUs (97% busy)") and said.index("twinstack-async") < said.index("overhead-nginx")
+    assert binds({**run, "generator_saturated": True}).startswith("the load generator's CPU")
+    assert binds({**run, "box_cpu_utilisation": 0.3}).startswith("no CPU was saturated (box 30% busy")
+
+
+def test_overhead_targets_are_ratios_of_rows_of_the_same_run():
+    from bench import overhead
+
+    def row(name: str, rps: float) -> dict:
+        return {"contender": name, "throughput_rps": rps, "server_cpu_cores_by": {}, "generator_cpu_cores": 0.1,
+                "box_cpu_utilisation": 0.99}  # fmt: skip
+
+    pools = {
+        "async": {
+            "rows": [row(overhead.BARE, 1000.0), row(overhead.TWINSTACK, 800.0), row(overhead.THROUGH_NGINX, 640.0)],
+            "io": [{**row("io", 0.0), "delay_ms": 100, "concurrency": 200, "little_ratio": 0.98, "steady_rps": 1960.0,
+                    "throughput_rps": 1900.0, "little_rps": 2000.0}],
+        },
+        "sync": {"rows": [row(overhead.BARE, 100.0)]},  # twinstack's rows missing: a failed start
+    }  # fmt: skip
+    by = {t["key"]: t for t in overhead.targets(pools)}
+    assert by["async-vs-bare"]["measured"] == 0.8 and by["async-vs-bare"]["met"]
+    assert by["async-nginx"]["measured"] == 0.8 and not by["async-nginx"]["met"]
+    assert by["sync-vs-bare"]["met"] is None and by["sync-vs-bare"]["binds"].startswith("not measured")
+    assert by["io-100ms-c200"]["met"] and by["io-100ms-c200"]["target"] == 0.97

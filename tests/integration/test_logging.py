@@ -88,12 +88,18 @@ def test_under_full_load_no_log_line_passes_through_the_supervisor(loaded: Stack
 
 class TracedLoad:
     """``clients`` threads sending GETs with request ids of their own, through nginx, to both
-    pools, until stopped (at most ``max_s``): every id sent and answered is kept."""
+    pools, until stopped (at most ``max_s``): every id sent and answered is kept.
+
+    A rotation reloads nginx, and a reloading nginx closes its idle kept-alive connections; a
+    request sent on one just as it closes gets no response, and is sent again on a new one, with
+    the same id (RFC 9112 9.3.1, as any HTTP client does). nginx never read it, so the id must
+    still be logged exactly once."""
 
     def __init__(self, base_url: str, clients: int, max_s: float = 30) -> None:
         self.base_url, self.clients, self.max_s = base_url, clients, max_s
         self.answered: list[tuple[str, str]] = []  # (prefix, request id)
         self.failures: list[str] = []
+        self.resent = 0
         self.stop = threading.Event()
         self.lock = threading.Lock()
 
@@ -103,7 +109,12 @@ class TracedLoad:
         with httpx.Client(base_url=self.base_url, timeout=30) as client:
             while not self.stop.is_set() and time.monotonic() < deadline:
                 rid = f"rot-{uuid.uuid4().hex}"
-                r = client.get(f"{prefix}/health", headers={"X-Request-ID": rid})
+                try:
+                    r = client.get(f"{prefix}/health", headers={"X-Request-ID": rid})
+                except (httpx.RemoteProtocolError, httpx.ReadError):  # closed before any response: resend once
+                    with self.lock:
+                        self.resent += 1
+                    r = client.get(f"{prefix}/health", headers={"X-Request-ID": rid})
                 with self.lock:
                     (self.answered.append((prefix, rid)) if r.status_code == 200 else self.failures.append(rid))
 
@@ -132,8 +143,10 @@ def test_a_rotation_under_load_neither_loses_nor_repeats_a_line(loaded: Stack, c
     compressed) and the new ones."""
     with TracedLoad(loaded.base_url, clients) as load:
         for _ in range(3):
-            target = len(load.answered) + 50 * clients
-            while len(load.answered) < target and not load.stop.is_set():
+            # Requests, and more than nginx's flush interval (1 s): logrotate leaves an empty
+            # file alone (notifempty), and nginx's new file stays empty until its next flush.
+            target, not_before = len(load.answered) + 50 * clients, time.monotonic() + 1.5
+            while (len(load.answered) < target or time.monotonic() < not_before) and not load.stop.is_set():
                 time.sleep(0.05)
             rotate(loaded)
         target = len(load.answered) + 50 * clients  # and more after the last one
@@ -162,7 +175,7 @@ def test_the_rendered_logrotate_config_is_what_logrotate_accepts(loaded: Stack):
     binary = shutil.which("logrotate") or "/usr/sbin/logrotate"
     result = subprocess.run([binary, "-d", "-s", str(state), str(conf)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert "error" not in result.stderr.lower(), result.stderr
+    assert not [line for line in result.stderr.splitlines() if line.startswith("error")], result.stderr
     for name in ("nginx", "nginx-error", "fastapi", "flask"):
         assert str(Path(loaded.log_dir) / f"{name}.log") in conf.read_text()
     assert "logrotate" in loaded.ctl("status")

@@ -90,8 +90,8 @@ def test_counters_are_exact_over_every_worker(stack, pool):
 def test_the_stacks_logs_are_json_lines(stack, client):
     """nginx's access log and both pools' logs (their own messages included): one JSON object a
     line, each with the shared field names. nginx's own messages go to nginx-error.log."""
-    client.get("/async/io?delay_ms=1")
-    client.get("/sync/io?delay_ms=1")
+    ids = {prefix: client.get(f"{prefix}/io?delay_ms=1").headers["x-request-id"] for prefix in ("/async", "/sync")}
+    assert logs.by_request_id(stack.log_dir, "nginx", ids.values()).keys() == set(ids.values())
     for name in logs.JSON_LOGS:
         records = logs.records(stack.log_dir, name)
         assert records, name

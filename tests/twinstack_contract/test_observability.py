@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import logging.config
+import os
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -14,7 +16,7 @@ from fastapi_service.settings import Settings as FastAPISettings
 from flask_service.main import create_app as create_flask
 from flask_service.main import shutdown
 from flask_service.settings import Settings as FlaskSettings
-from twinstack_contract.logs import ACCESS_FIELDS, json_formatter, log_request, logging_config
+from twinstack_contract.logs import ACCESS_FIELDS, BlockFileHandler, json_formatter, log_request, logging_config
 from twinstack_contract.metrics import Metrics
 
 
@@ -74,22 +76,83 @@ def test_a_uvicorn_colour_copy_of_a_message_is_not_logged():
     assert line["message"] == "Started server process [7]" and "color_message" not in line
 
 
+def flush_root() -> None:
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+
+
 def test_logging_config_writes_to_a_file_that_is_reopened_after_rotation(tmp_path):
-    """Native mode: each pool writes its own file; logrotate renames it, and the next line
-    goes to a new file at the same path (WatchedFileHandler), never to the renamed one."""
+    """Native mode: each pool writes its own file; logrotate renames it, and the next block
+    goes to a new file at the same path, never to the renamed one."""
     path = tmp_path / "logs" / "pool.log"
     logging.config.dictConfig(logging_config("info", path))
     try:
-        log = logging.getLogger("twinstack.access")
         log_request("fastapi", "rid-before-rotation", "GET", "/health", "/health", 200, 0.001, "127.0.0.1")
+        flush_root()
         path.rename(tmp_path / "logs" / "pool.log.1")
         log_request("fastapi", "rid-after-rotation", "GET", "/health", "/health", 200, 0.001, "127.0.0.1")
-        assert log.propagate
+        flush_root()
         assert "rid-before-rotation" in (tmp_path / "logs" / "pool.log.1").read_text()
         lines = [json.loads(line) for line in path.read_text().splitlines()]
         assert [line["request_id"] for line in lines] == ["rid-after-rotation"]
     finally:
         logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})
+
+
+def test_a_block_is_written_within_a_second_without_another_line(tmp_path):
+    """Lines wait in memory for a block, but never longer than the flush interval, even when
+    no other line comes to push them out; an error is written at once; close writes the rest."""
+    path = tmp_path / "pool.log"
+    handler = BlockFileHandler(str(path))
+    handler.setFormatter(json_formatter())
+    log = logging.getLogger("test.block")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        log.warning("first")
+        assert path.read_text() == ""  # pending
+        deadline = time.monotonic() + 3 * BlockFileHandler.FLUSH_S
+        while "first" not in path.read_text():
+            assert time.monotonic() < deadline, "a pending line was not written within the interval"
+            time.sleep(0.05)
+        log.error("at once")
+        assert "at once" in path.read_text()
+        log.warning("last")
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    assert [json.loads(line)["message"] for line in path.read_text().splitlines()] == ["first", "at once", "last"]
+
+
+def test_a_forked_worker_writes_its_own_lines_and_never_its_parents_pending_ones(tmp_path):
+    """gunicorn forks workers from the master, which logs too: a line pending in the master at
+    the fork is written once (by the master), and each process's lines are whole."""
+    path = tmp_path / "pool.log"
+    handler = BlockFileHandler(str(path))
+    handler.setFormatter(json_formatter())
+    log = logging.getLogger("test.fork")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        log.warning("master, before the fork")
+        pid = os.fork()
+        if pid == 0:  # the worker
+            try:
+                for n in range(2000):
+                    log.warning("worker %d", n)
+                handler.close()
+            finally:
+                os._exit(0)
+        for n in range(2000):
+            log.warning("master %d", n)
+        assert os.waitpid(pid, 0)[1] == 0
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    messages = [json.loads(line)["message"] for line in path.read_text().splitlines()]
+    assert messages.count("master, before the fork") == 1
+    assert sorted(m for m in messages if m.startswith("worker ")) == sorted(f"worker {n}" for n in range(2000))
+    assert sum(m.startswith("master ") for m in messages) == 2000
 
 
 def test_metrics_count_and_track_busy():
