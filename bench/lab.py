@@ -39,7 +39,9 @@ class Lab:
         self.tmp = Path(tempfile.mkdtemp(prefix="twinstack-bench-"))
         (out / "logs").mkdir(parents=True, exist_ok=True)  # nginx -t opens its log files there
         self.servers = Servers(out / "logs", self.layout)
-        self.gen = Generator(self.layout.generator, self.total_cpus, self._progress, shared=not self.layout.pinned)
+        self.gen = Generator(
+            self.layout.generator, self.total_cpus, self._progress, shared=not self.layout.pinned, scratch=self.tmp
+        )
         self.t0 = time.monotonic()
         self.failures: list[str] = []
         self.stack = StackSettings(

@@ -35,6 +35,8 @@ import httpx
 from .procs import ROOT, LabError, Sampler, Server, _pinned, settle
 
 WRK_SCRIPT = Path(__file__).with_name("wrk_json.lua")
+# wrk reads one script: the staggered runs get wrk_json.lua with wrk_stagger.lua after it.
+WRK_STAGGER = Path(__file__).with_name("wrk_stagger.lua")
 SATURATED = 0.9
 # Above this share of all CPUs busy, the box itself is the limit of the run.
 BOX_SATURATED = 0.95
@@ -129,8 +131,9 @@ def record(
 class Generator:
     """Runs the load generators on the generator's CPUs and records each run."""
 
-    def __init__(self, cpus: Sequence[int], total_cpus: int, progress, shared: bool) -> None:
+    def __init__(self, cpus: Sequence[int], total_cpus: int, progress, shared: bool, scratch: Path) -> None:
         self.cpus = tuple(cpus)
+        self.scratch = scratch  # the lab's temporary directory (wrk's staggered script)
         self.total_cpus = total_cpus
         self.shared = shared  # the servers run on the generator's CPUs too
         self.progress = progress
@@ -138,15 +141,25 @@ class Generator:
         self.wrk_threads = max(1, min(2, len(self.cpus)))
 
     # --- wrk ---------------------------------------------------------------------------------
-    def _start_wrk(self, url: str, concurrency: int, duration_s: int) -> subprocess.Popen:
+    def _start_wrk(self, url: str, concurrency: int, duration_s: int, stagger_ms: int = 0) -> subprocess.Popen:
         threads = min(self.wrk_threads, concurrency)
+        script, args = WRK_SCRIPT, []
+        if stagger_ms:
+            script = self._stagger_script()
+            args = ["--", str(stagger_ms), str(concurrency // threads)]  # wrk: connections // threads each
         cmd = [
             wrk_binary(), f"-t{threads}", f"-c{concurrency}", f"-d{duration_s}s", "--timeout", "30s",
-            "-s", str(WRK_SCRIPT), url,
+            "-s", str(script), url, *args,
         ]  # fmt: skip
         return subprocess.Popen(
             cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=_pinned(self.cpus)
         )
+
+    def _stagger_script(self) -> Path:
+        script = self.scratch / "wrk_stagger.lua"
+        if not script.exists():
+            script.write_text(WRK_SCRIPT.read_text() + "\n" + WRK_STAGGER.read_text())
+        return script
 
     @staticmethod
     def _finish_wrk(proc: subprocess.Popen) -> tuple[dict, float]:
@@ -166,9 +179,11 @@ class Generator:
         watch: Sequence[Server],
         settings: dict | None = None,
         background: tuple[str, int] | None = None,
+        stagger_ms: int = 0,
     ) -> dict:
         """One wrk run against ``url``; ``background`` = (url, concurrency) of a second wrk that
-        loads the same server meanwhile (the stall experiments), summarised in the run."""
+        loads the same server meanwhile (the stall experiments), summarised in the run;
+        ``stagger_ms`` spreads the connections' first requests over that long (wrk_stagger.lua)."""
         settled = settle(watch)
         other = self._start_wrk(background[0], background[1], duration_s + 1) if background else None
         side = None
@@ -176,7 +191,7 @@ class Generator:
             if other is not None:
                 time.sleep(0.3)  # let the interfering load reach the server first
             with Sampler(watch) as sampler:
-                result, gen_cpu = self._finish_wrk(self._start_wrk(url, concurrency, duration_s))
+                result, gen_cpu = self._finish_wrk(self._start_wrk(url, concurrency, duration_s, stagger_ms))
             if other is not None:
                 side, side_cpu = self._finish_wrk(other)
                 gen_cpu += side_cpu * duration_s / (duration_s + 1)

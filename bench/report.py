@@ -389,8 +389,10 @@ def overhead_block(overhead: dict) -> str:
         if pool.get("io"):
             parts.append(
                 "<h3>Waits through nginx against Little's law</h3><p>Judged on the steady throughput, concurrency / "
-                "mean latency: wrk starts every connection at once and stops mid-wait, so its count misses up to one "
-                "round of waits per connection. Both are shown.</p>"
+                "mean latency: wrk stops mid-wait, so its count misses up to one round of waits per connection (both "
+                "are shown). The judged runs spread each connection's first request over one wait, as independent "
+                "clients arrive; started all at once (wrk's default, the last row), requests of equal waits stay in "
+                "lockstep for the whole run and each worker meets its share of them in one burst per wait.</p>"
             )
             parts.append(
                 runs_table(

