@@ -102,6 +102,13 @@ def workers_of(pid: int) -> list[int]:
     return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
+def replaced(master: int, before: set[int]) -> bool:
+    """The master runs its full count of workers again, one of them new. (nginx need not send
+    the new one anything: its kept-alive connections to the survivor can carry the whole load.)"""
+    now = set(workers_of(master))
+    return len(now) == len(before) and bool(now - before)
+
+
 def retried_gets(stack: Stack) -> int:
     """GETs nginx answered 200 after a second upstream attempt: requests a kill caught."""
     return sum(
@@ -115,6 +122,8 @@ def responses_cut_after_headers(stack: Stack) -> int:
     return errors.count("upstream prematurely closed connection while reading upstream,")
 
 
+# Ten runs of up to 30 s each: at 200 clients (no per-client limit) about 2 minutes here.
+@pytest.mark.timeout(400)
 @pytest.mark.parametrize("clients", [40, 200])
 def test_a_killed_worker_never_costs_a_get_over_repeated_runs(tmp_path, nginx_bin, clients: int):
     """Each run: ``clients`` on /async/io and a tenth as many on /sync/io, one worker of each
@@ -127,8 +136,12 @@ def test_a_killed_worker_never_costs_a_get_over_repeated_runs(tmp_path, nginx_bi
     it can only end the connection. Such a loss is allowed here only when nginx logged it as
     exactly that ("prematurely closed ... while reading upstream", the body phase); seen about
     once in twenty kills."""
+    # Every client of the load is one address: the per-client limits are tested elsewhere
+    # (test_hardening.py) and here would only refuse the load (429) before a worker is killed.
     with running_stack(
         tmp_path,
+        TWINSTACK_RATE_LIMIT_RPS="100000",
+        TWINSTACK_RATE_LIMIT_BURST="100000",
         TWINSTACK_EXPENSIVE_RATE_LIMIT_RPS="100000",
         TWINSTACK_EXPENSIVE_RATE_LIMIT_BURST="100000",
         TWINSTACK_CLIENT_MAX_CONNS="1000",
@@ -138,16 +151,17 @@ def test_a_killed_worker_never_costs_a_get_over_repeated_runs(tmp_path, nginx_bi
             with SteadyLoad(own.base_url, per_pool=clients, sync_clients=clients // 10, max_s=30) as load:
                 while min(load.ok(p) for p in PREFIXES) < 20 and time.monotonic() < load.deadline:
                     time.sleep(0.05)
-                killed = {}
+                killed, masters, before = {}, {}, {}
                 for program, prefix in (("fastapi", "/async"), ("flask", "/sync")):
-                    killed[prefix] = str(workers_of(master_pid(own, program))[0])
+                    masters[prefix] = master_pid(own, program)
+                    before[prefix] = set(workers_of(masters[prefix]))
+                    killed[prefix] = str(min(before[prefix]))
                     os.kill(int(killed[prefix]), signal.SIGKILL)
                 with load.lock:
-                    load.served_by = {p: set() for p in PREFIXES}
                     after = {p: load.ok(p) for p in PREFIXES}
-                # Until a replacement worker has served and 50 more GETs went through per pool.
+                # Until a replacement worker runs and 50 more GETs went through per pool.
                 while time.monotonic() < load.deadline and not all(
-                    len(load.served_by[p] - {killed[p]}) >= 2 and load.ok(p) >= after[p] + 50 for p in PREFIXES
+                    replaced(masters[p], before[p]) and load.ok(p) >= after[p] + 50 for p in PREFIXES
                 ):
                     time.sleep(0.05)
             lost = {k: v for k, v in load.failures().items() if isinstance(k[1], str)}
