@@ -22,6 +22,15 @@ import pytest
 from tests.support import ROOT, free_port
 
 SYNC_WORKERS = 2
+# For a stack whose load all comes from one client address (the test's): nginx's per-client
+# rate limits, raised out of the way. They are tested on their own (test_hardening.py); under a
+# load test they would only refuse the load with 429.
+ONE_CLIENT_LOAD = dict(
+    TWINSTACK_RATE_LIMIT_RPS="1000000",
+    TWINSTACK_RATE_LIMIT_BURST="1000000",
+    TWINSTACK_EXPENSIVE_RATE_LIMIT_RPS="1000000",
+    TWINSTACK_EXPENSIVE_RATE_LIMIT_BURST="1000000",
+)
 
 
 @dataclass

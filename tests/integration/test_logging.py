@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from tests.integration import logs
-from tests.integration.conftest import Stack, running_stack
+from tests.integration.conftest import ONE_CLIENT_LOAD, Stack, running_stack
 
 pytestmark = pytest.mark.integration
 
@@ -30,16 +30,8 @@ CONSOLES = ("fastapi-console", "flask-console", "nginx-console")
 
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory: pytest.TempPathFactory, nginx_bin: str) -> Iterator[Stack]:
-    # One client address sends everything here: the per-client limits would measure themselves.
-    with running_stack(
-        tmp_path_factory.mktemp("logging"),
-        TWINSTACK_RATE_LIMIT_RPS="1000000",
-        TWINSTACK_RATE_LIMIT_BURST="1000000",
-        TWINSTACK_EXPENSIVE_RATE_LIMIT_RPS="1000000",
-        TWINSTACK_EXPENSIVE_RATE_LIMIT_BURST="1000000",
-        TWINSTACK_CLIENT_MAX_CONNS="65535",
-        TWINSTACK_SYNC_MAX_INFLIGHT_PER_CLIENT="100",
-    ) as own:
+    limits = dict(TWINSTACK_CLIENT_MAX_CONNS="65535", TWINSTACK_SYNC_MAX_INFLIGHT_PER_CLIENT="100")
+    with running_stack(tmp_path_factory.mktemp("logging"), **ONE_CLIENT_LOAD, **limits) as own:
         yield own
 
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.integration import logs
-from tests.integration.conftest import Stack, running_stack
+from tests.integration.conftest import ONE_CLIENT_LOAD, Stack, running_stack
 
 pytestmark = pytest.mark.integration
 
@@ -136,16 +136,7 @@ def test_a_killed_worker_never_costs_a_get_over_repeated_runs(tmp_path, nginx_bi
     it can only end the connection. Such a loss is allowed here only when nginx logged it as
     exactly that ("prematurely closed ... while reading upstream", the body phase); seen about
     once in twenty kills."""
-    # Every client of the load is one address: the per-client limits are tested elsewhere
-    # (test_hardening.py) and here would only refuse the load (429) before a worker is killed.
-    with running_stack(
-        tmp_path,
-        TWINSTACK_RATE_LIMIT_RPS="100000",
-        TWINSTACK_RATE_LIMIT_BURST="100000",
-        TWINSTACK_EXPENSIVE_RATE_LIMIT_RPS="100000",
-        TWINSTACK_EXPENSIVE_RATE_LIMIT_BURST="100000",
-        TWINSTACK_CLIENT_MAX_CONNS="1000",
-    ) as own:
+    with running_stack(tmp_path, **ONE_CLIENT_LOAD, TWINSTACK_CLIENT_MAX_CONNS="1000") as own:
         for run in range(10):
             begun_before = responses_cut_after_headers(own)
             with SteadyLoad(own.base_url, per_pool=clients, sync_clients=clients // 10, max_s=30) as load:

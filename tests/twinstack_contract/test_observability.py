@@ -7,6 +7,9 @@ import logging
 import logging.config
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -99,16 +102,26 @@ def test_logging_config_writes_to_a_file_that_is_reopened_after_rotation(tmp_pat
         logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})
 
 
+@contextmanager
+def block_logger(path: Path, name: str) -> Iterator[tuple[logging.Logger, BlockFileHandler]]:
+    """A logger of its own writing through a BlockFileHandler to ``path``; closed after."""
+    handler = BlockFileHandler(str(path))
+    handler.setFormatter(json_formatter())
+    log = logging.getLogger(name)
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        yield log, handler
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
 def test_a_block_is_written_within_a_second_without_another_line(tmp_path):
     """Lines wait in memory for a block, but never longer than the flush interval, even when
     no other line comes to push them out; an error is written at once; close writes the rest."""
     path = tmp_path / "pool.log"
-    handler = BlockFileHandler(str(path))
-    handler.setFormatter(json_formatter())
-    log = logging.getLogger("test.block")
-    log.addHandler(handler)
-    log.propagate = False
-    try:
+    with block_logger(path, "test.block") as (log, _):
         log.warning("first")
         assert path.read_text() == ""  # pending
         deadline = time.monotonic() + 3 * BlockFileHandler.FLUSH_S
@@ -118,9 +131,6 @@ def test_a_block_is_written_within_a_second_without_another_line(tmp_path):
         log.error("at once")
         assert "at once" in path.read_text()
         log.warning("last")
-    finally:
-        log.removeHandler(handler)
-        handler.close()
     assert [json.loads(line)["message"] for line in path.read_text().splitlines()] == ["first", "at once", "last"]
 
 
@@ -128,12 +138,7 @@ def test_a_forked_worker_writes_its_own_lines_and_never_its_parents_pending_ones
     """gunicorn forks workers from the master, which logs too: a line pending in the master at
     the fork is written once (by the master), and each process's lines are whole."""
     path = tmp_path / "pool.log"
-    handler = BlockFileHandler(str(path))
-    handler.setFormatter(json_formatter())
-    log = logging.getLogger("test.fork")
-    log.addHandler(handler)
-    log.propagate = False
-    try:
+    with block_logger(path, "test.fork") as (log, handler):
         log.warning("master, before the fork")
         pid = os.fork()
         if pid == 0:  # the worker
@@ -146,9 +151,6 @@ def test_a_forked_worker_writes_its_own_lines_and_never_its_parents_pending_ones
         for n in range(2000):
             log.warning("master %d", n)
         assert os.waitpid(pid, 0)[1] == 0
-    finally:
-        log.removeHandler(handler)
-        handler.close()
     messages = [json.loads(line)["message"] for line in path.read_text().splitlines()]
     assert messages.count("master, before the fork") == 1
     assert sorted(m for m in messages if m.startswith("worker ")) == sorted(f"worker {n}" for n in range(2000))
