@@ -228,10 +228,14 @@ def targets(pools: dict) -> list[dict]:
                         "binds": "not measured (see the failures)"})  # fmt: skip
             continue
         ratio = row["throughput_rps"] / ref["throughput_rps"]
+        figures = f"{row['throughput_rps']:,.0f} vs {ref['throughput_rps']:,.0f} req/s"
+        bare_proxied = rows.get(BARE_THROUGH_NGINX)
+        if measured == THROUGH_NGINX and bare_proxied and bare_proxied.get("ratio_to_direct"):
+            # What nginx alone costs here: the bare app through a proxy that does nothing else.
+            figures += f"; the bare app through a minimal nginx: {bare_proxied['ratio_to_direct']:.2f} of direct"
         out.append({
             "key": key, "what": what, "target": target, "measured": round(ratio, 4), "met": ratio >= target,
-            "figures": f"{row['throughput_rps']:,.0f} vs {ref['throughput_rps']:,.0f} req/s",
-            "binds": binds(row),
+            "figures": figures, "binds": binds(row),
         })  # fmt: skip
     judged = [run for run in pools.get("async", {}).get("io", []) if run.get("staggered", True)]
     for run, target in zip(judged, IO_TARGETS, strict=False):
