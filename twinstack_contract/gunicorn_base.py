@@ -59,9 +59,10 @@ forwarded_allow_ips = ""
 worker_tmp_dir = "/dev/shm"
 
 # --- Logging ---------------------------------------------------------------------------------
-# JSON lines on stderr (each conf sets logconfig_dict from twinstack_contract.observability):
-# Docker collects them; natively supervisord writes them to logs/. No server access log: the
-# apps log each request themselves, with the request id, route and duration.
+# JSON lines (each conf sets logconfig_dict from twinstack_contract.logs): on stderr under
+# Docker, which collects them; natively into the pool's own file in logs/, written by the
+# processes themselves (TWINSTACK_*_LOG_FILE), never through supervisord. No server access log:
+# the apps log each request themselves, with the request id, route and duration.
 accesslog = None
 errorlog = "-"
 
