@@ -67,7 +67,7 @@ logs: ## Follow every log of the running stack, interleaved
 loadtest: up ## Headless Locust run against the stack (PROFILE=mixed, WORKERS=0); report in reports/
 	@$(MAKE) --no-print-directory _loadtest-$(STACK)
 
-bench: $(STAMP) .bench-deps ## The lab: every claim in DESIGN.md measured against its limit (QUICK=1: short); report in reports/
+bench: $(STAMP) .bench-deps ## The lab: each claim about sync vs async measured against its physical limit (QUICK=1: short); report in reports/
 	@$(PY) -m bench run --mode $(BENCH_MODE)
 
 bench-compare: $(STAMP) ## Two lab runs side by side, B as ratios of A: make bench-compare reports/bench-A reports/bench-B

@@ -1,2 +1,2 @@
 """The lab: ``python -m bench`` (``make bench``) measures both serving models against their
-physical limits and turns every claim in DESIGN.md into a verdict, with charts."""
+physical limits and turns every claim (verdicts.CLAIMS) into a verdict, with charts."""

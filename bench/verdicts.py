@@ -1,6 +1,6 @@
 """The yardsticks and the verdict rules every experiment of the lab is judged by.
 
-The yardsticks (DESIGN.md, "Physical limits"):
+The yardsticks:
 - Little's law: a server holding ``slots`` requests at once, each waiting ``latency``, cannot
   answer more than ``slots / latency`` per second. slots = concurrency for an event loop,
   workers for sync workers, workers x threads for gthread.

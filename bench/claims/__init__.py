@@ -1,1 +1,1 @@
-"""One module per group of DESIGN.md claims; each function runs its experiment on a ``Lab``."""
+"""One module per group of claims (verdicts.CLAIMS); each function runs its experiment on a ``Lab``."""

@@ -1,7 +1,7 @@
 """The lab, end to end, in its tiny mode: the real servers, nginx and wrk, for a second a point.
 
 It asserts no timing (this machine is shared and noisy). It asserts that the report is
-complete and well-formed: every claim of DESIGN.md present with a verdict that is one of
+complete and well-formed: every claim of bench/verdicts.py present with a verdict that is one of
 three, every figure a finite number from a run that actually carried requests, every chart
 inline, and the comparison tool reading the result.
 """
