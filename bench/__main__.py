@@ -26,7 +26,7 @@ def _run(args: argparse.Namespace) -> int:
     wrk_binary()  # fail before starting anything when the generator is missing
     out = args.out or (ROOT / "reports" / f"bench-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
-    print(f"twinstack lab, {mode.name} mode: every claim about sync vs async, measured. Report: {out}/index.html", flush=True)
+    print(f"twinstack lab, {mode.name} mode: every claim, measured. Report: {out}/index.html", flush=True)
     lab = Lab(mode, out, say=lambda line: print(line, flush=True))
     results = lab.run()
     (out / "results.json").write_text(json.dumps(results, indent=1, allow_nan=False))

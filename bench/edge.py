@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from twinstack_contract.serving import async_workers, sync_workers
+
 from .procs import LabError, argv, free_port
 
 if TYPE_CHECKING:
@@ -68,7 +70,7 @@ def static(lab: Lab) -> list[dict]:
     asgi_port, wsgi_port = free_port(), free_port()
     ctl = lab.tmp / "static-ctl"
     ctl.mkdir(exist_ok=True)
-    workers = {"asgi": lab.cores, "wsgi": 2 * lab.cores + 1}
+    workers = {"asgi": async_workers(lab.cores), "wsgi": sync_workers(lab.cores)}
     asgi = lab.peer(
         "static-asgi",
         argv("gunicorn", "-k", "uvicorn_worker.UvicornWorker", "-w", workers["asgi"],

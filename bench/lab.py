@@ -18,6 +18,7 @@ from pathlib import Path
 
 from native import nginx_config
 from native.settings import StackSettings
+from twinstack_contract.serving import async_workers, sync_workers
 
 from . import edge, overhead, peers
 from .claims import cpu_bound, features, io_bound, scaling, stall
@@ -122,7 +123,7 @@ class Lab:
             "TWINSTACK_RUN_DIR": str(self.tmp / name),
             **(env or {}),
         }
-        effective = workers or (self.cores if service == "async" else 2 * self.cores + 1)
+        effective = workers or (async_workers(self.cores) if service == "async" else sync_workers(self.cores))
         env[f"TWINSTACK_{prefix}_WORKERS"] = str(effective)
         settings = {"server": "gunicorn", "workers": effective}
         if service == "async":

@@ -14,6 +14,8 @@ from dotenv import dotenv_values
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from twinstack_contract.serving import ASYNC_PORT, DOWNSTREAM_PORT, SYNC_PORT, SyncPool
+
 ROOT = Path(__file__).resolve().parent.parent
 # As root, each stack's web root copy and nginx temp files live below this (see public_dir).
 PUBLIC_ROOT = Path("/run/twinstack")
@@ -23,9 +25,9 @@ class StackSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TWINSTACK_", env_file=ROOT / ".env", extra="ignore")
 
     http_port: int = Field(8080, ge=1, le=65535, description="nginx, the only public port.")
-    async_port: int = Field(8001, ge=1, le=65535)
-    sync_port: int = Field(8002, ge=1, le=65535)
-    downstream_port: int = Field(8003, ge=1, le=65535)
+    async_port: int = Field(ASYNC_PORT, ge=1, le=65535)
+    sync_port: int = Field(SYNC_PORT, ge=1, le=65535)
+    downstream_port: int = Field(DOWNSTREAM_PORT, ge=1, le=65535)
     locust_port: int = Field(8089, ge=1, le=65535, description="The Locust web UI.")
     nginx_status_port: int = Field(8090, ge=1, le=65535, description="nginx stub_status, loopback only.")
     monitoring: bool = Field(False, description="Also run Prometheus and the nginx exporter (make up MONITORING=1).")
@@ -101,9 +103,7 @@ class StackSettings(BaseSettings):
     @staticmethod
     def sync_workers() -> int:
         """The sync pool's worker count, as flask_service/gunicorn.conf.py derives it."""
-        from twinstack_contract.serving import SyncPool, usable_cpus
-
-        return SyncPool().workers or 2 * usable_cpus() + 1
+        return SyncPool().worker_count()
 
     @staticmethod
     def nginx_globals(prefix: Path, foreground: bool = True) -> str:

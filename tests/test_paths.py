@@ -35,7 +35,10 @@ MARKDOWN_RE = re.compile(r"(?<![\w./-])([\w-]+\.md)\b")
 
 
 def texts() -> list[str]:
-    return [name for name in FILES if Path(name).name in TEXT_NAMES or Path(name).suffix in TEXT_SUFFIXES]
+    own = Path(__file__).resolve().relative_to(ROOT).as_posix()  # its examples name missing paths on purpose
+    return [
+        name for name in FILES if name != own and (Path(name).name in TEXT_NAMES or Path(name).suffix in TEXT_SUFFIXES)
+    ]
 
 
 FILE_SUFFIXES = {"conf", "log", "json", "html", "yml", "yaml", "lua", "template", "md", "txt", "gz", "pid", "sock"}

@@ -1,7 +1,10 @@
-"""gunicorn settings both pools share, star-imported by each service's ``gunicorn.conf.py``.
+"""The server hooks and low-level gunicorn settings both pools share, imported by each
+service's ``gunicorn.conf.py``.
 
-These are one policy for the whole stack, so they live once. What differs per pool (bind,
-worker class and count, recycling, the control socket, the log level) stays in each file.
+The values a reader looks for (bind, workers, worker class, timeouts, keep-alive, recycling)
+stand in each gunicorn.conf.py itself, with their reasons; what is here is the same for both
+pools and rarely read: worker lifecycle hooks, the heartbeat directory, proxy handling, the
+request-line limit and where gunicorn's own logs go.
 """
 
 import ctypes
@@ -10,35 +13,17 @@ import os
 import signal
 import sys
 
-from twinstack_contract.serving import GRACEFUL_TIMEOUT_S, KEEPALIVE_S, TIMEOUT_S
-
 __all__ = [
     "accesslog",
     "child_exit",
     "errorlog",
     "forwarded_allow_ips",
-    "graceful_timeout",
-    "keepalive",
     "limit_request_line",
     "on_starting",
     "post_fork",
     "post_worker_init",
-    "timeout",
     "worker_tmp_dir",
 ]
-
-# --- Timeouts (one ordering across the stack, asserted by tests/test_timeouts.py) ----------
-# timeout: a worker silent (sync: busy) this long is killed. Above nginx proxy_read_timeout
-# (35 s), so nginx answers 504 first, and above the longest request the contract allows (30 s).
-timeout = TIMEOUT_S
-# graceful_timeout: on stop or reload, in-flight requests get this long to finish; at least the
-# longest allowed request. supervisord's stopwaitsecs (50 s) waits longer than this.
-graceful_timeout = GRACEFUL_TIMEOUT_S
-# keepalive: idle upstream connections stay open longer than nginx keeps them (upstream
-# keepalive_timeout 60 s), so nginx always closes first and never reuses a closing socket.
-# (uvicorn, gthread and gevent keep connections alive; the sync worker closes after each
-# response, so there nginx's upstream keep-alive has nothing to reuse.)
-keepalive = KEEPALIVE_S
 
 # --- Request limits --------------------------------------------------------------------------
 # The longest request line gunicorn reads (its maximum; the default is 4094). nginx reads lines

@@ -23,6 +23,13 @@ TIMEOUT_S = 40
 GRACEFUL_TIMEOUT_S = 40
 KEEPALIVE_S = 75
 
+# Where each service listens by default, natively and inside its container (one definition:
+# native mode, the apps and tests/docker read these; docker-compose.yml's literals are checked
+# against them).
+ASYNC_PORT = 8001
+SYNC_PORT = 8002
+DOWNSTREAM_PORT = 8003
+
 
 def usable_cpus() -> int:
     """CPUs this process may run on: its affinity mask, capped by a cgroup v2 CPU quota
@@ -37,6 +44,18 @@ def usable_cpus() -> int:
     return count
 
 
+def async_workers(cpus: int) -> int:
+    """An event loop is single-threaded: one worker per usable CPU uses every core; more only
+    adds context switches."""
+    return cpus
+
+
+def sync_workers(cpus: int) -> int:
+    """gunicorn's own rule for sync workers, (2 x CPUs) + 1: while one worker waits on I/O,
+    another can use the core."""
+    return 2 * cpus + 1
+
+
 class PoolSettings(BaseSettings):
     """One gunicorn pool; AsyncPool and SyncPool below give it its variables' prefix."""
 
@@ -44,7 +63,7 @@ class PoolSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", env_ignore_empty=True)
 
     host: str = Field("127.0.0.1", description="Interface to bind: loopback natively, 0.0.0.0 in a container.")
-    port: int = Field(8001, ge=1, le=65535)
+    port: int = Field(ASYNC_PORT, ge=1, le=65535)
     workers: int | None = Field(None, ge=1, le=256, description="Worker processes; default derived from CPUs.")
     worker_class: Literal["sync", "gthread", "gevent"] = "sync"
     threads: int = Field(4, ge=1, le=256, description="Threads per worker (gthread only).")
@@ -84,10 +103,16 @@ class PoolSettings(BaseSettings):
 class AsyncPool(PoolSettings):
     model_config = SettingsConfigDict(env_prefix="TWINSTACK_ASYNC_")
 
-    port: int = Field(8001, ge=1, le=65535)
+    port: int = Field(ASYNC_PORT, ge=1, le=65535)
+
+    def worker_count(self) -> int:
+        return self.workers or async_workers(usable_cpus())
 
 
 class SyncPool(PoolSettings):
     model_config = SettingsConfigDict(env_prefix="TWINSTACK_SYNC_")
 
-    port: int = Field(8002, ge=1, le=65535)
+    port: int = Field(SYNC_PORT, ge=1, le=65535)
+
+    def worker_count(self) -> int:
+        return self.workers or sync_workers(usable_cpus())

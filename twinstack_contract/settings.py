@@ -13,13 +13,15 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .serving import DOWNSTREAM_PORT
+
 
 class ServiceSettings(BaseSettings):
     # env_ignore_empty: compose passes `${VAR:-}` as "", which means "use the default".
     model_config = SettingsConfigDict(env_prefix="TWINSTACK_", extra="ignore", env_ignore_empty=True)
 
     downstream_url: str = Field(
-        "http://127.0.0.1:8003", description="Base URL of the downstream service /fanout and /ready call."
+        f"http://127.0.0.1:{DOWNSTREAM_PORT}", description="Base URL of the downstream service /fanout and /ready call."
     )
     downstream_timeout_s: float = Field(35.0, gt=0, description="Per-call timeout; above the longest allowed wait.")
     trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(
