@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# The ordering, longest-allowed request first (see README "Timeouts"):
+# The ordering, longest-allowed request first (see docs/architecture.md, "Timeouts"):
 #   contract MAX_REQUEST_MS (30 s) < nginx proxy_read_timeout (35 s)
 #   < gunicorn timeout (40 s) <= graceful_timeout (40 s) < supervisor stopwaitsecs (50 s)
 # and gunicorn keepalive (75 s) > nginx upstream keepalive_timeout (60 s).

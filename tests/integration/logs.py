@@ -1,5 +1,5 @@
 """Reading the stack's logs in tests: every line of nginx's access log and of the pools' logs
-is a JSON object (the README promises it), so the reader refuses any other line instead of
+is a JSON object (docs/operations.md promises it), so the reader refuses any other line instead of
 skipping it. Files logrotate rotated away (``name.log.1``, ``name.log.2.gz`` ...) are read
 too, oldest first."""
 
