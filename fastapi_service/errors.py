@@ -12,15 +12,14 @@ from starlette.exceptions import HTTPException
 from twinstack_contract.errors import ContractError, code_for_status, error_body, from_validation_errors
 from twinstack_contract.models import ErrorBody
 
+from . import flask_parity
+
 log = logging.getLogger(__name__)
 
 # What a router with parameters declares for its 422: the contract's error body, which
 # validation_error below sends. Without it FastAPI documents its own HTTPValidationError
 # ({"detail": [...]}), a body neither service ever sends.
 VALIDATION_ERROR_RESPONSE = {422: {"model": ErrorBody, "description": "Invalid parameters."}}
-
-# The detail fastapi.routing uses for a body it could not decode.
-BODY_PARSE_ERROR = "There was an error parsing the body"
 
 
 def _respond(request: Request, exc: ContractError, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -38,18 +37,10 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
 
 
 async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-    if exc.status_code == 400 and exc.detail == BODY_PARSE_ERROR:
-        # FastAPI raises this before any dependency runs when a JSON body cannot even be
-        # decoded (invalid UTF-8): the contract calls that invalid JSON, as Flask does.
-        return _respond(request, ContractError(400, "invalid_json", "The request body is not valid JSON."))
+    if (imitated := flask_parity.as_flask_error(exc)) is not None:
+        return _respond(request, imitated)
     message = exc.detail if isinstance(exc.detail, str) else "Request failed."
-    headers = exc.headers
-    if exc.status_code == 405 and headers and "Allow" in headers:
-        # HEAD is served wherever GET is (middleware.HeadMiddleware), so a 405 says so, as
-        # werkzeug's does on the Flask side.
-        allowed = {m.strip() for m in headers["Allow"].split(",") if m.strip()}
-        if "GET" in allowed:
-            headers = {**headers, "Allow": ", ".join(sorted(allowed | {"HEAD"}))}
+    headers = flask_parity.allow_with_head(exc.status_code, exc.headers)
     return _respond(request, ContractError(exc.status_code, code_for_status(exc.status_code), message), headers)
 
 

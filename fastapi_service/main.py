@@ -13,7 +13,8 @@ from twinstack_contract.jobs import JobRunner, JobStore
 from twinstack_contract.metrics import Metrics
 
 from . import docs, errors
-from .middleware import BodyLimitMiddleware, ForwardedMiddleware, HeadMiddleware
+from .flask_parity import BodyLimitMiddleware, HeadMiddleware
+from .middleware import ForwardedMiddleware
 from .observability import ObservabilityMiddleware, monitor_loop_lag
 from .routers import health, inspect, jobs, lab, metrics, orders, workloads, ws
 from .settings import Settings

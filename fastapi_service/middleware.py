@@ -1,5 +1,4 @@
-"""Proxy awareness for the ASGI app, at the app so it holds under any ASGI server; and where
-FastAPI alone would answer otherwise than the Flask service: the body limit and HEAD.
+"""Proxy awareness for the ASGI app, at the app so it holds under any ASGI server.
 
 From a trusted proxy (nginx) the app takes: the client address and scheme (uvicorn's own
 ProxyHeadersMiddleware), the path prefix nginx stripped (``X-Forwarded-Prefix`` becomes the
@@ -13,8 +12,7 @@ from __future__ import annotations
 from ipaddress import IPv4Network, IPv6Network
 
 from starlette.datastructures import Headers
-from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from twinstack_contract.proxy import TrustedProxies, clean_prefix, request_id
@@ -54,73 +52,3 @@ class ForwardedMiddleware:
             if scope.get("raw_path"):
                 scope["raw_path"] = prefix.encode() + scope["raw_path"]
         await self.proxied(scope, receive, send)
-
-
-# nginx's client_max_body_size 64k, and Flask's MAX_CONTENT_LENGTH.
-MAX_BODY_BYTES = 64 * 1024
-
-
-class BodyLimitMiddleware:
-    """A request body over MAX_BODY_BYTES is refused with 413, as the Flask service refuses it.
-
-    nginx already refuses one at the edge, but a pool reached directly (its own port: a health
-    checker, another proxy, a misrouted client) must not read an unbounded body into memory,
-    and must answer as the sync pool does. Checked when the app reads the body, as werkzeug
-    checks it: a declared Content-Length before the first byte, a chunked body as it arrives.
-    The HTTPException reaches errors.http_error (FastAPI re-raises it from the body read), which
-    answers in the contract's shape; its message is werkzeug's, so both say the same.
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        received = -1  # -1: the body was not read yet (most requests never read one)
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            if received < 0:
-                declared = Headers(scope=scope).get("content-length", "")
-                if declared.isdigit() and int(declared) > self.max_bytes:
-                    raise HTTPException(413, "Request Entity Too Large")
-                received = 0
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise HTTPException(413, "Request Entity Too Large")
-            return message
-
-        await self.app(scope, limited_receive, send)
-
-
-class HeadMiddleware:
-    """HEAD wherever GET, as the Flask service (werkzeug) answers.
-
-    RFC 9110 9.3.2: a general-purpose server must support HEAD on what it serves with GET.
-    FastAPI routes only the methods a route declares, so HEAD /async/health was a 405 while
-    HEAD /sync/health was a 200. Declaring HEAD on each route would put a HEAD operation for
-    every path into the published schema instead. Here a HEAD is routed as a GET, so its
-    headers, Content-Length included, are the GET's; the server's own scope still says HEAD, so
-    it sends no body (uvicorn drops a HEAD's body, as ASGI servers do for Starlette's own HEAD
-    routes). A 405's Allow names HEAD beside GET: errors.http_error adds it.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "HEAD":
-            await self.app(scope, receive, send)
-            return
-        as_get = {**scope, "method": "GET"}
-        try:
-            await self.app(as_get, receive, send)
-        finally:
-            # The route the GET matched, for the metrics and the access log (observability.py).
-            if "route" in as_get:
-                scope["route"] = as_get["route"]

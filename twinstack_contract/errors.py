@@ -32,6 +32,11 @@ def error_body(
     return ErrorBody(error=info).model_dump(mode="json")
 
 
+def invalid_json() -> ContractError:
+    """A body that is not JSON at all (bad syntax, bad UTF-8, nesting too deep): 400."""
+    return ContractError(400, "invalid_json", "The request body is not valid JSON.")
+
+
 def validation_details(errors: Iterable[Mapping[str, Any]], location: str | None = None) -> list[ErrorDetail]:
     """Pydantic's error list, reduced to what both frameworks report identically.
 
@@ -51,7 +56,7 @@ def from_validation_errors(errors: Iterable[Mapping[str, Any]], location: str | 
     """Map pydantic errors to the contract: unparseable JSON is 400, invalid data 422."""
     errors = list(errors)
     if any(e["type"] == "json_invalid" for e in errors):
-        return ContractError(400, "invalid_json", "The request body is not valid JSON.")
+        return invalid_json()
     return ContractError(422, "validation_error", "The request is not valid.", validation_details(errors, location))
 
 

@@ -9,7 +9,7 @@ from twinstack_contract.errors import ContractError
 from twinstack_contract.jobs import JobRunner
 from twinstack_contract.models import JobRequest
 
-from ..validation import json_body
+from ..fastapi_parity import json_body
 
 bp = Blueprint("jobs", __name__, url_prefix="/jobs")
 

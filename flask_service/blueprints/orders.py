@@ -7,7 +7,7 @@ from flask import Blueprint
 from twinstack_contract.models import Order
 from twinstack_contract.work import create_order
 
-from ..validation import json_body
+from ..fastapi_parity import json_body
 
 bp = Blueprint("orders", __name__, url_prefix="/orders")
 

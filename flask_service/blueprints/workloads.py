@@ -18,7 +18,7 @@ from twinstack_contract.models import (
 )
 from twinstack_contract.work import cpu_work, stream_line, worker_id
 
-from ..validation import query
+from ..fastapi_parity import query
 
 bp = Blueprint("workloads", __name__)
 

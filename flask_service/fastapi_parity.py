@@ -1,7 +1,11 @@
-"""Explicit validation with the shared models, raising the same errors FastAPI produces.
+"""Where the Flask service imitates FastAPI, so both answer alike: query and body validation
+with the shared models, raising the errors FastAPI produces.
 
-FastAPI decodes a JSON body with ``json.loads`` and then validates the Python value; doing the
-same here (rather than ``model_validate_json``) makes every error message identical.
+Flask's own path would be ``request.get_json()`` and ``request.args.to_dict()``; here, as
+FastAPI does, a JSON body is decoded with ``json.loads`` and then the Python value validated
+(rather than ``model_validate_json``), so every error message is identical, and a repeated
+query parameter counts by its last value. The FastAPI service's imitations of Flask are in
+fastapi_service/flask_parity.py.
 """
 
 from __future__ import annotations
@@ -13,11 +17,9 @@ from flask import request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from twinstack_contract.errors import ContractError, from_validation_errors, require_json
+from twinstack_contract.errors import from_validation_errors, invalid_json, require_json
 
 M = TypeVar("M", bound=BaseModel)
-
-INVALID_JSON = ContractError(400, "invalid_json", "The request body is not valid JSON.")
 
 
 def query(model: type[M]) -> M:
@@ -55,7 +57,7 @@ def json_body(model: type[M]) -> M:
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError):  # bad syntax, bad UTF-8, nesting too deep
-        raise INVALID_JSON from None
+        raise invalid_json() from None
     try:
         # from_attributes, as FastAPI validates bodies: the same error for a non-object body.
         return model.model_validate(data, from_attributes=True)
