@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .peers import combine
+from .peers import combine, interleaved_rounds
 from .procs import LabError, free_port
 
 if TYPE_CHECKING:
@@ -108,22 +108,9 @@ def _pool(lab: Lab, service: str, ports: dict[str, int], nginx: Server, stack_ur
         f"overhead, {service} pool: GET /health, c={m.proxy_concurrency}, {len(runs)} contenders, "
         f"{m.peer_rounds} rounds"
     )
-    rounds: dict[str, list[dict]] = {label: [] for label, _, _ in runs}
+    contenders = [(label, f"{service}: {label}", url, watch, watch[0].settings) for label, url, watch in runs]
     try:
-        for i in range(m.peer_rounds):
-            # Interleaved, each round in a different order (as the peers are).
-            for label, url, watch in runs[i % len(runs) :] + runs[: i % len(runs)]:
-                if label not in rounds:
-                    continue
-                try:
-                    run = lab.gen.wrk(
-                        f"{service}: {label}", url, m.proxy_concurrency, m.peer_duration_s, watch, watch[0].settings
-                    )
-                except LabError as exc:
-                    lab.failed(f"overhead: {service} {label}", exc)
-                    del rounds[label]
-                    continue
-                rounds[label].append(run)
+        rounds = interleaved_rounds(lab, contenders, m.proxy_concurrency, f"overhead: {service} {{name}}")
         io = []
         if service == "async" and TWINSTACK in servers:
             try:

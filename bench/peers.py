@@ -92,23 +92,35 @@ def peers(lab: Lab) -> dict:
     return out
 
 
+# A contender of interleaved rounds: its name, the wrk label, the URL, the servers it loads, and
+# the settings its runs record.
+Contender = tuple[str, str, str, "list[Server]", "dict | None"]
+
+
+def interleaved_rounds(lab: Lab, contenders: list[Contender], c: int, what: str) -> dict[str, list[dict]]:
+    """``lab.mode.peer_rounds`` rounds of every contender, each round in a different order: a
+    drift of the machine (another tenant, a warm cache) is shared out instead of landing on one
+    contender. One whose run fails is reported (as ``what`` says it, ``{name}`` its name) and
+    left out; the others go on."""
+    m = lab.mode
+    rounds: dict[str, list[dict]] = {name: [] for name, *_ in contenders}
+    for i in range(m.peer_rounds):
+        for name, label, url, watch, settings in contenders[i % len(contenders) :] + contenders[: i % len(contenders)]:
+            if name not in rounds:
+                continue
+            try:
+                rounds[name].append(lab.gen.wrk(label, url, c, m.peer_duration_s, watch, settings))
+            except LabError as exc:
+                lab.failed(what.replace("{name}", name), exc)
+                del rounds[name]
+    return rounds
+
+
 def _rank(lab: Lab, group: str, entries: list[tuple[str, Server]], path: str, c: int) -> list[dict]:
     """Every contender's rounds, interleaved, as rows best first. A contender whose run fails
     is reported and left out of this ranking; the others are still ranked."""
-    m = lab.mode
-    rounds: dict[str, list[dict]] = {name: [] for name, _ in entries}
-    for i in range(m.peer_rounds):
-        # Interleaved, each round in a different order: a drift of the machine (another
-        # tenant, a warm cache) is shared out instead of landing on one contender.
-        for name, server in entries[i % len(entries) :] + entries[: i % len(entries)]:
-            if name not in rounds:
-                continue
-            label = f"{group} {name} {path}"
-            try:
-                rounds[name].append(lab.gen.wrk(label, server.base_url + path, c, m.peer_duration_s, [server]))
-            except LabError as exc:
-                lab.failed(f"peer {name} on {path}", exc)
-                del rounds[name]
+    contenders = [(name, f"{group} {name} {path}", server.base_url + path, [server], None) for name, server in entries]
+    rounds = interleaved_rounds(lab, contenders, c, f"peer {{name}} on {path}")
     rows = []
     for name, server in entries:
         if name in rounds:

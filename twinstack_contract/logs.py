@@ -6,8 +6,8 @@ nginx's request id. Kept apart from the metrics so importing it never loads prom
 Where the lines go is the runner's choice: stderr under Docker (the engine collects it), a
 file of the pool's own natively (``TWINSTACK_ASYNC_LOG_FILE``, ``TWINSTACK_SYNC_LOG_FILE``),
 so that no line passes through the supervisor's pipes. The file is written by
-``logging.handlers.WatchedFileHandler``: every process appends whole lines, and after a
-rotation (logrotate renames the file) each one reopens the path before its next line.
+``BlockFileHandler`` (below): every process appends whole lines in blocks, and after a
+rotation (logrotate renames the file) each one reopens the path before its next block.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import logging.handlers
 import os
 import threading
 import time
+import weakref
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -126,7 +127,12 @@ class BlockFileHandler(logging.handlers.WatchedFileHandler):
         self._pending: list[str] = []
         self._pending_chars = 0
         self._since = time.monotonic()
-        self._owner = -1  # the process whose lines are pending (gunicorn forks workers)
+        self._flusher = False  # this process's flusher thread runs (started with the first line)
+        # gunicorn forks its workers from the master, which logs too: in a child, the lines
+        # pending at the fork are the parent's to write, and no flusher runs yet. A weak
+        # reference, so a closed handler is not kept alive by the hook.
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: (handler := ref()) is not None and handler._forked())
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -134,7 +140,9 @@ class BlockFileHandler(logging.handlers.WatchedFileHandler):
         except Exception:
             self.handleError(record)
             return
-        self._adopt()
+        if not self._flusher:
+            self._flusher = True
+            threading.Thread(target=self._flush_every_second, name="log-flush", daemon=True).start()
         self._pending.append(line)
         self._pending_chars += len(line)
         if (
@@ -144,15 +152,10 @@ class BlockFileHandler(logging.handlers.WatchedFileHandler):
         ):
             self.flush()
 
-    def _adopt(self) -> None:
-        """In a new process (a forked worker), lines pending at the fork are the parent's to
-        write: drop the copies, and start this process's flusher."""
-        if self._owner == os.getpid():
-            return
-        self._owner = os.getpid()
+    def _forked(self) -> None:
         self._pending.clear()
         self._pending_chars = 0
-        threading.Thread(target=self._flush_every_second, name="log-flush", daemon=True).start()
+        self._flusher = False
 
     def _flush_every_second(self) -> None:
         while self.stream is not None or self._pending:
