@@ -108,9 +108,9 @@ def _pool(lab: Lab, service: str, ports: dict[str, int], nginx: Server, stack_ur
         f"overhead, {service} pool: GET /health, c={m.proxy_concurrency}, {len(runs)} contenders, "
         f"{m.peer_rounds} rounds"
     )
-    contenders = [(label, f"{service}: {label}", url, watch, watch[0].settings) for label, url, watch in runs]
+    measured = [(label, f"{service}: {label}", url, watch, watch[0].settings) for label, url, watch in runs]
     try:
-        rounds = interleaved_rounds(lab, contenders, m.proxy_concurrency, f"overhead: {service} {{name}}")
+        rounds = interleaved_rounds(lab, measured, m.proxy_concurrency, f"overhead: {service} {{name}}")
         io = []
         if service == "async" and TWINSTACK in servers:
             try:
