@@ -136,11 +136,14 @@ _loadtest-docker:
 	@echo "Created .env from .env.example; edit it to change ports and pool sizes."
 
 # --- set-up (not listed) ---------------------------------------------------------------------
-$(STAMP): pyproject.toml
+# The project (the contract and the runtime, native mode, Locust, the tests) and each part's own
+# requirements.txt: a service's, the lab's. A part that is not there installs nothing.
+REQUIREMENTS := $(wildcard *_service/requirements.txt bench/requirements.txt)
+$(STAMP): pyproject.toml $(REQUIREMENTS)
 	@scripts/system-deps.sh python3-venv
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
-	@$(PY) -m pip install -q -e '.[loadtest,test,bench]'
+	@$(PY) -m pip install -q -e '.[native,loadtest,test]' $(addprefix -r ,$(REQUIREMENTS))
 	@touch $@
 
 .PHONY: .system-deps .bench-deps .test-deps

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from twinstack_contract.serving import async_workers, sync_workers
+from twinstack_runtime.serving import async_workers, sync_workers
 
 from .procs import LabError, argv, free_port
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from native import nginx_config
 from native.settings import StackSettings
-from twinstack_contract.serving import async_workers, sync_workers
+from twinstack_runtime.serving import async_workers, sync_workers
 
 from . import edge, overhead, peers
 from .claims import cpu_bound, features, io_bound, scaling, stall

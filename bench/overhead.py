@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 BARE = "bare app"
 TWINSTACK = "twinstack"
-# The switches, one at a time (ServiceSettings in twinstack_contract/settings.py).
+# The switches, one at a time (ServiceSettings in twinstack_runtime/settings.py).
 PIECES = {
     "access line": {"TWINSTACK_ACCESS_LOG": "false"},
     "metrics": {"TWINSTACK_METRICS": "false"},

@@ -8,7 +8,7 @@ import httpx
 from fastapi import Depends, Request
 
 from twinstack_contract.errors import require_json
-from twinstack_contract.jobs import JobRunner
+from twinstack_runtime.jobs import JobRunner
 
 
 def json_body(request: Request) -> None:

@@ -9,8 +9,8 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from twinstack_contract.jobs import JobRunner, JobStore
-from twinstack_contract.metrics import Metrics
+from twinstack_runtime.jobs import JobRunner, JobStore
+from twinstack_runtime.metrics import Metrics
 
 from . import docs, errors
 from .flask_parity import BodyLimitMiddleware, HeadMiddleware
@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Location built from a Host header behind the proxy.
         redirect_slashes=False,
         # FastAPI's own OpenTelemetry hooks, off: the app exports Prometheus metrics
-        # (twinstack_contract.metrics), and with the hooks on, every request looks up three
+        # (twinstack_runtime.metrics), and with the hooks on, every request looks up three
         # global OpenTelemetry providers even when none is configured. Turn them back on
         # (FastAPI's `telemetry` argument) where an OpenTelemetry SDK is installed.
         telemetry={"tracing": False, "metrics": False, "logs": False},

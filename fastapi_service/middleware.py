@@ -15,7 +15,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from twinstack_contract.proxy import TrustedProxies, clean_prefix, request_id
+from twinstack_runtime.proxy import TrustedProxies, clean_prefix, request_id
 
 
 class ForwardedMiddleware:

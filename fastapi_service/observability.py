@@ -1,5 +1,5 @@
 """Per-request metrics, the access log line and Server-Timing for the ASGI app, plus the
-event-loop lag monitor. The metric and field definitions are shared (twinstack_contract)."""
+event-loop lag monitor. The metric and field definitions are shared (twinstack_runtime)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from collections import deque
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from twinstack_contract.logs import log_request, server_timing
-from twinstack_contract.metrics import UNMATCHED, Metrics
+from twinstack_runtime.logs import log_request, server_timing
+from twinstack_runtime.metrics import UNMATCHED, Metrics
 
 
 class ObservabilityMiddleware:

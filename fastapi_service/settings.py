@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from pydantic import Field
 
-from twinstack_contract.settings import ServiceSettings
+from twinstack_runtime.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):

@@ -2,12 +2,12 @@
 
 Read by native mode (supervisord) and the Docker image alike; only the environment differs
 (``TWINSTACK_SYNC_*``, see .env.example). The stack-wide hooks and low-level settings (worker
-lifecycle, proxy handling, gunicorn's own logs) come from twinstack_contract/gunicorn_base.py.
+lifecycle, proxy handling, gunicorn's own logs) come from twinstack_runtime/gunicorn_base.py.
 """
 
-from twinstack_contract.gunicorn_base import *  # noqa: F403
-from twinstack_contract.logs import logging_config
-from twinstack_contract.serving import GRACEFUL_TIMEOUT_S, KEEPALIVE_S, TIMEOUT_S, SyncPool
+from twinstack_runtime.gunicorn_base import *  # noqa: F403
+from twinstack_runtime.logs import logging_config
+from twinstack_runtime.serving import GRACEFUL_TIMEOUT_S, KEEPALIVE_S, TIMEOUT_S, SyncPool
 
 pool = SyncPool()
 # prometheus-client's multiprocess directory, this pool's own. raw_env: gunicorn sets it in the
@@ -43,7 +43,7 @@ keepalive = KEEPALIVE_S
 
 # --- Recycling ----------------------------------------------------------------------------
 # Bounds slow leaks; each recycle re-imports the app, so the default (2 000 000, jitter
-# 200 000) keeps a worker for minutes at full load (twinstack_contract/serving.py).
+# 200 000) keeps a worker for minutes at full load (twinstack_runtime/serving.py).
 max_requests = pool.max_requests
 max_requests_jitter = pool.max_requests_jitter
 

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 from flask import Flask
 
-from twinstack_contract.jobs import JobRunner, JobStore
+from twinstack_runtime.jobs import JobRunner, JobStore
 
 from . import errors, observability
 from .blueprints import health, inspect, jobs, orders, workloads

@@ -1,5 +1,5 @@
 """Per-request metrics, the access log line and Server-Timing for the WSGI app, and the
-/metrics endpoint. The metric and field definitions are shared (twinstack_contract)."""
+/metrics endpoint. The metric and field definitions are shared (twinstack_runtime)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import time
 from flask import Blueprint, Flask, Response, current_app, g, request
 
 from twinstack_contract.errors import ContractError
-from twinstack_contract.logs import log_request, server_timing
-from twinstack_contract.metrics import UNMATCHED, Metrics
+from twinstack_runtime.logs import log_request, server_timing
+from twinstack_runtime.metrics import UNMATCHED, Metrics
 
 bp = Blueprint("metrics", __name__)
 

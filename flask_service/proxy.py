@@ -12,7 +12,7 @@ from typing import Any
 
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from twinstack_contract.proxy import TrustedProxies, clean_prefix, request_id
+from twinstack_runtime.proxy import TrustedProxies, clean_prefix, request_id
 
 
 class TrustedProxyFix:

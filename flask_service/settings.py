@@ -1,8 +1,8 @@
-"""Typed settings for the Flask service: the shared contract settings (twinstack_contract)."""
+"""Typed settings for the Flask service: the settings both services share (twinstack_runtime.settings)."""
 
 from __future__ import annotations
 
-from twinstack_contract.settings import ServiceSettings
+from twinstack_runtime.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):

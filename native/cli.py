@@ -15,15 +15,18 @@ import urllib.request
 from pathlib import Path
 
 from . import monitoring, nginx_config
-from .settings import ROOT, StackSettings
+from .settings import ROOT, StackSettings, deployed
 
 CONF = ROOT / "native" / "supervisord.conf"
-PROGRAMS = ("logrotate", "downstream", "fastapi", "flask", "nginx", "locust")
+# supervisord.conf includes one file per program; these run only with MONITORING=1.
+PROGRAM_FILES = ROOT / "native" / "programs"
 MONITORING_PROGRAMS = ("nginx-exporter", "prometheus")
 
 
 def programs(settings: StackSettings) -> tuple[str, ...]:
-    return PROGRAMS + (MONITORING_PROGRAMS if settings.monitoring else ())
+    """Every program supervisord was given (one file each), monitoring only when it is on."""
+    names = sorted(path.stem for path in PROGRAM_FILES.glob("*.conf"))
+    return tuple(n for n in names if settings.monitoring or n not in MONITORING_PROGRAMS)
 
 
 class StackError(RuntimeError):
@@ -66,7 +69,8 @@ def _get(url: str) -> int:
 
 def ready_urls(settings: StackSettings) -> list[str]:
     base = f"http://127.0.0.1:{settings.http_port}"
-    urls = [f"{base}/", f"{base}/async/ready", f"{base}/sync/ready", f"http://127.0.0.1:{settings.locust_port}/"]
+    urls = [f"{base}/", *(f"{base}/{half.prefix}/ready" for half in deployed())]
+    urls.append(f"http://127.0.0.1:{settings.locust_port}/")
     if settings.monitoring:
         urls.append(f"http://127.0.0.1:{settings.prometheus_port}/-/ready")
     return urls
@@ -126,8 +130,9 @@ def up(settings: StackSettings) -> None:
         raise
     print(f"twinstack is up (native mode, logs in {settings.log_dir}/):")
     base = f"http://localhost:{settings.http_port}"
-    for label, path in (("landing page", "/"), ("async API docs", "/async/docs"), ("sync health", "/sync/health")):
-        print(f"  {label:15} {base}{path}")
+    print(f"  {'landing page':15} {base}/")
+    for half in deployed():
+        print(f"  {half.prefix + ' ' + half.page:15} {base}/{half.prefix}/{half.page}")
     print(f"  {'Locust web UI':15} http://localhost:{settings.locust_port}/")
     if settings.monitoring:
         print(f"  {'Prometheus':15} http://localhost:{settings.prometheus_port}/")
@@ -169,7 +174,7 @@ def reload(settings: StackSettings) -> None:
     prefix = settings.run_dir.resolve() / "nginx"
     validate_nginx(settings)  # a broken config must not replace a working one
     nginx_config.render(env, prefix)
-    result = _ctl(env, "signal", "HUP", "fastapi", "flask", "nginx")
+    result = _ctl(env, "signal", "HUP", *(half.program for half in deployed()), "nginx")
     if result.returncode != 0:
         raise StackError(f"reload failed: {result.stdout}{result.stderr}")
     print("twinstack reloaded: new gunicorn workers and nginx configuration, no request dropped.")
@@ -192,7 +197,7 @@ def status(settings: StackSettings) -> int:
 def logs(settings: StackSettings) -> None:
     # The files the processes write (nginx's messages apart from its JSON access log), then
     # what supervisord captured of their output (start-up errors).
-    names = [*programs(settings), "nginx-error", *(f"{p}-console" for p in ("fastapi", "flask", "nginx"))]
+    names = [*programs(settings), "nginx-error", *(f"{h.program}-console" for h in deployed()), "nginx-console"]
     files = [str(settings.log_dir / f"{name}.log") for name in names]
     os.execvp("tail", ["tail", "-n", "20", "-F", *files])
 

@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from .settings import ROOT, StackSettings
+from .settings import ROOT, StackSettings, deployed
 
 MONITORING = ROOT / "monitoring"
 
@@ -26,11 +26,8 @@ def render(settings: StackSettings) -> Path:
     home = settings.run_dir.resolve() / "prometheus"
     (home / "targets").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(MONITORING / "prometheus.yml", home / "prometheus.yml")
-    targets = {
-        "fastapi": (settings.async_port, "async"),
-        "flask": (settings.sync_port, "sync"),
-        "nginx-exporter": (settings.nginx_exporter_port, "edge"),
-    }
+    targets = {half.program: (half.port(settings), half.prefix) for half in deployed()}
+    targets["nginx-exporter"] = (settings.nginx_exporter_port, "edge")
     for name, (port, pool) in targets.items():
         entry = [{"targets": [f"127.0.0.1:{port}"], "labels": {"pool": pool}}]
         (home / "targets" / f"{name}.json").write_text(json.dumps(entry) + "\n")

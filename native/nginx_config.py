@@ -33,7 +33,7 @@ def render_template(text: str, env: Mapping[str, str]) -> str:
 
 
 def render(env: Mapping[str, str], prefix: Path) -> Path:
-    """Lay out an nginx prefix directory: nginx.conf, snippets, mime.types, conf.d/."""
+    """Lay out an nginx prefix directory: nginx.conf, snippets, locations, mime.types, conf.d/."""
     conf_d = prefix / "conf.d"
     if conf_d.exists():
         shutil.rmtree(conf_d)
@@ -42,10 +42,11 @@ def render(env: Mapping[str, str], prefix: Path) -> Path:
     if env.get("TWINSTACK_WEB_ROOT_COPY") == "true":
         publish(Path(env["TWINSTACK_WEB_ROOT"]), Path(env["TWINSTACK_NGINX_TEMP_DIR"]))
     shutil.copyfile(NGINX_DIR / "nginx.conf", prefix / "nginx.conf")
-    snippets = prefix / "snippets"
-    if snippets.is_symlink() or snippets.exists():
-        snippets.unlink() if snippets.is_symlink() else shutil.rmtree(snippets)
-    snippets.symlink_to(NGINX_DIR / "snippets")
+    for folder in ("snippets", "locations"):  # included as they are, never rendered
+        link = prefix / folder
+        if link.is_symlink() or link.exists():
+            link.unlink() if link.is_symlink() else shutil.rmtree(link)
+        link.symlink_to(NGINX_DIR / folder)
     mime = next((p for p in SYSTEM_MIME_TYPES if p.exists()), None)
     if mime is None:
         raise RenderError("mime.types not found: is nginx installed from the OS packages?")

@@ -8,17 +8,43 @@ import os
 import pwd
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from dotenv import dotenv_values
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from twinstack_contract.serving import ASYNC_PORT, DOWNSTREAM_PORT, SYNC_PORT, SyncPool
+from twinstack_runtime.serving import ASYNC_PORT, DOWNSTREAM_PORT, SYNC_PORT, SyncPool
 
 ROOT = Path(__file__).resolve().parent.parent
 # As root, each stack's web root copy and nginx temp files live below this (see public_dir).
 PUBLIC_ROOT = Path("/run/twinstack")
+
+
+# The halves a native stack runs, found on disk: a half is deployed when its service package is
+# there. Deleting a half's files (docs/architecture.md, "A half is a set of files") removes it
+# from every command: supervisord includes the program files present, nginx the upstream and
+# location files present, and the CLI waits for, reloads and reports the pools deployed().
+
+
+@dataclass(frozen=True)
+class Half:
+    prefix: str  # the URL prefix (/async/) and the name of its nginx files (templates/async.conf.template)
+    program: str  # its supervisor program (native/programs/<program>.conf) and log file (logs/<program>.log)
+    package: str  # its service package
+    page: str  # what `make up` points a user to: the interactive docs where the framework has them
+
+    def port(self, settings: StackSettings) -> int:
+        return getattr(settings, f"{self.prefix}_port")
+
+
+HALVES = (Half("async", "fastapi", "fastapi_service", "docs"), Half("sync", "flask", "flask_service", "health"))
+
+
+def deployed(root: Path = ROOT) -> tuple[Half, ...]:
+    """The halves whose service package is present, in a fixed order."""
+    return tuple(half for half in HALVES if (root / half.package).is_dir())
 
 
 class StackSettings(BaseSettings):
@@ -88,8 +114,7 @@ class StackSettings(BaseSettings):
     def ports(self) -> dict[str, int]:
         return {
             "nginx": self.http_port,
-            "fastapi": self.async_port,
-            "flask": self.sync_port,
+            **{half.program: half.port(self) for half in deployed()},
             "downstream": self.downstream_port,
             "locust": self.locust_port,
             "nginx status": self.nginx_status_port,

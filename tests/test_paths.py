@@ -1,7 +1,7 @@
 """Every repository path and module a doc or comment names exists: a reader who follows one
 finds it. Checked: paths that start at a top-level folder of the repository (``bench/lab.py``,
 ``nginx/templates/``), Python modules of the project named with dots
-(``twinstack_contract.logs``), and Markdown files named on their own (``README.md``).
+(``twinstack_runtime.logs``), and Markdown files named on their own (``README.md``).
 Not checked: runtime paths (``logs/``, ``run/``, ``reports/`` are not in the repository), what
 git ignores (files a command generates, such as ``nginx/tls/certs/``), placeholders in capitals
 (``loadtest/profiles/PROFILE.conf``) and image names (``image: nginx/...``)."""
@@ -94,7 +94,7 @@ def test_every_path_module_and_document_named_in_the_repository_exists():
     [
         ("see bench/lab.py and nginx/templates/", []),
         ("see bin/native and native/stack.py.", ["path native/stack.py"]),
-        ("(twinstack_contract.logs) and twinstack_contract.observability", ["module twinstack_contract.observability"]),
+        ("(twinstack_runtime.logs) and twinstack_contract.observability", ["module twinstack_contract.observability"]),
         ("fastapi_service.worker.Worker, the class", []),
         ("cited from DESIGN.md; README.md", ["document DESIGN.md"]),
         ("runtime files: logs/nginx.log, run/nginx/nginx.pid, /etc/nginx/conf.d", []),

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import yaml
 
-from native.settings import StackSettings
+from native.settings import StackSettings, deployed
 from twinstack_contract.models import MAX_DELAY_MS, MAX_REQUEST_MS
-from twinstack_contract.settings import ServiceSettings
+from twinstack_runtime.settings import ServiceSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,15 +36,17 @@ def test_timeouts_are_in_one_order():
         compose["services"]["nginx"]["environment"]["TWINSTACK_PROXY_TIMEOUT_S"]
         == f"${{TWINSTACK_PROXY_TIMEOUT_S:-{proxy_read}}}"
     )
-    upstream_keepalive = max(nginx_seconds(ROOT / "nginx/templates/upstreams.conf.template", "keepalive_timeout"))
     supervisor = configparser.RawConfigParser()
-    supervisor.read(ROOT / "native/supervisord.conf")
+    supervisor.read(sorted((ROOT / "native/programs").glob("*.conf")))
 
-    for service in ("fastapi_service", "flask_service"):
-        conf = runpy.run_path(str(ROOT / service / "gunicorn.conf.py"))
-        assert MAX_REQUEST_MS / 1000 < proxy_read < conf["timeout"] <= conf["graceful_timeout"], service
-        assert conf["keepalive"] > upstream_keepalive, service
-        for program in ("fastapi", "flask", "nginx"):
+    for half in deployed():
+        upstream_keepalive = max(
+            nginx_seconds(ROOT / f"nginx/templates/{half.prefix}.conf.template", "keepalive_timeout")
+        )
+        conf = runpy.run_path(str(ROOT / half.package / "gunicorn.conf.py"))
+        assert MAX_REQUEST_MS / 1000 < proxy_read < conf["timeout"] <= conf["graceful_timeout"], half
+        assert conf["keepalive"] > upstream_keepalive, half
+        for program in (half.program, "nginx"):
             assert int(supervisor[f"program:{program}"]["stopwaitsecs"]) > conf["graceful_timeout"], program
 
 

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 
 from twinstack_contract.errors import ContractError
 from twinstack_contract.models import ErrorBody, Health
-from twinstack_contract.work import worker_id
+from twinstack_runtime.work import worker_id
 
 from ..dependencies import get_downstream
 

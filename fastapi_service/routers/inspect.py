@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from twinstack_contract.models import Inspection
-from twinstack_contract.work import worker_id
+from twinstack_runtime.work import worker_id
 
 router = APIRouter(tags=["inspect"])
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from twinstack_contract.errors import ContractError
 from twinstack_contract.models import CpuResult, ErrorBody, IoResult
-from twinstack_contract.work import cpu_work, worker_id
+from twinstack_runtime.work import cpu_work, worker_id
 
 from ..errors import VALIDATION_ERROR_RESPONSE
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from twinstack_contract.models import ErrorBody, Order, OrderCreated
-from twinstack_contract.work import create_order
+from twinstack_runtime.work import create_order
 
 from ..dependencies import JsonBody
 

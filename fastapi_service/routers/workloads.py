@@ -19,7 +19,7 @@ from twinstack_contract.models import (
     IoResult,
     StreamParams,
 )
-from twinstack_contract.work import cpu_work, stream_line, worker_id
+from twinstack_runtime.work import cpu_work, stream_line, worker_id
 
 from ..dependencies import DownstreamDep
 from ..errors import VALIDATION_ERROR_RESPONSE

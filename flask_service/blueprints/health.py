@@ -7,7 +7,7 @@ from flask import Blueprint, current_app
 
 from twinstack_contract.errors import ContractError
 from twinstack_contract.models import Health
-from twinstack_contract.work import worker_id
+from twinstack_runtime.work import worker_id
 
 bp = Blueprint("health", __name__)
 

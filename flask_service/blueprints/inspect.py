@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, request
 
 from twinstack_contract.models import Inspection
-from twinstack_contract.work import worker_id
+from twinstack_runtime.work import worker_id
 
 bp = Blueprint("inspect", __name__)
 

@@ -6,8 +6,8 @@ from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
 from twinstack_contract.errors import ContractError
-from twinstack_contract.jobs import JobRunner
 from twinstack_contract.models import JobRequest
+from twinstack_runtime.jobs import JobRunner
 
 from ..fastapi_parity import json_body
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint
 
 from twinstack_contract.models import Order
-from twinstack_contract.work import create_order
+from twinstack_runtime.work import create_order
 
 from ..fastapi_parity import json_body
 

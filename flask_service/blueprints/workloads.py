@@ -16,7 +16,7 @@ from twinstack_contract.models import (
     IoResult,
     StreamParams,
 )
-from twinstack_contract.work import cpu_work, stream_line, worker_id
+from twinstack_runtime.work import cpu_work, stream_line, worker_id
 
 from ..fastapi_parity import query
 

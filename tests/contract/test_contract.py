@@ -35,11 +35,11 @@ from flask_service.main import shutdown as shutdown_flask
 from flask_service.settings import Settings as FlaskSettings
 from tests.contract.parity import ANY, SIDES, VOLATILE, Answer, masked, model_for, parse
 from tests.support import free_port
-from twinstack_contract.logs import ACCESS_FIELDS
 from twinstack_contract.models import ErrorBody, Job
+from twinstack_runtime.logs import ACCESS_FIELDS
 
 ORDER = {"sku": "TS-1001", "quantity": 2, "unit_price_cents": 1999, "customer_email": "ada@example.com"}
-# Well-formed, so a trusted peer's id is kept and echoed (twinstack_contract.proxy.request_id).
+# Well-formed, so a trusted peer's id is kept and echoed (twinstack_runtime.proxy.request_id).
 REQUEST_ID = "contract-0001-abcd"
 BODY_LIMIT = 64 * 1024  # nginx's client_max_body_size 64k; each service must hold it too
 

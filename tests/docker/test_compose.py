@@ -16,16 +16,44 @@ import pytest
 import yaml
 
 from native import nginx_config
-from native.settings import StackSettings
+from native.settings import StackSettings, deployed
 from tests.support import ROOT
 
-COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+def merged(base: dict, over: dict) -> dict:
+    """Compose's merge for extends: mappings merge key by key, anything else is replaced."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def load_compose(path: Path) -> dict:
+    """A compose file as Compose reads it: its include:d files' services added, each service's
+    extends (from another file) resolved; paths relative to the file that names them."""
+    model = yaml.safe_load(path.read_text())
+    services = {}
+    for name, service in model.get("services", {}).items():
+        if "extends" in service:
+            ext = service["extends"]
+            base = yaml.safe_load((path.parent / ext["file"]).read_text())["services"][ext["service"]]
+            service = merged(base, {k: v for k, v in service.items() if k != "extends"})
+        services[name] = service
+    for included in model.get("include", []):
+        for name, service in load_compose(path.parent / included)["services"].items():
+            assert name not in services, f"{included} redefines {name}"
+            services[name] = service
+    return {**model, "services": services}
+
+
+COMPOSE = load_compose(ROOT / "docker-compose.yml")
 SERVICES = COMPOSE["services"]
-CORE = {"nginx", "fastapi", "flask", "downstream"}
-PYTHON_SERVICES = {"fastapi", "flask", "downstream"}
+HALF_SERVICES = {half.program for half in deployed()}
+CORE = {"nginx", "downstream", *HALF_SERVICES}
+PYTHON_SERVICES = {"downstream", *HALF_SERVICES}
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 SUPERVISOR = configparser.RawConfigParser()
-SUPERVISOR.read(ROOT / "native/supervisord.conf")
+SUPERVISOR.read(sorted((ROOT / "native/programs").glob("*.conf")))
 BIN = Path(sys.executable).parent
 
 
@@ -66,6 +94,8 @@ def test_compose_files_validate_against_the_compose_spec_schema():
             "vendor.compose-spec",
             "docker-compose.yml",
             "docker-compose.tls.yml",
+            "compose/python-service.yml",
+            *(f"{half.package}/compose.yaml" for half in deployed()),
         ],
         cwd=ROOT,
         capture_output=True,
@@ -133,8 +163,7 @@ def test_grafana_refuses_to_start_with_an_empty_or_known_password(tmp_path, pass
         assert b"TWINSTACK_GRAFANA_ADMIN_PASSWORD" in result.stderr
 
 
-def test_lab_routes_are_off_in_the_deployment_and_nginx_may_open_enough_files():
-    assert interpolate(SERVICES["fastapi"]["environment"]["TWINSTACK_LAB_ROUTES"]) == "false"
+def test_nginx_may_open_enough_files():
     assert SERVICES["nginx"]["ulimits"]["nofile"] >= 10240  # nginx.conf worker_rlimit_nofile
 
 
@@ -144,7 +173,17 @@ def test_every_service_is_healthchecked_restarted_and_ordered():
         assert svc.get("restart") == "unless-stopped", name
         for dep, cond in svc.get("depends_on", {}).items():
             assert cond["condition"] == "service_healthy", (name, dep)
-    assert set(SERVICES["nginx"]["depends_on"]) == {"fastapi", "flask"}
+    # nginx waits for each half's pool that is deployed, and starts without one that is not.
+    waits = SERVICES["nginx"]["depends_on"]
+    assert set(waits) >= HALF_SERVICES
+    assert all(waits[half.program].get("required") is False for half in deployed())
+
+
+def test_each_half_is_one_included_file_beside_its_code():
+    assert COMPOSE["include"] == [f"{half.package}/compose.yaml" for half in deployed()]
+    for half in deployed():
+        (service,) = yaml.safe_load((ROOT / half.package / "compose.yaml").read_text())["services"]
+        assert service == half.program
 
 
 def test_app_services_have_resource_limits():
@@ -154,22 +193,27 @@ def test_app_services_have_resource_limits():
 
 
 def test_stop_grace_outlasts_gunicorn_graceful_timeout():
-    graceful = runpy.run_path(str(ROOT / "fastapi_service/gunicorn.conf.py"))["graceful_timeout"]
-    for name in ("nginx", "fastapi", "flask", "downstream"):
-        assert seconds(SERVICES[name]["stop_grace_period"]) > graceful, name
+    for half in deployed():
+        graceful = runpy.run_path(str(ROOT / half.package / "gunicorn.conf.py"))["graceful_timeout"]
+        for name in CORE:
+            assert seconds(SERVICES[name]["stop_grace_period"]) > graceful, name
     assert SERVICES["nginx"]["stop_signal"] == "SIGQUIT"  # graceful for nginx
 
 
 def test_dockerfile_is_multi_stage_pinned_and_non_root():
     bases = re.findall(r"^FROM (\S+)", DOCKERFILE, re.M)
     assert bases[0] == bases[1] and re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", bases[0])
-    assert set(re.findall(r"^FROM \S+ AS (\S+)", DOCKERFILE, re.M)) >= {"wheels", "runtime", *PYTHON_SERVICES}
+    assert re.findall(r"^FROM \S+ AS (\S+)", DOCKERFILE, re.M) == ["wheels", "runtime"]
     assert re.search(r"^USER 10001:10001$", DOCKERFILE, re.M)
-    assert "twinstack_contract.healthcheck" in DOCKERFILE.split("HEALTHCHECK", 1)[1]
+    assert "twinstack_runtime.healthcheck" in DOCKERFILE.split("HEALTHCHECK", 1)[1]
     runtime = DOCKERFILE.split("AS runtime", 1)[1]
     assert "gcc" not in runtime and "build-essential" not in runtime and "apt-get" not in runtime
+    # One image per service: the build argument names its folder, whose requirements.txt is all
+    # it adds to the shared packages.
     for name in PYTHON_SERVICES:
-        assert SERVICES[name]["build"]["target"] == name
+        folder = SERVICES[name]["build"]["args"]["SERVICE"]
+        assert (ROOT / folder / "requirements.txt").is_file(), name
+        assert "target" not in SERVICES[name]["build"], name
 
 
 def test_dockerignore_keeps_local_state_out():
@@ -185,6 +229,7 @@ def test_same_nginx_files():
     assert mounts == {
         "./nginx/nginx.conf": "/etc/nginx/nginx.conf",
         "./nginx/snippets": "/etc/nginx/snippets",
+        "./nginx/locations": "/etc/nginx/locations",
         "./nginx/templates": "/etc/nginx/templates",
         "./nginx/html": environment("nginx")["TWINSTACK_WEB_ROOT"],
     }
@@ -192,22 +237,20 @@ def test_same_nginx_files():
     assert nginx_config.NGINX_DIR == ROOT / "nginx"
 
 
-def test_the_image_build_copies_every_package_the_project_declares():
-    # `pip wheel .` fails on a declared package whose folder the build stage lacks.
-    import tomllib
-
-    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+def test_each_image_holds_the_shared_packages_and_its_own_service_only():
+    """No other service, no native mode, no lab, no tests in any image; and the lab's own
+    dependencies (bench/requirements.txt) never reach one."""
     stage = DOCKERFILE.split("AS wheels\n", 1)[1].split("FROM", 1)[0]
-    for folder in {package.split(".")[0] for package in packages}:  # a subpackage comes with its parent
-        assert f"COPY {folder}/ {folder}/" in stage, folder
+    copied = set(re.findall(r"^COPY (\S+)/ ", stage, re.M))
+    assert copied == {"twinstack_contract", "twinstack_runtime", "${SERVICE}"}
+    assert "-r ${SERVICE}/requirements.txt" in stage and "bench" not in DOCKERFILE
 
 
 def test_same_gunicorn_files():
-    for program, target in (("fastapi", "fastapi"), ("flask", "flask")):
-        conf = re.search(r"-c (\S+)", SUPERVISOR[f"program:{program}"]["command"]).group(1)
-        assert f"COPY {conf} {conf}" in DOCKERFILE
-        stage = DOCKERFILE.split(f"AS {target}\n", 1)[1].split("FROM", 1)[0]
-        assert f'CMD ["gunicorn", "-c", "{conf}"]' in stage
+    for half in deployed():
+        conf = re.search(r"-c (\S+)", SUPERVISOR[f"program:{half.program}"]["command"]).group(1)
+        assert SERVICES[half.program]["command"] == ["gunicorn", "-c", conf]
+        assert SERVICES[half.program]["build"]["args"]["SERVICE"] == conf.split("/")[0] == half.package
 
 
 def test_same_locust_files():
@@ -221,23 +264,29 @@ def test_same_locust_files():
 def test_same_ports_inside_the_stack():
     native = StackSettings.model_fields
     assert environment("nginx")["TWINSTACK_HTTP_PORT"] == str(native["http_port"].default)
-    assert environment("nginx")["TWINSTACK_ASYNC_UPSTREAM"] == f"fastapi:{native['async_port'].default}"
-    assert environment("nginx")["TWINSTACK_SYNC_UPSTREAM"] == f"flask:{native['sync_port'].default}"
-    assert environment("fastapi")["TWINSTACK_ASYNC_PORT"] == str(native["async_port"].default)
-    assert environment("flask")["TWINSTACK_SYNC_PORT"] == str(native["sync_port"].default)
-    assert environment("fastapi")["TWINSTACK_DOWNSTREAM_URL"].endswith(f":{native['downstream_port'].default}")
-    assert "--port 8003" in " ".join(re.findall(r'"([^"]+)"', DOCKERFILE.split("AS downstream", 1)[1]))
+    for half in deployed():
+        port = native[f"{half.prefix}_port"].default
+        variable = f"TWINSTACK_{half.prefix.upper()}"
+        assert environment("nginx")[f"{variable}_UPSTREAM"] == f"{half.program}:{port}"
+        assert environment(half.program)[f"{variable}_PORT"] == str(port)
+        assert environment(half.program)["TWINSTACK_HEALTH_URL"] == f"http://127.0.0.1:{port}/health"
+        assert str(port) in SERVICES[half.program]["expose"]
+        assert environment(half.program)["TWINSTACK_DOWNSTREAM_URL"].endswith(f":{native['downstream_port'].default}")
+    command = SERVICES["downstream"]["command"]
+    assert command[command.index("--port") + 1] == str(native["downstream_port"].default)
     assert SERVICES["nginx"]["ports"][0].endswith(f":{native['http_port'].default}")
     assert SERVICES["locust-master"]["ports"][0].endswith(f":{native['locust_port'].default}")
 
 
 def known_variables() -> set[str]:
-    from fastapi_service.settings import Settings as AsyncSettings
-    from flask_service.settings import Settings as SyncSettings
-    from twinstack_contract.serving import AsyncPool, SyncPool
+    import importlib
+
+    from twinstack_runtime.serving import AsyncPool, SyncPool
 
     names = set(StackSettings().environment()) | {f"TWINSTACK_{f.upper()}" for f in StackSettings.model_fields}
-    names |= {f"TWINSTACK_{f.upper()}" for f in AsyncSettings.model_fields | SyncSettings.model_fields}
+    for half in deployed():
+        settings = importlib.import_module(f"{half.package}.settings").Settings
+        names |= {f"TWINSTACK_{f.upper()}" for f in settings.model_fields}
     for prefix, pool in (("TWINSTACK_ASYNC_", AsyncPool), ("TWINSTACK_SYNC_", SyncPool)):
         names |= {prefix + f.upper() for f in pool.model_fields}
     return {n for n in names if n.startswith("TWINSTACK_")}
@@ -251,7 +300,9 @@ def test_same_variable_names():
     for svc in SERVICES.values():
         compose_vars |= {k for k in svc.get("environment", {}) if k.startswith("TWINSTACK_")}
     assert compose_vars - known - {"TWINSTACK_HEALTH_URL"} == set()
-    text = (ROOT / "docker-compose.yml").read_text() + (ROOT / "docker-compose.tls.yml").read_text()
+    files = ["docker-compose.yml", "docker-compose.tls.yml", "compose/python-service.yml"]
+    files += [f"{half.package}/compose.yaml" for half in deployed()]
+    text = "".join((ROOT / name).read_text() for name in files)
     interpolated = set(re.findall(r"\$\{(TWINSTACK_[A-Z0-9_]+)", text))
     assert set(env_example()) - known - interpolated == set()
 
@@ -286,8 +337,9 @@ def docker_like_nginx(tmp_path, nginx_bin):
 
 def test_nginx_t_passes_with_the_compose_upstream_names(docker_like_nginx):
     prefix, nginx_t = docker_like_nginx
-    upstreams = (prefix / "conf.d" / "upstreams.conf").read_text()
-    assert "server fastapi:8001" in upstreams and "server flask:8002" in upstreams
+    for half in deployed():
+        upstreams = (prefix / "conf.d" / f"{half.prefix}.conf").read_text()
+        assert f"server {environment('nginx')[f'TWINSTACK_{half.prefix.upper()}_UPSTREAM']} " in upstreams
     result = nginx_t()
     assert result.returncode == 0, result.stderr
 

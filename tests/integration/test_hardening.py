@@ -275,20 +275,31 @@ def test_a_greedy_client_cannot_lock_others_out_of_the_sync_pool(deployed: Stack
     assert statuses[200] <= SYNC_PER_CLIENT and statuses[503] >= n - SYNC_PER_CLIENT, statuses
 
 
-def test_expensive_paths_have_a_stricter_rate_per_client(deployed: Stack):
-    paths = ("/async/cpu?work=1", "/async/fanout?calls=1&delay_ms=0", "/sync/health", "/async/jobs/" + "0" * 32)
-    with client_from(deployed, "127.0.0.4") as greedy, client_from(deployed, "127.0.0.5") as other:
+# Each half's expensive paths share one budget per client address (its own zone, in
+# nginx/templates/<half>.conf.template): on /sync/ every path holds a worker.
+EXPENSIVE = {
+    "async": ("/async/cpu?work=1", "/async/fanout?calls=1&delay_ms=0", "/async/jobs/" + "0" * 32),
+    "sync": ("/sync/health", "/sync/cpu?work=1"),
+}
+
+
+@pytest.mark.parametrize("half", list(EXPENSIVE))
+def test_expensive_paths_have_a_stricter_rate_per_client(deployed: Stack, half: str):
+    paths = EXPENSIVE[half]
+    greedy_ip, other_ip = ("127.0.0.4", "127.0.0.5") if half == "async" else ("127.0.0.6", "127.0.0.7")
+    with client_from(deployed, greedy_ip) as greedy, client_from(deployed, other_ip) as other:
         statuses = {path: Counter() for path in paths}
-        for i in range(48):
+        for i in range(36):
             path = paths[i % len(paths)]
             statuses[path][greedy.get(path).status_code] += 1
         # One budget for all of them (20 at once, then 2 a second): the first ones pass.
-        assert sum(c[429] for c in statuses.values()) >= 20, statuses
+        assert sum(c[429] for c in statuses.values()) >= 10, statuses
         assert all(c[429] and (c[200] or c[404]) for c in statuses.values()), statuses
         assert all(set(c) <= {200, 404, 429} for c in statuses.values()), statuses
         for path in paths:
             assert other.get(path).status_code in (200, 404), path  # another client is not affected
-        assert greedy.get("/async/health").status_code == 200  # cheap paths keep the generous limit
+        if half == "async":
+            assert greedy.get("/async/health").status_code == 200  # cheap paths keep the generous limit
 
 
 # --- 2 and 3. Jobs: bounded, never blocking, never stuck ---------------------------------------

@@ -17,7 +17,7 @@ import yaml
 from native import monitoring
 from native.settings import StackSettings
 from tests.support import ROOT, require_binary
-from twinstack_contract.metrics import Metrics
+from twinstack_runtime.metrics import Metrics
 
 MONITORING = ROOT / "monitoring"
 DASHBOARD = json.loads((MONITORING / "grafana/dashboards/twinstack.json").read_text())

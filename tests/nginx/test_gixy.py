@@ -18,7 +18,7 @@ from gixy.core.manager import Manager
 from gixy.core.plugins_manager import PluginsManager
 
 from native import nginx_config
-from native.settings import StackSettings
+from native.settings import StackSettings, deployed
 from tests.docker.test_compose import SERVICES, environment
 from tests.support import ROOT
 
@@ -167,8 +167,10 @@ def test_the_runners_render_what_they_claim(rendered):
         tls = (prefix / "conf.d" / "tls" / "twinstack-tls.conf").exists()
         assert tls == (runner == "compose-tls"), runner
         assert (prefix / "conf.d" / "bench.conf").exists() == (runner == "lab"), runner
-        compose_names = "server fastapi:8001" in (prefix / "conf.d" / "upstreams.conf").read_text()
-        assert compose_names == (runner in COMPOSE_RUNNERS), runner
+        for half in deployed():
+            upstream = (prefix / "conf.d" / f"{half.prefix}.conf").read_text()
+            compose_name = f"server {half.program}:" in upstream
+            assert compose_name == (runner in COMPOSE_RUNNERS), (runner, half)
         assert "${" not in "".join(p.read_text() for p in (prefix / "conf.d").rglob("*.conf")), runner
 
 

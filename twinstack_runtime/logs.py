@@ -83,7 +83,7 @@ def logging_config(level: str = "INFO", log_file: Path | None = None) -> dict:
     else:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         handler = {
-            "class": "twinstack_contract.logs.BlockFileHandler",
+            "class": "twinstack_runtime.logs.BlockFileHandler",
             "formatter": "json",
             "filename": str(log_file),
             "encoding": "utf-8",
@@ -92,7 +92,7 @@ def logging_config(level: str = "INFO", log_file: Path | None = None) -> dict:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"json": {"()": "twinstack_contract.logs.json_formatter"}},
+        "formatters": {"json": {"()": "twinstack_runtime.logs.json_formatter"}},
         "handlers": {"out": handler},
         "root": {"level": level.upper(), "handlers": ["out"]},
         "loggers": {

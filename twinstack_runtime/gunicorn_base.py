@@ -44,7 +44,7 @@ forwarded_allow_ips = ""
 worker_tmp_dir = "/dev/shm"
 
 # --- Logging ---------------------------------------------------------------------------------
-# JSON lines (each conf sets logconfig_dict from twinstack_contract.logs): on stderr under
+# JSON lines (each conf sets logconfig_dict from twinstack_runtime.logs): on stderr under
 # Docker, which collects them; natively into the pool's own file in logs/, written by the
 # processes themselves (TWINSTACK_*_LOG_FILE), never through supervisord. No server access log:
 # the apps log each request themselves, with the request id, route and duration.
@@ -88,7 +88,7 @@ def post_worker_init(worker):
 # --- Metrics (prometheus-client multiprocess mode) ----------------------------------------------
 def on_starting(server):
     """Master start: an empty multiprocess directory, or a previous run's counts add up."""
-    from twinstack_contract.metrics import prepare_multiprocess_dir
+    from twinstack_runtime.metrics import prepare_multiprocess_dir
 
     prepare_multiprocess_dir(server.cfg.env["PROMETHEUS_MULTIPROC_DIR"])
 

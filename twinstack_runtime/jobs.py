@@ -28,8 +28,9 @@ import time
 import uuid
 from pathlib import Path
 
-from .errors import ContractError
-from .models import Job, JobRequest
+from twinstack_contract.errors import ContractError
+from twinstack_contract.models import Job, JobRequest
+
 from .work import cpu_work, worker_id
 
 JOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")

@@ -19,8 +19,8 @@ from fastapi_service.settings import Settings as FastAPISettings
 from flask_service.main import create_app as create_flask
 from flask_service.main import shutdown
 from flask_service.settings import Settings as FlaskSettings
-from twinstack_contract.logs import ACCESS_FIELDS, BlockFileHandler, json_formatter, log_request, logging_config
-from twinstack_contract.metrics import Metrics
+from twinstack_runtime.logs import ACCESS_FIELDS, BlockFileHandler, json_formatter, log_request, logging_config
+from twinstack_runtime.metrics import Metrics
 
 
 def test_json_lines_with_the_shared_field_names():

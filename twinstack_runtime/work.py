@@ -7,7 +7,7 @@ import os
 import time
 import uuid
 
-from .models import Order, OrderCreated, StreamChunk
+from twinstack_contract.models import Order, OrderCreated, StreamChunk
 
 
 def cpu_work(rounds: int) -> str:

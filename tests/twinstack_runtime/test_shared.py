@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from twinstack_contract import serving
-from twinstack_contract.proxy import clean_prefix, is_trusted, request_id
-from twinstack_contract.serving import SyncPool, usable_cpus
-from twinstack_contract.settings import ServiceSettings
+from twinstack_runtime import serving
+from twinstack_runtime.proxy import clean_prefix, is_trusted, request_id
+from twinstack_runtime.serving import SyncPool, usable_cpus
+from twinstack_runtime.settings import ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = [ip_network("127.0.0.1/32"), ip_network("::1/128")]
@@ -146,7 +146,7 @@ def test_each_pool_has_its_own_control_socket(monkeypatch, tmp_path):
 
 
 def test_container_healthcheck(downstream_url, monkeypatch):
-    from twinstack_contract.healthcheck import main
+    from twinstack_runtime.healthcheck import main
 
     assert main([f"{downstream_url}/health"]) == 0
     assert main([f"{downstream_url}/no-such-path"]) == 1  # 404 is not healthy

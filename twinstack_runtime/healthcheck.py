@@ -1,4 +1,4 @@
-"""``python -m twinstack_contract.healthcheck [URL]``: the container HEALTHCHECK, without curl.
+"""``python -m twinstack_runtime.healthcheck [URL]``: the container HEALTHCHECK, without curl.
 
 Exits 0 when URL (default: $TWINSTACK_HEALTH_URL) answers 200 within 3 s, 1 otherwise, as
 Docker expects. The slim images ship no curl or wget; Python is already there.
