@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import runpy
 import socket
 from pathlib import Path
 
@@ -25,3 +26,11 @@ def require_binary(path: str | None, what: str) -> str:
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
+
+
+def load_conf(service: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **env: str) -> dict:
+    """A service's gunicorn.conf.py as gunicorn reads it, with these variables set."""
+    monkeypatch.setenv("TWINSTACK_RUN_DIR", str(tmp_path))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return runpy.run_path(str(ROOT / service / "gunicorn.conf.py"))

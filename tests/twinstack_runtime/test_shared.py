@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import os
-import runpy
 from ipaddress import ip_network
-from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from native.settings import deployed
+from tests.support import load_conf
 from twinstack_runtime import serving
 from twinstack_runtime.proxy import clean_prefix, is_trusted, request_id
 from twinstack_runtime.serving import SyncPool, usable_cpus
 from twinstack_runtime.settings import ServiceSettings
 
-ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = [ip_network("127.0.0.1/32"), ip_network("::1/128")]
 
 
@@ -85,63 +84,19 @@ def test_pool_settings_reject_unknown_worker_class(monkeypatch):
         SyncPool()
 
 
-def load_conf(service: str, monkeypatch, tmp_path, **env: str) -> dict:
-    monkeypatch.setenv("TWINSTACK_RUN_DIR", str(tmp_path))
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    return runpy.run_path(str(ROOT / service / "gunicorn.conf.py"))
-
-
-def test_fastapi_gunicorn_conf(monkeypatch, tmp_path):
-    conf = load_conf("fastapi_service", monkeypatch, tmp_path, TWINSTACK_ASYNC_PORT="9101")
-    assert conf["worker_class"] == "fastapi_service.worker.Worker"
-    assert conf["workers"] == usable_cpus()
-    assert conf["bind"] == ["127.0.0.1:9101"]
-    assert conf["wsgi_app"] == "fastapi_service.main:create_app()"
-    assert conf["forwarded_allow_ips"] == ""
-
-
-@pytest.mark.parametrize(("worker_class", "threads"), [("sync", 1), ("gthread", 8), ("gevent", 1)])
-def test_flask_gunicorn_conf(monkeypatch, tmp_path, worker_class, threads):
-    conf = load_conf(
-        "flask_service",
-        monkeypatch,
-        tmp_path,
-        TWINSTACK_SYNC_WORKER_CLASS=worker_class,
-        TWINSTACK_SYNC_THREADS="8",
-        TWINSTACK_SYNC_WORKERS="3",
-    )
-    assert conf["worker_class"] == worker_class
-    assert conf["threads"] == threads
-    assert conf["workers"] == 3
-
-
-def test_pools_default_to_different_ports(monkeypatch, tmp_path):
-    for var in ("TWINSTACK_ASYNC_PORT", "TWINSTACK_SYNC_PORT"):
-        monkeypatch.delenv(var, raising=False)
-    assert load_conf("fastapi_service", monkeypatch, tmp_path)["bind"] == ["127.0.0.1:8001"]
-    assert load_conf("flask_service", monkeypatch, tmp_path)["bind"] == ["127.0.0.1:8002"]
-    assert load_conf("flask_service", monkeypatch, tmp_path, TWINSTACK_SYNC_PORT="9202")["bind"] == ["127.0.0.1:9202"]
-
-
-def test_default_sync_workers(monkeypatch, tmp_path):
-    monkeypatch.delenv("TWINSTACK_SYNC_WORKERS", raising=False)
-    assert load_conf("flask_service", monkeypatch, tmp_path)["workers"] == 2 * usable_cpus() + 1
-
-
 def test_each_pool_has_its_own_metrics_directory_whatever_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/somewhere/shared")
     dirs = set()
-    for service in ("fastapi_service", "flask_service"):
-        (entry,) = load_conf(service, monkeypatch, tmp_path)["raw_env"]
+    for half in deployed():
+        (entry,) = load_conf(half.package, monkeypatch, tmp_path)["raw_env"]
         dirs.add(entry.split("=", 1)[1])
-    assert len(dirs) == 2 and all(d.startswith(str(tmp_path)) for d in dirs)
+    assert len(dirs) == len(deployed()) and all(d.startswith(str(tmp_path)) for d in dirs)
     assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == "/somewhere/shared"  # reading a conf changes nothing
 
 
 def test_each_pool_has_its_own_control_socket(monkeypatch, tmp_path):
-    sockets = {load_conf(s, monkeypatch, tmp_path)["control_socket"] for s in ("fastapi_service", "flask_service")}
-    assert len(sockets) == 2
+    sockets = {load_conf(half.package, monkeypatch, tmp_path)["control_socket"] for half in deployed()}
+    assert len(sockets) == len(deployed())
     assert all(s.startswith(str(tmp_path)) for s in sockets)
 
 
@@ -157,7 +112,7 @@ def test_container_healthcheck(downstream_url, monkeypatch):
     assert main([]) == 1
 
 
-@pytest.mark.parametrize("service", ["fastapi_service", "flask_service"])
+@pytest.mark.parametrize("service", [half.package for half in deployed()])
 def test_each_worker_freezes_the_loaded_app_out_of_the_collectors_reach(monkeypatch, tmp_path, service):
     """post_worker_init (after the worker loaded the app): gc.freeze() and a first-generation
     threshold of 7 000, so a collection under load walks what requests made, not the app."""

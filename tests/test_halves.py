@@ -1,0 +1,130 @@
+"""A half is a set of files: delete one half's files from a copy of the project, and `make up`
+starts what is left, which answers through nginx, and the tests of what is left pass.
+
+The copy gets its own virtualenv from its own Makefile, the way a user's project would (the
+editable install of this checkout would otherwise answer imports of the deleted package).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from native.settings import HALVES, deployed
+from tests.support import ROOT, free_port
+
+# Each half's files, as docs/architecture.md lists them ("A half is a set of files").
+HALF_FILES = {
+    "async": [
+        "fastapi_service",
+        "nginx/templates/async.conf.template",
+        "nginx/locations/async.conf",
+        "native/programs/fastapi.conf",
+        "monitoring/targets/docker/fastapi.json",
+        "tests/fastapi_service",
+    ],
+    "sync": [
+        "flask_service",
+        "nginx/templates/sync.conf.template",
+        "nginx/locations/sync.conf",
+        "native/programs/flask.conf",
+        "monitoring/targets/docker/flask.json",
+        "tests/flask_service",
+    ],
+}
+# The tests that look at both halves at once (the two services compared) go with either.
+BOTH_HALVES = ["tests/contract"]
+# What the copy runs after `make up`: every test of the parts that stand alone, checked
+# without the private stacks the integration tests start (tests/integration runs them here).
+COPY_TESTS = ["tests/docker", "tests/nginx/test_config.py", "tests/test_timeouts.py", "tests/test_paths.py"]
+
+
+def project_files() -> list[str]:
+    """The files a clone of the project holds (tracked, or new and not ignored)."""
+    out = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    return [line for line in out.stdout.splitlines() if (ROOT / line).is_file()]
+
+
+def without(half: str, dest: Path) -> Path:
+    """A copy of the project without one half: its files deleted, its include: line removed."""
+    for name in project_files():
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, target)
+    for name in HALF_FILES[half] + BOTH_HALVES:
+        path = dest / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    (package,) = [h.package for h in HALVES if h.prefix == half]
+    compose = dest / "docker-compose.yml"
+    line = f"  - {package}/compose.yaml\n"
+    assert line in compose.read_text()
+    compose.write_text(compose.read_text().replace(line, ""))
+    # A project of its own, under version control as a user's would be.
+    git = ["git", "-c", "user.name=twinstack", "-c", "user.email=twinstack@localhost"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", f"without the {half} half"]):
+        subprocess.run([*git, *args], cwd=dest, check=True, capture_output=True)
+    return dest
+
+
+def test_the_files_listed_are_every_file_of_each_half():
+    """The list above is the half: every file named after the half's package or program
+    elsewhere in the tree is on it, and every entry exists."""
+    for half in deployed():
+        for name in HALF_FILES[half.prefix]:
+            assert (ROOT / name).exists(), name
+        listed = tuple(HALF_FILES[half.prefix])
+        strays = [
+            name
+            for name in project_files()
+            if (f"/{half.program}." in f"/{name}" or f"{half.package}/" in name or f"/{half.prefix}.conf" in name)
+            and not name.startswith(listed)
+        ]
+        assert not strays, strays
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("half", ["async", "sync"])
+def test_a_project_without_one_half_starts_and_passes_its_tests(tmp_path: Path, half: str, nginx_bin: str):
+    project = without(half, tmp_path / "project")
+    kept = [h for h in HALVES if h.prefix != half]
+    ports = {name: str(free_port()) for name in ("HTTP", "ASYNC", "SYNC", "DOWNSTREAM", "LOCUST", "NGINX_STATUS")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWINSTACK_", "VIRTUAL_ENV", "PYTHON"))}
+    env.update({f"TWINSTACK_{name}_PORT": port for name, port in ports.items()})
+    env["PYTHON"] = sys.executable  # the interpreter the copy builds its virtualenv from
+    base = f"http://127.0.0.1:{ports['HTTP']}"
+
+    def make(*targets: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["make", *targets], cwd=project, env=env, capture_output=True, text=True, timeout=400)
+
+    up = make("up")
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        with httpx.Client(base_url=base, timeout=10) as client:
+            assert client.get("/").status_code == 200
+            for other in kept:
+                assert client.get(f"/{other.prefix}/ready").status_code == 200
+                assert client.get(f"/{other.prefix}/io?delay_ms=5").status_code == 200
+            gone = client.get(f"/{half}/health")
+            assert gone.status_code == 404 and gone.json()["error"]["status"] == 404
+        tests = [f"tests/{h.package}" for h in kept] + ["tests/twinstack_runtime", *COPY_TESTS]
+        # .env.example documents both halves' variables (to be rendered per project by Copier):
+        # in a project without one, the check that each documented variable is read fails.
+        deselect = ["--deselect", "tests/docker/test_compose.py::test_same_variable_names"]
+        run = subprocess.run(
+            [str(project / ".venv/bin/python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", *deselect, *tests],
+            cwd=project, env=env, capture_output=True, text=True, timeout=400,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    finally:
+        down = make("down")
+        assert down.returncode == 0, down.stdout + down.stderr
