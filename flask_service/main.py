@@ -5,13 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
 from flask import Flask
-
-from twinstack_runtime.jobs import JobRunner, JobStore
 
 from . import errors, observability
 from .blueprints import health, inspect, jobs, orders, workloads
+from .extensions import EXTENSIONS
 from .proxy import TrustedProxyFix
 from .settings import Settings
 
@@ -32,9 +30,8 @@ def create_app(settings: Settings | None = None, test_config: Mapping[str, Any] 
     if test_config:
         app.config.from_mapping(test_config)
     app.extensions["settings"] = settings
-    app.extensions["downstream"] = httpx.Client(base_url=settings.downstream_url, timeout=settings.downstream_timeout_s)
-    store = JobStore(settings.state_dir / "sync-jobs", settings.job_retention_s)
-    app.extensions["jobs"] = JobRunner(store, settings.job_threads, settings.job_capacity)
+    for extension in EXTENSIONS:
+        extension.init_app(app, settings)
 
     errors.install(app)
     observability.install(app, settings.metrics, settings.access_log)
@@ -45,8 +42,8 @@ def create_app(settings: Settings | None = None, test_config: Mapping[str, Any] 
 
 
 def shutdown(app: Flask) -> None:
-    """Release what create_app opened: stop the job threads (bounded, see JobRunner.stop),
-    close downstream connections. gunicorn calls it from worker_exit (gunicorn.conf.py); tests
-    call it after each app."""
-    app.extensions["jobs"].stop(app.extensions["settings"].job_stop_grace_s)
-    app.extensions["downstream"].close()
+    """Release what create_app's extensions opened (flask_service/extensions.py): stop the job
+    threads (bounded, see JobRunner.stop), close downstream connections. gunicorn calls it
+    from worker_exit (gunicorn.conf.py); tests call it after each app."""
+    for extension in EXTENSIONS:
+        extension.close(app)

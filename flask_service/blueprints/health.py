@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import httpx
-from flask import Blueprint, current_app
+from flask import Blueprint
 
 from twinstack_contract.errors import ContractError
 from twinstack_contract.models import Health
 from twinstack_runtime.work import worker_id
+
+from ..extensions import downstream
 
 bp = Blueprint("health", __name__)
 
@@ -22,7 +24,7 @@ def health() -> dict:
 def ready() -> dict:
     """Readiness: the app is built and the downstream answers its own health check."""
     try:
-        resp = current_app.extensions["downstream"].get("/health", timeout=2.0)
+        resp = downstream.client.get("/health", timeout=2.0)
         resp.raise_for_status()
     except httpx.HTTPError as exc:
         raise ContractError(503, "not_ready", f"Downstream unreachable: {type(exc).__name__}.") from exc

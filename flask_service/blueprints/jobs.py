@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
 from twinstack_contract.errors import ContractError
 from twinstack_contract.models import JobRequest
 from twinstack_runtime.jobs import JobRunner
 
+from ..extensions import jobs as jobs_ext
 from ..fastapi_parity import json_body
 
 bp = Blueprint("jobs", __name__, url_prefix="/jobs")
 
 
 def _runner() -> JobRunner:
-    return current_app.extensions["jobs"]
+    return jobs_ext.runner
 
 
 @bp.post("")

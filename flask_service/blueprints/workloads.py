@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response
 
 from twinstack_contract.models import (
     CpuParams,
@@ -18,6 +18,7 @@ from twinstack_contract.models import (
 )
 from twinstack_runtime.work import cpu_work, stream_line, worker_id
 
+from ..extensions import downstream
 from ..fastapi_parity import query
 
 bp = Blueprint("workloads", __name__)
@@ -49,7 +50,7 @@ def cpu() -> dict:
 def fanout() -> dict:
     """N downstream calls one after another: N waits cost N waits."""
     params = query(FanoutParams)
-    client = current_app.extensions["downstream"]
+    client = downstream.client
     start = time.perf_counter()
     for _ in range(params.calls):
         client.get("/delay", params={"ms": params.delay_ms}).raise_for_status()

@@ -103,3 +103,23 @@ def test_405_keeps_the_allow_header(client: FlaskClient):
     r = client.delete("/health")
     assert r.status_code == 405
     assert "GET" in r.headers["Allow"]
+
+
+def test_the_resources_are_flask_extensions_closed_by_shutdown(settings_kwargs):
+    """Set up by each extension's init_app, reached through current_app, closed by shutdown
+    (what gunicorn's worker_exit calls): the downstream client refuses work afterwards and the
+    job threads are gone."""
+    from flask_service.extensions import downstream, jobs
+    from flask_service.main import create_app, shutdown
+    from flask_service.settings import Settings
+
+    app = create_app(Settings(**settings_kwargs))
+    with app.app_context():
+        client, runner = downstream.client, jobs.runner
+        assert client is app.extensions["downstream"] and runner is app.extensions["jobs"]
+    assert client.get("/health").status_code == 200
+    shutdown(app)
+    assert client.is_closed
+    with pytest.raises(RuntimeError):
+        client.get("/health")
+    assert not any(t.is_alive() for t in runner._threads)

@@ -1,0 +1,59 @@
+"""The Flask service's resources as Flask extensions (the ``init_app`` pattern): each is set
+up on the app it is given and found through ``current_app``, so the app factory, the test
+client and gunicorn all hold them the same way.
+
+A WSGI app is never told that its process ends, so closing is the extension's ``close(app)``,
+called by :func:`flask_service.main.shutdown`: from gunicorn's ``worker_exit`` hook in a
+deployment, after each app in the tests.
+"""
+
+from __future__ import annotations
+
+import httpx
+from flask import Flask, current_app
+
+from twinstack_runtime.jobs import JobRunner, JobStore
+
+from .settings import Settings
+
+
+class Downstream:
+    """One pooled HTTP client per app (per worker process) for the downstream service."""
+
+    name = "downstream"
+
+    def init_app(self, app: Flask, settings: Settings) -> None:
+        app.extensions[self.name] = httpx.Client(
+            base_url=settings.downstream_url, timeout=settings.downstream_timeout_s
+        )
+
+    @property
+    def client(self) -> httpx.Client:
+        return current_app.extensions[self.name]
+
+    def close(self, app: Flask) -> None:
+        app.extensions[self.name].close()
+
+
+class Jobs:
+    """The worker's job threads and the store behind them."""
+
+    name = "jobs"
+
+    def init_app(self, app: Flask, settings: Settings) -> None:
+        store = JobStore(settings.state_dir / "sync-jobs", settings.job_retention_s)
+        app.extensions[self.name] = JobRunner(store, settings.job_threads, settings.job_capacity)
+
+    @property
+    def runner(self) -> JobRunner:
+        return current_app.extensions[self.name]
+
+    def close(self, app: Flask) -> None:
+        """Queued jobs are failed at once, running ones get TWINSTACK_JOB_STOP_GRACE_S."""
+        app.extensions[self.name].stop(app.extensions["settings"].job_stop_grace_s)
+
+
+downstream = Downstream()
+jobs = Jobs()
+# In the order they are closed.
+EXTENSIONS = (jobs, downstream)
