@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from playwright.sync_api import Browser, Page
 
 from downstream_service.main import create_app as create_downstream
 from tests.support import free_port, require_binary
@@ -44,3 +46,36 @@ def nginx_bin() -> str:
     from native.settings import StackSettings
 
     return require_binary(StackSettings().nginx(), "nginx")
+
+
+# As root, in a container, with no network but loopback: no sandbox, no background services.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Debian's chromium driven by Playwright (executable_path: never a download of its own)."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = require_binary(shutil.which("chromium") or shutil.which("chromium-browser"), "chromium")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import Page, expect
 
 from native.settings import HALVES, deployed
 from tests.support import ROOT, free_port
@@ -94,7 +95,7 @@ def test_the_files_listed_are_every_file_of_each_half():
 @pytest.mark.integration
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("half", ["async", "sync"])
-def test_a_project_without_one_half_starts_and_passes_its_tests(tmp_path: Path, half: str, nginx_bin: str):
+def test_a_project_without_one_half_starts_and_passes_its_tests(tmp_path: Path, half: str, nginx_bin: str, page: Page):
     project = without(half, tmp_path / "project")
     kept = [h for h in HALVES if h.prefix != half]
     ports = {name: str(free_port()) for name in ("HTTP", "ASYNC", "SYNC", "DOWNSTREAM", "LOCUST", "NGINX_STATUS")}
@@ -116,6 +117,18 @@ def test_a_project_without_one_half_starts_and_passes_its_tests(tmp_path: Path, 
                 assert client.get(f"/{other.prefix}/io?delay_ms=5").status_code == 200
             gone = client.get(f"/{half}/health")
             assert gone.status_code == 404 and gone.json()["error"]["status"] == 404
+        # The landing page shows what is deployed: the lifted-out half's cells are hidden, and
+        # every link still shown resolves.
+        page.goto(base + "/")
+        expect(page.locator(f'th[data-half="{half}"]')).to_be_hidden()
+        for other in kept:
+            expect(page.locator(f'th[data-half="{other.prefix}"]')).to_be_visible()
+        shown = page.eval_on_selector_all("a[href]", "els => els.filter(e => e.offsetParent).map(e => e.href)")
+        assert shown and all(f"/{half}/" not in href for href in shown), shown
+        # Not checked: /locust (a redirect to the UI's own port), the lab's routes (404 in a
+        # deployment, as the page says: TWINSTACK_LAB_ROUTES is off by default).
+        for href in sorted(h for h in set(shown) if h != base + "/locust" and "/async/lab/" not in h):
+            assert page.request.get(href).status == 200, href
         tests = [f"tests/{h.package}" for h in kept] + ["tests/twinstack_runtime", *COPY_TESTS]
         # .env.example documents both halves' variables (to be rendered per project by Copier):
         # in a project without one, the check that each documented variable is read fails.

@@ -5,46 +5,13 @@ swarm against the stack, see requests counted, stop it."""
 from __future__ import annotations
 
 import re
-import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
-
-from tests.support import require_binary
+from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.integration
-
-# As root, in a container, with no network but loopback: no sandbox, no background services.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    chromium = require_binary(shutil.which("chromium") or shutil.which("chromium-browser"), "chromium")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context()
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    yield page
-    context.close()
 
 
 def test_landing_page_renders_and_its_websocket_works(stack, page: Page):
@@ -54,6 +21,8 @@ def test_landing_page_renders_and_its_websocket_works(stack, page: Page):
     page.goto(stack.base_url + "/")
     expect(page).to_have_title(re.compile("twinstack"))
     expect(page.get_by_role("heading", name="Endpoints")).to_be_visible()
+    for half in ("async", "sync"):  # both halves deployed: both columns shown
+        expect(page.locator(f'th[data-half="{half}"]')).to_be_visible()
     page.get_by_role("button", name="Send “hello”").click()
     expect(page.locator("#ws-out")).to_contain_text("echoed “hello”")
     assert errors == []  # the CSP allows everything the page itself uses
