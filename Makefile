@@ -20,26 +20,11 @@ MONITORING ?=
 MONITORING_ENV := $(if $(MONITORING),TWINSTACK_MONITORING=$(MONITORING))
 COMPOSE_PROFILES_ARGS := $(if $(filter 1 true,$(MONITORING)),--profile monitoring)
 
-# make bench QUICK=1: the same experiments, short (about 3 minutes instead of 10-15).
-QUICK ?=
-BENCH_MODE := $(if $(filter 1 true,$(QUICK)),quick,full)
-# make bench-compare A B (two report folders); A=... B=... works too. The folders are
-# arguments, not targets: declared phony with an empty recipe so make builds nothing for them.
-ifeq (bench-compare,$(firstword $(MAKECMDGOALS)))
-COMPARE_ARGS := $(wordlist 2,$(words $(MAKECMDGOALS)),$(MAKECMDGOALS))
-A ?= $(word 1,$(COMPARE_ARGS))
-B ?= $(word 2,$(COMPARE_ARGS))
-ifneq ($(COMPARE_ARGS),)
-.PHONY: $(COMPARE_ARGS)
-$(COMPARE_ARGS): ; @:
-endif
-endif
-
 ifeq ($(filter $(STACK),docker native),)
 $(error STACK must be docker or native, not '$(STACK)')
 endif
 
-.PHONY: help up down restart reload status logs loadtest bench bench-compare test lint check tls-cert clean
+.PHONY: help up down restart reload status logs loadtest test lint check tls-cert clean
 
 help: ## Show this help
 	@echo "twinstack: FastAPI and Flask side by side behind one nginx (runner: $(STACK))"
@@ -66,15 +51,6 @@ logs: ## Follow every log of the running stack, interleaved
 
 loadtest: up ## Headless Locust run against the stack (PROFILE=mixed, WORKERS=0); report in reports/
 	@$(MAKE) --no-print-directory _loadtest-$(STACK)
-
-bench: $(STAMP) .bench-deps ## The lab: each claim about sync vs async measured against its physical limit (QUICK=1: short); report in reports/
-	@$(PY) -m bench run --mode $(BENCH_MODE)
-
-bench-compare: $(STAMP) ## Two lab runs side by side, B as ratios of A: make bench-compare reports/bench-A reports/bench-B
-	@if [ -z "$(A)" ] || [ -z "$(B)" ]; then \
-		echo "usage: make bench-compare REPORT_A REPORT_B   (two folders under reports/, or their results.json)" >&2; \
-		exit 2; fi
-	@$(PY) -m bench compare "$(A)" "$(B)"
 
 check: $(STAMP) .system-deps ## Validate the nginx configuration (nginx -t on the rendered templates)
 	@$(PY) -m native check
@@ -146,15 +122,15 @@ $(STAMP): pyproject.toml $(REQUIREMENTS)
 	@$(PY) -m pip install -q -e '.[native,loadtest,test]' $(addprefix -r ,$(REQUIREMENTS))
 	@touch $@
 
-.PHONY: .system-deps .bench-deps .test-deps
+.PHONY: .system-deps .test-deps
 # nginx, and logrotate for the log files nginx and the pools write natively.
 .system-deps:
 	@scripts/system-deps.sh nginx logrotate
-# The lab drives the servers with wrk, a C load generator, from the OS packages.
-.bench-deps:
-	@scripts/system-deps.sh nginx wrk
 # The browser tests drive Debian's chromium through Playwright; promtool checks the
 # Prometheus config and the monitoring test runs Prometheus and the nginx exporter; the lab's
 # test runs wrk.
 .test-deps:
 	@scripts/system-deps.sh nginx logrotate chromium prometheus prometheus-nginx-exporter wrk
+
+# The lab's targets (make bench, make bench-compare), where the project has the lab.
+-include bench/lab.mk

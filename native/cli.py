@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from . import monitoring, nginx_config
+from . import nginx_config
 from .settings import ROOT, StackSettings, deployed
 
 CONF = ROOT / "native" / "supervisord.conf"
@@ -31,6 +31,19 @@ def programs(settings: StackSettings) -> tuple[str, ...]:
 
 class StackError(RuntimeError):
     pass
+
+
+def render_monitoring(settings: StackSettings) -> None:
+    """run/prometheus/ for MONITORING=1, from the monitoring part (native/monitoring.py,
+    monitoring/), which a project may be generated without."""
+    try:
+        from . import monitoring
+    except ImportError:  # native/monitoring.py is not there
+        raise StackError("this project has no monitoring (made without it): MONITORING=1 is not available") from None
+    try:
+        monitoring.render(settings)
+    except monitoring.MonitoringError as exc:
+        raise StackError(str(exc)) from None
 
 
 def _pid(settings: StackSettings) -> int | None:
@@ -91,7 +104,7 @@ def up(settings: StackSettings) -> None:
     env = settings.environment()
     if _pid(settings):
         if settings.monitoring:
-            monitoring.render(settings)
+            render_monitoring(settings)
         _ctl(env, "start", *programs(settings))  # idempotent: starts whatever was stopped
         wait_ready(settings)
         print("twinstack is already running.")
@@ -117,7 +130,7 @@ def up(settings: StackSettings) -> None:
     for directory in (settings.run_dir, settings.log_dir):
         directory.mkdir(parents=True, exist_ok=True)
     if settings.monitoring:
-        monitoring.render(settings)
+        render_monitoring(settings)
     prefix = nginx_config.render(env, settings.run_dir.resolve() / "nginx")
     nginx_config.check(nginx, prefix, env["TWINSTACK_NGINX_GLOBALS"])
     render_logrotate(env, settings.run_dir.resolve())
@@ -246,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             logs(settings)
         else:
             check(settings)
-    except (StackError, nginx_config.RenderError, monitoring.MonitoringError) as exc:
+    except (StackError, nginx_config.RenderError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

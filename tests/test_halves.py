@@ -18,41 +18,12 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from native.settings import HALVES, deployed
+from tests.parts import RENDERED, commit, generate, half_files, project_files, snapshot, tree
 from tests.support import ROOT, free_port
 
-# Each half's files, as docs/architecture.md lists them ("A half is a set of files").
-HALF_FILES = {
-    "async": [
-        "fastapi_service",
-        "nginx/templates/async.conf.template",
-        "nginx/locations/async.conf",
-        "native/programs/fastapi.conf",
-        "monitoring/targets/docker/fastapi.json",
-        "tests/fastapi_service",
-    ],
-    "sync": [
-        "flask_service",
-        "nginx/templates/sync.conf.template",
-        "nginx/locations/sync.conf",
-        "native/programs/flask.conf",
-        "monitoring/targets/docker/flask.json",
-        "tests/flask_service",
-    ],
-}
-# The tests that look at both halves at once (the two services compared) go with either.
-BOTH_HALVES = ["tests/contract"]
 # What the copy runs after `make up`: every test of the parts that stand alone, checked
 # without the private stacks the integration tests start (tests/integration runs them here).
 COPY_TESTS = ["tests/docker", "tests/nginx/test_config.py", "tests/test_timeouts.py", "tests/test_paths.py"]
-
-
-def project_files() -> list[str]:
-    """The files a clone of the project holds (tracked, or new and not ignored)."""
-    out = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True
-    )
-    assert out.returncode == 0, out.stderr
-    return [line for line in out.stdout.splitlines() if (ROOT / line).is_file()]
 
 
 def without(half: str, dest: Path) -> Path:
@@ -61,7 +32,7 @@ def without(half: str, dest: Path) -> Path:
         target = dest / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, target)
-    for name in HALF_FILES[half] + BOTH_HALVES:
+    for name in half_files(half):
         path = dest / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     (package,) = [h.package for h in HALVES if h.prefix == half]
@@ -70,19 +41,17 @@ def without(half: str, dest: Path) -> Path:
     assert line in compose.read_text()
     compose.write_text(compose.read_text().replace(line, ""))
     # A project of its own, under version control as a user's would be.
-    git = ["git", "-c", "user.name=twinstack", "-c", "user.email=twinstack@localhost"]
-    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", f"without the {half} half"]):
-        subprocess.run([*git, *args], cwd=dest, check=True, capture_output=True)
+    commit(dest, f"without the {half} half")
     return dest
 
 
 def test_the_files_listed_are_every_file_of_each_half():
-    """The list above is the half: every file named after the half's package or program
+    """copier.yml's list is the half: every file named after the half's package or program
     elsewhere in the tree is on it, and every entry exists."""
     for half in deployed():
-        for name in HALF_FILES[half.prefix]:
+        for name in half_files(half.prefix):
             assert (ROOT / name).exists(), name
-        listed = tuple(HALF_FILES[half.prefix])
+        listed = tuple(half_files(half.prefix))
         strays = [
             name
             for name in project_files()
@@ -98,6 +67,12 @@ def test_the_files_listed_are_every_file_of_each_half():
 def test_a_project_without_one_half_starts_and_passes_its_tests(tmp_path: Path, half: str, nginx_bin: str, page: Page):
     project = without(half, tmp_path / "project")
     kept = [h for h in HALVES if h.prefix != half]
+    # The very tree `copier copy` makes with the other half kept (tests/test_template.py shows
+    # each variant's files), but for the files it renders the answers into.
+    generated = generate(snapshot(tmp_path / "template"), tmp_path / "generated", halves=kept[0].prefix)
+    assert tree(generated) - RENDERED == tree(project) - RENDERED - {
+        n for n in tree(project) if n.endswith(".jinja")
+    } - {"copier.yml"}
     ports = {name: str(free_port()) for name in ("HTTP", "ASYNC", "SYNC", "DOWNSTREAM", "LOCUST", "NGINX_STATUS")}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TWINSTACK_", "VIRTUAL_ENV", "PYTHON"))}
     env.update({f"TWINSTACK_{name}_PORT": port for name, port in ports.items()})

@@ -69,13 +69,11 @@ def not_a_path(text: str, match: re.Match[str], path: str) -> bool:
 
 
 def lifted_out() -> tuple[str, ...]:
-    """The files of a half this project was made without (tests/test_halves.py): the docs
-    describe both halves, so they may still name them."""
-    from native.settings import HALVES, deployed
-    from tests.test_halves import BOTH_HALVES, HALF_FILES
+    """The files of the parts this project was made without (copier.yml, tests/parts.py): the
+    docs describe every part, so they may still name them."""
+    from tests.parts import answers_on_disk, excluded
 
-    gone = [name for half in HALVES if half not in deployed() for name in HALF_FILES[half.prefix]]
-    return tuple(gone + BOTH_HALVES if gone else [])
+    return tuple(excluded(**answers_on_disk()))
 
 
 def missing_references(name: str, text: str) -> list[str]:

@@ -16,6 +16,7 @@ import yaml
 
 from native import monitoring
 from native.settings import StackSettings
+from tests.docker.test_compose import SERVICES, interpolate
 from tests.support import ROOT, require_binary
 from twinstack_runtime.metrics import Metrics
 
@@ -131,3 +132,20 @@ def test_native_monitoring_scrapes_both_pools_and_nginx(tmp_path, nginx_bin):
         assert {r["metric"]["service"] for r in result} == {"fastapi", "flask"}
         up = httpx.get(f"{prometheus}/api/v1/query", params={"query": "nginx_up"}).json()["data"]["result"]
         assert up and up[0]["value"][1] == "1"
+
+
+@pytest.mark.parametrize(
+    ("password", "starts"), [("", False), ("change-me", False), ("admin", False), ("s3cret-of-mine", True)]
+)
+def test_grafana_refuses_to_start_with_an_empty_or_known_password(tmp_path, password: str, starts: bool):
+    """Runs the service's own entrypoint with sh, /run.sh (the image's) replaced by a marker."""
+    grafana = SERVICES["grafana"]
+    assert interpolate(grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"]) == ""  # .env.example sets none
+    assert grafana["environment"]["GF_AUTH_ANONYMOUS_ENABLED"] == "${TWINSTACK_GRAFANA_ANONYMOUS:-false}"
+    shell, flag, script = grafana["entrypoint"]
+    marker = tmp_path / "started"
+    script = script.replace("$$", "$").replace("exec /run.sh", f"touch {marker}")
+    result = subprocess.run([shell, flag, script], env={"GF_SECURITY_ADMIN_PASSWORD": password}, capture_output=True)
+    assert (result.returncode == 0 and marker.exists()) == starts, result.stderr
+    if not starts:
+        assert b"TWINSTACK_GRAFANA_ADMIN_PASSWORD" in result.stderr

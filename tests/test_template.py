@@ -1,0 +1,142 @@
+"""`copier copy` of this repository: every variant generates, holds exactly the files of the
+parts it kept (each unchanged but for the few rendered from *.jinja twins), saves its answers
+so `copier update` works, and the smallest one starts and passes its tests.
+
+The variants without one half are brought up by tests/test_halves.py, whose copies are shown
+here to be the very trees Copier generates; the default variant is this repository itself
+(shown here too), whose full suite is the one running now.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import itertools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from tests.parts import DEFAULTS, PARTS, RENDERED, commit, excluded, generate, left_out, project_files, snapshot, tree
+from tests.support import ROOT, free_port
+
+VARIANTS = [
+    dict(halves=halves, lab=lab, monitoring=monitoring)
+    for halves, (lab, monitoring) in itertools.product(("both", "async", "sync"), ((True, True), (False, False)))
+]
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return snapshot(tmp_path_factory.mktemp("template"))
+
+
+def expected_tree(**answers: object) -> set[str]:
+    gone = tuple(excluded(**answers))
+    files = {name for name in project_files() if not name.startswith(gone) and not name.endswith(".jinja")}
+    return (files - {"copier.yml"}) | {".copier-answers.yml"}
+
+
+@pytest.mark.parametrize("answers", VARIANTS, ids=lambda a: "-".join(f"{k}={v}" for k, v in a.items()))
+def test_every_variant_holds_the_files_of_its_parts_unchanged(template: Path, tmp_path: Path, answers: dict):
+    project = generate(template, tmp_path / "project", project_name="shop-api", **answers)
+    assert tree(project) == expected_tree(**answers)
+    changed = [name for name in tree(project) - RENDERED if not filecmp.cmp(ROOT / name, project / name, shallow=False)]
+    assert not changed, changed
+    saved = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert {k: saved[k] for k in ("project_name", *answers)} == {"project_name": "shop-api", **answers}
+    pyproject = (project / "pyproject.toml").read_text().splitlines()
+    assert [line for line in pyproject if line.startswith("name = ")] == ['name = "shop-api"']
+    assert (project / "README.md").read_text().startswith("# shop-api\n")
+    compose = yaml.safe_load((project / "docker-compose.yml").read_text())
+    assert all((project / included).is_file() for included in compose["include"])
+    # The rendered files differ from this repository's only where the answers say.
+    original = (ROOT / "pyproject.toml").read_text().splitlines()
+    assert [a for a, b in zip(original, pyproject, strict=True) if a != b] == ['name = "twinstack"']
+    kept = (project / ".env.example").read_text().splitlines()
+    assert set(kept) <= set((ROOT / ".env.example").read_text().splitlines())
+    gone = tuple(prefix for part in left_out(**answers) for prefix in PARTS[part]["variables"])
+    documented = [line.lstrip("#").split("=")[0] for line in kept if line.lstrip("#").startswith("TWINSTACK_")]
+    assert documented and not [name for name in documented if gone and name.startswith(gone)]
+
+
+def test_the_default_variant_is_this_repository(template: Path, tmp_path: Path):
+    """`copier copy --defaults`: every part, so every file of the repository (its own suite is
+    the default variant's full suite)."""
+    project = generate(template, tmp_path / "project")
+    assert tree(project) == expected_tree(**DEFAULTS)
+    assert tree(project) - RENDERED == project_files() - RENDERED - {"copier.yml"} - {
+        n for n in project_files() if n.endswith(".jinja")
+    }
+    assert (project / "docker-compose.yml").read_text() == (ROOT / "docker-compose.yml").read_text()
+
+
+@pytest.mark.parametrize("value", ["", "1abc", "has space", "semi;colon"])
+def test_a_bad_project_name_is_refused_with_the_rule(template: Path, tmp_path: Path, value: str):
+    copier = Path(sys.executable).with_name("copier")
+    result = subprocess.run(
+        [str(copier), "copy", "--defaults", "--vcs-ref", "HEAD", "--data", f"project_name={value}",
+         str(template), str(tmp_path / "p")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "letters, digits, - and _" in result.stdout + result.stderr
+    assert not (tmp_path / "p" / "pyproject.toml").exists()
+
+
+def test_copier_update_keeps_the_answers_and_changes_nothing_unasked(template: Path, tmp_path: Path):
+    project = generate(template, tmp_path / "project", project_name="shop-api", halves="async", lab=False)
+    commit(project, "generated")
+    copier = Path(sys.executable).with_name("copier")
+    result = subprocess.run(
+        [str(copier), "update", "--defaults", "--skip-answered", "--vcs-ref", "HEAD"],
+        cwd=project, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=project, capture_output=True, text=True).stdout
+    changed = [line for line in status.splitlines() if not line.endswith(".copier-answers.yml")]
+    assert not changed, status
+    saved = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert (saved["project_name"], saved["halves"], saved["lab"]) == ("shop-api", "async", False)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(600)
+def test_the_smallest_variant_starts_and_passes_its_tests(template: Path, tmp_path: Path, nginx_bin: str):
+    """Both halves, no lab, no monitoring: `make up` in the generated project, a smoke run
+    through nginx, and the project's own tests of its parts."""
+    project = generate(template, tmp_path / "project", project_name="shop-api", lab=False, monitoring=False)
+    commit(project, "generated")  # a project is kept in git (tests/test_paths.py reads its files from it)
+    ports = {name: str(free_port()) for name in ("HTTP", "ASYNC", "SYNC", "DOWNSTREAM", "LOCUST", "NGINX_STATUS")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWINSTACK_", "VIRTUAL_ENV", "PYTHON"))}
+    env.update({f"TWINSTACK_{name}_PORT": port for name, port in ports.items()})
+    env["PYTHON"] = sys.executable
+
+    def make(*targets: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["make", *targets], cwd=project, env=env, capture_output=True, text=True, timeout=400)
+
+    up = make("up")
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        with httpx.Client(base_url=f"http://127.0.0.1:{ports['HTTP']}", timeout=10) as client:
+            assert client.get("/").status_code == 200
+            for prefix in ("async", "sync"):
+                assert client.get(f"/{prefix}/ready").status_code == 200
+                assert client.get(f"/{prefix}/io?delay_ms=5").status_code == 200
+        # Without the lab, make offers no lab target; without monitoring, MONITORING=1 says so.
+        assert "make bench" not in make("help").stdout
+        monitoring = make("up", "MONITORING=1")
+        assert monitoring.returncode != 0 and "no monitoring" in monitoring.stdout + monitoring.stderr
+        tests = ["tests/fastapi_service", "tests/flask_service", "tests/contract", "tests/twinstack_runtime"]
+        tests += ["tests/docker", "tests/nginx/test_config.py", "tests/test_timeouts.py", "tests/test_paths.py"]
+        run = subprocess.run(
+            [str(project / ".venv/bin/python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
+            cwd=project, env=env, capture_output=True, text=True, timeout=400,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    finally:
+        down = make("down")
+        assert down.returncode == 0, down.stdout + down.stderr
