@@ -86,7 +86,7 @@ _status-native: $(STAMP)
 _logs-native: $(STAMP)
 	@$(MONITORING_ENV) $(PY) -m native logs
 _loadtest-native: $(STAMP)
-	@$(PY) -m loadtest $(PROFILE) --workers $(WORKERS)
+	@host="$$($(PY) -m native url)" && $(PY) -m loadtest $(PROFILE) --host "$$host" --workers $(WORKERS)
 
 # --- Docker Compose (not listed) -----------------------------------------------------------
 .PHONY: _up-docker _down-docker _status-docker _logs-docker _loadtest-docker

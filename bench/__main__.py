@@ -3,12 +3,13 @@
 run [--mode full|quick|tiny]  measure, then write reports/bench-<timestamp>/{results.json,index.html}
 report DIR                    rebuild DIR/index.html from DIR/results.json
 compare A B                   print B's figures as ratios of A's (report folders or results.json)
+list                          the registered experiments, in the order a run runs them
+schema                        the JSON schema of results.json (bench/results.schema.json)
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from .procs import ROOT, LabError
 
 
 def _run(args: argparse.Namespace) -> int:
+    from .compare import write
     from .lab import Lab
     from .load import wrk_binary
     from .report import write_report
@@ -29,17 +31,17 @@ def _run(args: argparse.Namespace) -> int:
     print(f"twinstack lab, {mode.name} mode: every claim, measured. Report: {out}/index.html", flush=True)
     lab = Lab(mode, out, say=lambda line: print(line, flush=True))
     results = lab.run()
-    (out / "results.json").write_text(json.dumps(results, indent=1, allow_nan=False))
+    raw = write(results, out)
     page = write_report(results, out)
     print()
     print(f"{'claim':<6}{'verdict':<15}reason")
-    for e in results["experiments"]:
-        print(f"{e['claim']:<6}{e['verdict']:<15}{e['reason']}")
-    print(f"\nDone in {results['elapsed_s']:.0f} s. Report: {page}\nRaw figures: {out / 'results.json'}")
-    if results["failures"]:
-        count = len(results["failures"])
+    for e in results.experiments:
+        print(f"{e.claim:<6}{e.verdict:<15}{e.reason}")
+    print(f"\nDone in {results.elapsed_s:.0f} s. Report: {page}\nRaw figures: {raw}")
+    if results.failures:
+        count = len(results.failures)
         print(f"\n{count} part(s) of the lab could not run (inconclusive in the report):", file=sys.stderr)
-        for failure in results["failures"]:
+        for failure in results.failures:
             print(f"  {failure}", file=sys.stderr)
         print(f"Tracebacks: {out / 'logs' / 'lab-errors.log'}", file=sys.stderr)
         return 1
@@ -62,6 +64,22 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _list(args: argparse.Namespace) -> int:
+    from . import registry
+
+    for experiment in registry.load():
+        deps = ", ".join((*experiment.needs, *experiment.after))
+        print(f"{experiment.id:<12} {experiment.title}{f' (after {deps})' if deps else ''}")
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from .records import schema_json
+
+    print(schema_json(), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description="The twinstack lab.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -76,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     cmp_.add_argument("a", type=Path)
     cmp_.add_argument("b", type=Path)
     cmp_.set_defaults(func=_compare)
+    sub.add_parser("list", help="The registered experiments, in run order.").set_defaults(func=_list)
+    sub.add_parser("schema", help="The JSON schema of results.json.").set_defaults(func=_schema)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -1,10 +1,14 @@
-"""The lab: starts the servers, runs every experiment, and gathers the results.
+"""The lab: the one ``registry.Context`` every experiment runs in, and the run that gathers
+their records into ``records.Results``.
 
-``Lab.run`` starts the stack (downstream, both pools, nginx) on free loopback ports, measures
-the box's ceiling and the ``/io`` and ``/cpu`` curves, then each group of claims
-(``bench.claims``), the proxy and static experiments (``bench.edge``) and the peers
-(``bench.peers``). An experiment that crashes is recorded as inconclusive with its error; the
-rest of the run goes on and the report is still written.
+``Lab`` asks the runner, through its command line, for the environment native mode gives its
+programs (``python -m native env``, with the lab's ports, folders and limits), renders its nginx
+with it (``python -m native render-nginx``), and starts the stack (downstream, both pools,
+nginx) on free loopback ports. ``Lab.run`` then runs every registered experiment in the
+registry's order (``bench.registry``): the box's ceiling and the curves, each group of claims
+(``bench.claims``), the overhead, proxy, static and peer experiments. An experiment that
+crashes is recorded as inconclusive with its error; the rest of the run goes on and the report
+is still written.
 """
 
 from __future__ import annotations
@@ -13,85 +17,151 @@ import shutil
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
-from native import nginx_config
-from native.settings import StackSettings
 from twinstack_runtime.serving import async_workers, sync_workers
 
-from . import edge, overhead, peers
-from .claims import cpu_bound, features, io_bound, scaling, stall
+from . import registry, runner
 from .load import Generator
 from .machine import machine_info
 from .modes import Mode
-from .procs import CpuLayout, LabError, Server, Servers, argv, compress_logs, free_port
-from .verdicts import experiment, physical_limits, unmeasured
+from .procs import CpuLayout, Server, Servers, argv, compress_logs, free_port
+from .records import ClaimRecord, Limits, Results, Run, Settings
+from .registry import Stack
+from .verdicts import physical_limits
+
+# What the lab changes of the stack's settings (TWINSTACK_*, see .env.example).
+LAB_SETTINGS = {
+    # All lab traffic comes from one address; the per-client rate limit would measure itself.
+    # The sync pool's in-flight limit stays as configured.
+    "TWINSTACK_RATE_LIMIT_RPS": "1000000",
+    "TWINSTACK_RATE_LIMIT_BURST": "1000000",
+    "TWINSTACK_EXPENSIVE_RATE_LIMIT_RPS": "1000000",
+    "TWINSTACK_EXPENSIVE_RATE_LIMIT_BURST": "1000000",
+    # Claim 11 holds thousands of WebSockets from this one address, through nginx.
+    "TWINSTACK_CLIENT_MAX_CONNS": "65535",
+    "TWINSTACK_WS_MAX_PER_CLIENT": "65535",
+    "TWINSTACK_SYNC_MAX_INFLIGHT_PER_CLIENT": "65535",
+    "TWINSTACK_LAB_ROUTES": "true",  # the anti-patterns claims 3 and 9 measure
+}
+# The caller's pool settings must not leak into the lab's servers: each pool sets its own.
+OWN_SETTINGS = ("TWINSTACK_ASYNC_", "TWINSTACK_SYNC_W", "TWINSTACK_SYNC_THREADS", "TWINSTACK_SYNC_LOG_")
+NOTES = [
+    "Every server listens on 127.0.0.1; wrk and the lab's clients run on the same machine.",
+    "Worker recycling (max_requests) is off during the lab so a respawn is never measured as a stall.",
+    "nginx's per-client rate limit is raised: all lab traffic comes from one address.",
+]
 
 
 class Lab:
+    """Starts nothing until ``run``; every attribute is set here."""
+
     def __init__(self, mode: Mode, out: Path, say: Callable[[str], None] = print) -> None:
         self.mode = mode
         self.out = out
+        self.logs = out / "logs"
         self.say = say
+        self.t0 = time.monotonic()
         self.layout = CpuLayout.detect()
         self.cores = len(self.layout.servers)
         self.total_cpus = len(set(self.layout.servers) | set(self.layout.generator))
-        self.tmp = Path(tempfile.mkdtemp(prefix="twinstack-bench-"))
-        (out / "logs").mkdir(parents=True, exist_ok=True)  # nginx -t opens its log files there
-        self.servers = Servers(out / "logs", self.layout)
-        self.gen = Generator(
-            self.layout.generator, self.total_cpus, self._progress, shared=not self.layout.pinned, scratch=self.tmp
-        )
-        self.t0 = time.monotonic()
         self.failures: list[str] = []
-        self.stack = StackSettings(
-            http_port=free_port(),
-            async_port=free_port(),
-            sync_port=free_port(),
-            downstream_port=free_port(),
-            nginx_status_port=free_port(),
-            run_dir=self.tmp / "stack",
-            log_dir=out / "logs",
-            # All lab traffic comes from one address; the per-client rate limit would
-            # measure itself. The sync pool's in-flight limit stays as configured.
-            rate_limit_rps=1_000_000,
-            rate_limit_burst=1_000_000,
-            expensive_rate_limit_rps=1_000_000,
-            expensive_rate_limit_burst=1_000_000,
-            # Claim 11 holds thousands of WebSockets from this one address, through nginx.
-            client_max_conns=65535,
-            ws_max_per_client=65535,
-            sync_max_inflight_per_client=65535,
-            lab_routes=True,  # the anti-patterns claims 3 and 9 measure
+        self.experiments = registry.load()
+        self.logs.mkdir(parents=True, exist_ok=True)  # nginx -t opens its log files there
+        self.servers = Servers(self.logs, self.layout)
+        self.scratch = Path(tempfile.mkdtemp(prefix="twinstack-bench-"))
+        self.gen = Generator(
+            self.layout.generator, self.total_cpus, self._progress, shared=not self.layout.pinned,
+            scratch=self.scratch, out=out,
+        )  # fmt: skip
+        try:
+            ports = {name: free_port() for name in ("http", "async", "sync", "downstream", "nginx_status")}
+            self.env = self._environment(ports)
+            self.stack = self._stack(ports)
+            self.async_one_server = self.pool("async-1-worker", "async", workers=1)
+        except BaseException:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            raise
+
+    def _environment(self, ports: Mapping[str, int]) -> dict[str, str]:
+        """The environment native mode would give the stack's programs, with the lab's settings."""
+        env = runner.environment(
+            {
+                **{f"TWINSTACK_{name.upper()}_PORT": str(port) for name, port in ports.items()},
+                "TWINSTACK_RUN_DIR": str(self.scratch / "stack"),
+                "TWINSTACK_LOG_DIR": str(self.logs.resolve()),
+                **LAB_SETTINGS,
+            }
         )
-        env = self.stack.environment()
-        # The caller's pool settings must not leak into the lab's servers.
-        own = ("TWINSTACK_ASYNC_", "TWINSTACK_SYNC_W", "TWINSTACK_SYNC_THREADS", "TWINSTACK_SYNC_LOG_")
         for name in list(env):
-            if name.startswith(own):
+            if name.startswith(OWN_SETTINGS):
                 env.pop(name)
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        env["TWINSTACK_ASYNC_UPSTREAM"] = f"127.0.0.1:{self.stack.async_port}"
-        # nginx writes its access log itself; logs/nginx.log keeps what it prints at start.
-        env["TWINSTACK_NGINX_ACCESS_LOG"] = str((out / "logs" / "nginx-access.log").resolve())
-        env["TWINSTACK_NGINX_ERROR_LOG"] = str((out / "logs" / "nginx-error.log").resolve())
-        self.env = env
+        env["TWINSTACK_ASYNC_UPSTREAM"] = f"127.0.0.1:{ports['async']}"
+        return env
+
+    def _stack(self, ports: Mapping[str, int]) -> Stack:
+        downstream = Server(
+            "downstream",
+            argv("uvicorn", "--factory", "downstream_service.main:create_app", "--host", "127.0.0.1",
+                 "--port", ports["downstream"], "--no-access-log", "--log-level", "warning"),
+            ports["downstream"],
+            self.env,
+        )  # fmt: skip
+        curves = {
+            "async": self.pool("async", "async", port=ports["async"]),
+            "sync": self.pool("sync", "sync", port=ports["sync"]),
+            # gunicorn's sync worker closes every connection; gthread shows keep-alive on a WSGI pool.
+            "gthread": self.pool("gthread", "sync", worker_class="gthread", threads=4),
+            "gevent": self.pool("gevent", "sync", worker_class="gevent"),
+        }
+        ceiling_port, proxy_port = free_port(), free_port()
+        nginx = self.render_nginx(
+            "nginx",
+            "nginx-bench.conf.template",
+            ceiling_port,
+            {
+                "TWINSTACK_BENCH_CEILING_PORT": str(ceiling_port),
+                "TWINSTACK_BENCH_PROXY_PORT": str(proxy_port),
+                "TWINSTACK_BENCH_GTHREAD_UPSTREAM": f"127.0.0.1:{curves['gthread'].port}",
+            },
+        )
+        return Stack(
+            downstream=downstream,
+            async_pool=curves["async"],
+            sync_pool=curves["sync"],
+            nginx=nginx,
+            url=f"http://127.0.0.1:{ports['http']}",
+            ceiling_url=f"http://127.0.0.1:{ceiling_port}",
+            proxy_url=f"http://127.0.0.1:{proxy_port}",
+            curves=curves,
+        )
 
     # --- progress -----------------------------------------------------------------------------
     def _elapsed(self) -> str:
         s = int(time.monotonic() - self.t0)
         return f"{s // 60:2d}:{s % 60:02d}"
 
-    def _progress(self, m: dict) -> None:
-        flags = " GENERATOR SATURATED" if m["generator_saturated"] else ""
+    def _progress(self, m: Run) -> None:
+        flags = " GENERATOR SATURATED" if m.generator_saturated else ""
         self.say(
-            f"  [{self._elapsed()}] {m['label']:<46} c={m['concurrency']:<5} {m['throughput_rps']:9.1f} req/s  "
-            f"p99 {m['latency_ms']['p99']:8.1f} ms  errors {m['errors']}{flags}"
+            f"  [{self._elapsed()}] {m.label:<46} c={m.concurrency:<5} {m.throughput_rps:9.1f} req/s  "
+            f"p99 {m.latency_ms.p99:8.1f} ms  errors {m.errors}{flags}"
         )
 
     def section(self, title: str) -> None:
         self.say(f"[{self._elapsed()}] {title}")
+
+    def failed(self, what: str, exc: BaseException) -> str:
+        """Record a part of the run that could not be measured (traceback in logs/lab-errors.log)."""
+        message = f"{what} failed: {type(exc).__name__}: {exc}".strip()
+        with (self.logs / "lab-errors.log").open("a") as fh:
+            fh.write(f"--- {what}\n{''.join(traceback.format_exception(exc))}\n")
+        self.failures.append(message.splitlines()[0][:300])
+        self.say(f"  !! {self.failures[-1]} (traceback in logs/lab-errors.log)")
+        return self.failures[-1]
 
     # --- servers ------------------------------------------------------------------------------
     def pool(
@@ -105,7 +175,7 @@ class Lab:
         *,
         log_level: str = "warning",
         app: str | None = None,
-        env: dict[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> Server:
         """A twinstack pool: the service's own gunicorn.conf.py, only the environment differs.
         ``app`` runs another app on it (the overhead experiment's bare apps); ``env`` adds
@@ -119,13 +189,13 @@ class Lab:
             # No recycling mid-run: a respawn would be measured as a stall.
             f"TWINSTACK_{prefix}_MAX_REQUESTS": "0",
             f"TWINSTACK_{prefix}_LOG_LEVEL": log_level,
-            f"TWINSTACK_{prefix}_LOG_FILE": str((self.out / "logs" / f"{name}-app.log").resolve()),
-            "TWINSTACK_RUN_DIR": str(self.tmp / name),
+            f"TWINSTACK_{prefix}_LOG_FILE": str((self.logs / f"{name}-app.log").resolve()),
+            "TWINSTACK_RUN_DIR": str(self.scratch / name),
             **(env or {}),
         }
         effective = workers or (async_workers(self.cores) if service == "async" else sync_workers(self.cores))
         env[f"TWINSTACK_{prefix}_WORKERS"] = str(effective)
-        settings = {"server": "gunicorn", "workers": effective}
+        settings: Settings = {"server": "gunicorn", "workers": effective}
         if service == "async":
             settings["worker_class"] = "fastapi_service.worker.Worker"
         else:
@@ -140,204 +210,72 @@ class Lab:
             settings["app"] = app
         return Server(name, command, port, env, settings=settings)
 
-    def peer(self, name: str, argv: list[str], settings: dict, port: int, health: str = "/health") -> Server:
-        env = {**self.env, "TWINSTACK_RUN_DIR": str(self.tmp / name)}
+    def peer(self, name: str, argv: list[str], settings: Settings, port: int, health: str = "/health") -> Server:
+        env = {**self.env, "TWINSTACK_RUN_DIR": str(self.scratch / name)}
         return Server(name, argv, port, env, health_path=health, settings=settings)
 
-    def nginx(self) -> Server:
-        self.ceiling_port, self.proxy_port = free_port(), free_port()
+    def async_one(self) -> Server:
+        self.servers.start(self.async_one_server)
+        return self.async_one_server
+
+    def render_nginx(self, name: str, template: str, port: int, env: Mapping[str, str]) -> Server:
+        """twinstack's nginx configuration rendered by the runner from the stack's environment
+        with ``env`` over it, one of the lab's own server files beside it, in a prefix of its
+        own; its logs in logs/<name>-access.log and logs/<name>-error.log (logs/<name>.log keeps
+        what nginx prints at start). ``port`` answers its health check on /."""
+        logs = self.logs.resolve()
         env = {
             **self.env,
-            "TWINSTACK_BENCH_CEILING_PORT": str(self.ceiling_port),
-            "TWINSTACK_BENCH_PROXY_PORT": str(self.proxy_port),
-            # gunicorn's sync worker closes every connection; gthread shows keep-alive on a WSGI pool.
-            "TWINSTACK_BENCH_GTHREAD_UPSTREAM": f"127.0.0.1:{self.curve_servers()['gthread'].port}",
+            "TWINSTACK_NGINX_ACCESS_LOG": str(logs / f"{name}-access.log"),
+            "TWINSTACK_NGINX_ERROR_LOG": str(logs / f"{name}-error.log"),
+            **env,
         }
-        return self.render_nginx("nginx", env, "nginx-bench.conf.template", self.ceiling_port, health_path="/")
+        rendered = runner.render_nginx(env, self.scratch / name / "nginx", [Path(__file__).with_name(template)])
+        return Server(name, rendered.argv, port, env, health_path="/", settings={"server": "nginx"})
 
-    def render_nginx(self, name: str, env: dict[str, str], template: str, port: int, health_path: str) -> Server:
-        """twinstack's nginx configuration rendered from ``env``, with one of the lab's own
-        server files beside it, in a prefix of its own."""
-        binary = self.stack.nginx()
-        if binary is None:
-            raise LabError("nginx is not installed (Debian/Ubuntu: sudo apt-get install nginx).")
-        prefix = nginx_config.render(env, self.tmp / name / "nginx")
-        text = Path(__file__).with_name(template).read_text()
-        (prefix / "conf.d" / "bench.conf").write_text(nginx_config.render_template(text, env))
-        globals_ = self.stack.nginx_globals(prefix)
-        nginx_config.check(binary, prefix, globals_)
-        argv = [binary, "-p", f"{prefix}/", "-c", "nginx.conf", "-e", "stderr", "-g", globals_]
-        return Server(name, argv, port, env, health_path=health_path, settings={"server": "nginx"})
+    def limits(
+        self, run: Run, settings: Settings, concurrency: int, wait_s: float, cpu_ms_ref: float | None = None
+    ) -> Limits:
+        return physical_limits(run, settings, concurrency, wait_s, self.cores, self.layout.pinned, cpu_ms_ref)
 
     # --- the run ------------------------------------------------------------------------------
-    def run(self) -> dict:
-        m = self.mode
+    def run(self) -> Results:
         started = time.time()
-        results: dict = {
-            "schema": 1,
-            "mode": m.as_dict(),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-            "machine": machine_info(),
-            "cpu_layout": self.layout.as_dict(),
-            "notes": [
-                "Every server listens on 127.0.0.1; wrk and the lab's clients run on the same machine.",
-                "Worker recycling (max_requests) is off during the lab so a respawn is never measured as a stall.",
-                "nginx's per-client rate limit is raised: all lab traffic comes from one address.",
-            ],
-        }
+        notes = list(NOTES)
         if not self.layout.pinned:
-            results["notes"].append(
+            notes.append(
                 f"Generator and servers share the {self.total_cpus} CPUs (pinning them apart needs 4 or more): "
                 "the generator's CPU time is recorded with every run and subtracted from the cores a "
                 "CPU-bound yardstick allows."
             )
+        machine = machine_info(nginx=self.stack.nginx.argv[0])
+        records: list[ClaimRecord] = []
+        sections: dict[str, Any] = {}
         try:
-            port = self.stack.downstream_port
-            self.downstream = Server(
-                "downstream",
-                argv("uvicorn", "--factory", "downstream_service.main:create_app", "--host", "127.0.0.1",
-                     "--port", port, "--no-access-log", "--log-level", "warning"),
-                port,
-                self.env,
-            )  # fmt: skip
-            self.async_pool = self.pool("async", "async", port=self.stack.async_port)
-            self.sync_pool = self.pool("sync", "sync", port=self.stack.sync_port)
-            self.nginx_server = self.nginx()
+            stack = self.stack
             self.section("starting the stack (downstream, async pool, sync pool, nginx)")
-            self.servers.start(self.downstream, self.async_pool, self.sync_pool, self.nginx_server)
-
-            self.section("the box's ceiling: wrk against nginx `return 200`")
-            results["ceiling"] = self.section_guarded(
-                "ceiling",
-                lambda lab: lab.gen.wrk(
-                    "nginx return 200 (no app)",
-                    f"http://127.0.0.1:{lab.ceiling_port}/",
-                    m.proxy_concurrency * 2,
-                    m.duration_s,
-                    [lab.nginx_server],
-                    settings=lab.nginx_server.settings,
-                ),
-                None,
-            )
-            curves = results["curves"] = self.curves()
-            # Claim 6 measures the one-worker async server's memory while it is fresh: before
-            # claim 1 has it hold thousands of connections and claims 3 and 9 give it a
-            # process pool.
-            experiments = [
-                *self.guarded((2,), lambda lab: io_bound.claim_2(lab, curves["io"])),
-                *self.guarded((4,), lambda lab: io_bound.claim_4(lab, curves["io"])),
-                *self.guarded((5, 6), scaling.claims_5_and_6),
-                *self.guarded((1,), io_bound.claim_1),
-                *self.guarded((3, 9), stall.claims_3_and_9),
-                *self.guarded((7,), lambda lab: cpu_bound.claim_7(lab, curves["cpu"])),
-                *self.guarded((8,), features.claim_8),
-                *self.guarded((10,), features.claim_10),
-                *self.guarded((11,), features.claim_11),
-            ]
-            results["experiments"] = sorted(experiments, key=lambda e: e["claim"])
-            results["overhead"] = self.section_guarded("overhead", overhead.overhead, {})
-            results["proxy"] = self.section_guarded("proxy", edge.proxy, [])
-            results["static"] = self.section_guarded("static", edge.static, [])
-            results["peers"] = self.section_guarded("peers", peers.peers, {"groups": {}})
-            results["failures"] = self.failures
+            self.servers.start(stack.downstream, stack.async_pool, stack.sync_pool, stack.nginx)
+            for experiment in self.experiments:
+                out = experiment.execute(self, sections)
+                if not experiment.claims:
+                    sections[experiment.id] = out
+                    continue
+                for record in out:
+                    self.say(f"  => claim {record.claim}: {record.verdict.upper()}: {record.reason}")
+                records += out
         finally:
             self.servers.stop_all()
-            shutil.rmtree(self.tmp, ignore_errors=True)
-        compress_logs(self.out / "logs")
-        results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        results["elapsed_s"] = round(time.time() - started, 1)
-        return results
-
-    # --- an experiment that crashes does not take the run with it ---------------------------------
-    def failed(self, what: str, exc: Exception) -> str:
-        """Record a part of the run that could not be measured (traceback in logs/lab-errors.log)."""
-        message = f"{what} failed: {type(exc).__name__}: {exc}".strip()
-        log = self.out / "logs" / "lab-errors.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("a") as fh:
-            fh.write(f"--- {what}\n{''.join(traceback.format_exception(exc))}\n")
-        self.failures.append(message.splitlines()[0][:300])
-        self.say(f"  !! {self.failures[-1]} (traceback in logs/lab-errors.log)")
-        return self.failures[-1]
-
-    def guarded(self, claims: tuple[int, ...], run: Callable[[Lab], dict | list[dict]]) -> list[dict]:
-        """Run one experiment; if it raises, its claims are inconclusive with the error as reason."""
-        try:
-            out = run(self)
-        except Exception as exc:  # recorded in the report; the run goes on
-            reason = self.failed(f"claim {'/'.join(map(str, claims))}", exc)
-            return [unmeasured(c, reason) for c in claims]
-        return out if isinstance(out, list) else [out]
-
-    def section_guarded(self, name: str, run: Callable[[Lab], object], empty: object) -> object:
-        try:
-            return run(self)
-        except Exception as exc:  # recorded in the report; the run goes on
-            self.failed(name, exc)
-            return empty
-
-    # --- curves: throughput and p99 against concurrency ------------------------------------------
-    def curve_servers(self) -> dict[str, Server]:
-        if not hasattr(self, "_curve_servers"):
-            self._curve_servers = {
-                "async": self.async_pool,
-                "sync": self.sync_pool,
-                "gthread": self.pool("gthread", "sync", worker_class="gthread", threads=4),
-                "gevent": self.pool("gevent", "sync", worker_class="gevent"),
-            }
-        return self._curve_servers
-
-    def curves(self) -> dict:
-        """Throughput and p99 against concurrency on /io and /cpu for each serving model. A
-        configuration that will not start, or fails mid-curve, is reported and left out."""
-        m = self.mode
-        servers = dict(self.curve_servers())
-        for name, exc in self.servers.start_each(*servers.values()).items():
-            self.failed(f"curve server {name}", exc)
-        servers = {kind: server for kind, server in servers.items() if self.servers.alive(server)}
-        out: dict = {}
-        for kind, path, levels in (
-            ("io", f"/io?delay_ms={m.io_delay_ms}", m.io_levels),
-            ("cpu", f"/cpu?work={m.cpu_work}", m.cpu_levels),
-        ):
-            self.section(f"curve: {path} against concurrency {levels[0]} -> {levels[-1]}")
-            series = {}
-            wait_s = m.io_delay_ms / 1000 if kind == "io" else 0.0
-            for name, server in list(servers.items()):
-                try:
-                    points = [
-                        self.gen.wrk(
-                            f"{name} {path}", server.base_url + path, c, m.duration_s, [server], server.settings
-                        )
-                        for c in levels
-                    ]
-                except LabError as exc:  # recorded; the other configurations are still measured
-                    self.failed(f"curve {kind} {name}", exc)
-                    self.servers.stop(server)
-                    del servers[name]  # nor measured on the next curve
-                    continue
-                # What a request costs at best on this server and path: the utilisation law's yardstick.
-                ref = min((p["cpu_ms_per_request"] for p in points if p["cpu_ms_per_request"] > 0), default=0.0)
-                for p in points:
-                    p["limits"] = self.limits(p, server.settings, p["concurrency"], wait_s, cpu_ms_ref=ref)
-                series[name] = {"settings": server.settings, "points": points}
-            out[kind] = {"path": path, "levels": list(levels), "series": series}
-        return out
-
-    def limits(
-        self, run: dict, settings: dict, concurrency: int, wait_s: float, cpu_ms_ref: float | None = None
-    ) -> dict:
-        return physical_limits(run, settings, concurrency, wait_s, self.cores, self.layout.pinned, cpu_ms_ref)
-
-    # --- the claims ---------------------------------------------------------------------------
-    def async_one(self) -> Server:
-        if not hasattr(self, "_async_one"):
-            self._async_one = self.pool("async-1-worker", "async", workers=1)
-        self.servers.start(self._async_one)
-        return self._async_one
-
-    def experiment(self, claim: int, **record) -> dict:
-        """A claim's record (``verdicts.experiment``), its verdict said as the run goes."""
-        verdict, reason = record["verdict"]
-        self.say(f"  => claim {claim}: {verdict.upper()}: {reason}")
-        return experiment(claim, **record)
+            shutil.rmtree(self.scratch, ignore_errors=True)
+        compress_logs(self.logs)
+        return Results(
+            mode=self.mode,
+            started=time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+            finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            elapsed_s=round(time.time() - started, 1),
+            machine=machine,
+            cpu_layout=self.layout.record(),
+            notes=notes,
+            failures=self.failures,
+            experiments=sorted(records, key=lambda r: r.claim),
+            **sections,
+        )

@@ -27,12 +27,13 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import httpx
 
 from .procs import ROOT, LabError, Sampler, Server, _pinned, settle
+from .records import Background, Latency, Run, Settings
 
 WRK_SCRIPT = Path(__file__).with_name("wrk_json.lua")
 # wrk reads one script: the staggered runs get wrk_json.lua with wrk_stagger.lua after it.
@@ -77,10 +78,10 @@ def record(
     total_cpus: int,
     shared: bool,
     settled: tuple[float, bool],
-    settings: dict | None = None,
+    settings: Settings | None = None,
     answered: int | None = None,
     time_bounded: bool = False,
-) -> dict:
+) -> Run:
     """One measured run, every figure a number (the report and results.json read these).
 
     ``requests`` counts what was sent and ``errors`` what failed; ``answered`` (default:
@@ -95,45 +96,54 @@ def record(
     gen_cap = min(generator_cores, total_cpus - server_cpu / wall) if shared else generator_cores
     good = max(0, requests - errors) if answered is None else answered
     throughput = good / duration_s if duration_s else 0.0
-    return {
-        "label": label,
-        "tool": tool,
-        "url": url,
-        "concurrency": concurrency,
-        "duration_s": round(duration_s, 3),
-        "settings": settings or {},
-        "requests": requests,
-        "errors": errors,
-        "error_rate": errors / requests if requests else 1.0,
-        "throughput_rps": throughput,
-        "latency_ms": {k: round(float(v), 3) for k, v in latency_ms.items()},
+    return Run(
+        label=label,
+        tool=tool,
+        url=url,
+        concurrency=concurrency,
+        duration_s=round(duration_s, 3),
+        settings=settings or {},
+        requests=requests,
+        errors=errors,
+        error_rate=errors / requests if requests else 1.0,
+        throughput_rps=throughput,
+        latency_ms=Latency(**{k: round(float(v), 3) for k, v in latency_ms.items()}),
         # Little's law: with `concurrency` requests always in flight, each took concurrency /
         # throughput on average. Past a third of the run, the slowest were still waiting when
         # it ended and their latencies are missing from the percentiles (throughput is right).
-        "latency_censored": time_bounded and (throughput <= 0 or concurrency / throughput > duration_s / 3),
-        "settle_s": round(settled[0], 2),
-        "settled": settled[1],
-        "server_cpu_s": round(server_cpu, 4),
-        "server_cpu_cores": round(server_cpu / wall, 4),
-        "server_cpu_cores_by": {name: round(cpu / wall, 4) for name, cpu in sampler.cpu_s_by_server.items()},
-        "cpu_ms_per_request": round(1000 * server_cpu / requests, 4) if requests else 0.0,
-        "server_rss_mb": round(sampler.peak_rss / 2**20, 2),
-        "server_pss_mb": round(sampler.peak_pss / 2**20, 2),
-        "server_pss_idle_mb": round(sampler.idle_pss / 2**20, 2),
-        "generator_cpu_s": round(generator_cpu_s, 4),
-        "generator_cpu_cores": round(gen_cores_used, 4),
-        "generator_saturated": gen_cores_used >= SATURATED * max(gen_cap, 0.05),
-        "box_cpu_utilisation": round(min(box_util, 1.0), 4),
-        "box_saturated": box_util >= BOX_SATURATED,
-    }
+        latency_censored=time_bounded and (throughput <= 0 or concurrency / throughput > duration_s / 3),
+        settle_s=round(settled[0], 2),
+        settled=settled[1],
+        server_cpu_s=round(server_cpu, 4),
+        server_cpu_cores=round(server_cpu / wall, 4),
+        server_cpu_cores_by={name: round(cpu / wall, 4) for name, cpu in sampler.cpu_s_by_server.items()},
+        cpu_ms_per_request=round(1000 * server_cpu / requests, 4) if requests else 0.0,
+        server_rss_mb=round(sampler.peak_rss / 2**20, 2),
+        server_pss_mb=round(sampler.peak_pss / 2**20, 2),
+        server_pss_idle_mb=round(sampler.idle_pss / 2**20, 2),
+        generator_cpu_s=round(generator_cpu_s, 4),
+        generator_cpu_cores=round(gen_cores_used, 4),
+        generator_saturated=gen_cores_used >= SATURATED * max(gen_cap, 0.05),
+        box_cpu_utilisation=round(min(box_util, 1.0), 4),
+        box_saturated=box_util >= BOX_SATURATED,
+    )
 
 
 class Generator:
     """Runs the load generators on the generator's CPUs and records each run."""
 
-    def __init__(self, cpus: Sequence[int], total_cpus: int, progress, shared: bool, scratch: Path) -> None:
+    def __init__(
+        self,
+        cpus: Sequence[int],
+        total_cpus: int,
+        progress: Callable[[Run], None],
+        shared: bool,
+        scratch: Path,
+        out: Path,
+    ) -> None:
         self.cpus = tuple(cpus)
         self.scratch = scratch  # the lab's temporary directory (wrk's staggered script)
+        self.out = out  # the report's folder: Locust's statistics, its log in logs/
         self.total_cpus = total_cpus
         self.shared = shared  # the servers run on the generator's CPUs too
         self.progress = progress
@@ -177,10 +187,10 @@ class Generator:
         concurrency: int,
         duration_s: int,
         watch: Sequence[Server],
-        settings: dict | None = None,
+        settings: Settings | None = None,
         background: tuple[str, int] | None = None,
         stagger_ms: int = 0,
-    ) -> dict:
+    ) -> Run:
         """One wrk run against ``url``; ``background`` = (url, concurrency) of a second wrk that
         loads the same server meanwhile (the stall experiments), summarised in the run;
         ``stagger_ms`` spreads the connections' first requests over that long (wrk_stagger.lua)."""
@@ -222,13 +232,13 @@ class Generator:
             settings=settings,
         )
         if side is not None:
-            measured["background"] = {
-                "url": background[0],
-                "concurrency": background[1],
-                "requests": side["requests"],
-                "errors": _wrk_errors(side),
-                "latency_ms_p50": side["p50"] / 1000,
-            }
+            measured.background = Background(
+                url=background[0],
+                concurrency=background[1],
+                requests=side["requests"],
+                errors=_wrk_errors(side),
+                latency_ms_p50=side["p50"] / 1000,
+            )
         self.progress(measured)
         return measured
 
@@ -245,8 +255,8 @@ class Generator:
     def _client_run(
         self, *, label: str, tool: str, url: str, concurrency: int, elapsed: float, requests: int, errors: int,
         ms: Sequence[float], sampler: Sampler, generator_cpu_s: float, settled: tuple[float, bool],
-        settings: dict | None = None,
-    ) -> dict:  # fmt: skip
+        settings: Settings | None = None,
+    ) -> Run:  # fmt: skip
         """A run driven from this process (one thread): latencies measured here, one core."""
         return record(
             label=label,
@@ -268,8 +278,8 @@ class Generator:
 
     # --- many connections at once (claim 1) -------------------------------------------------
     def hold(
-        self, label: str, server: Server, path: str, connections: int, waves: int, wait_s: float, settings: dict
-    ) -> dict:
+        self, label: str, server: Server, path: str, connections: int, waves: int, wait_s: float, settings: Settings
+    ) -> Run:
         """Open ``connections`` keep-alive connections, then send one request on every one of
         them at once, ``waves`` times; each request waits ``wait_s`` in the server.
 
@@ -293,12 +303,12 @@ class Generator:
             settled=settled,
             settings=settings,
         )
-        measured["held_concurrency"] = held
+        measured.held_concurrency = held
         self.progress(measured)
         return measured
 
     # --- WebSockets (claim 11) ----------------------------------------------------------------
-    def websockets(self, label: str, url: str, count: int, watch: Sequence[Server]) -> dict:
+    def websockets(self, label: str, url: str, count: int, watch: Sequence[Server]) -> Run:
         settled = settle(watch)
         with self._driving(), Sampler(watch) as sampler:
             started = time.thread_time()
@@ -319,14 +329,14 @@ class Generator:
             generator_cpu_s=gen_cpu,
             settled=settled,
         )
-        measured["handshakes"] = accepted  # answered 101
-        measured["opened"] = len(latencies)  # held open and echoing
-        measured["refused_status"] = refused
+        measured.handshakes = accepted  # answered 101
+        measured.opened = len(latencies)  # held open and echoing
+        measured.refused_status = refused
         self.progress(measured)
         return measured
 
     # --- background jobs (claim 10) -----------------------------------------------------------
-    def jobs(self, label: str, server: Server, count: int, delay_ms: int) -> dict:
+    def jobs(self, label: str, server: Server, count: int, delay_ms: int) -> Run:
         """POST /jobs ``count`` times; each 202 is timed, then every job is polled until done.
         A job that finished after its 202 arrived ran after the response was sent."""
         responses_ms: list[float] = []
@@ -378,15 +388,15 @@ class Generator:
             settled=settled,
             settings={"job_delay_ms": delay_ms},
         )
-        measured["jobs_done"] = len(run_ms)
-        measured["finished_after_response"] = after_response
-        measured["job_run_ms_p50"] = round(statistics.median(run_ms), 3) if run_ms else 0.0
+        measured.jobs_done = len(run_ms)
+        measured.finished_after_response = after_response
+        measured.job_run_ms_p50 = round(statistics.median(run_ms), 3) if run_ms else 0.0
         self.progress(measured)
         return measured
 
     # --- Locust: mixed user traffic -----------------------------------------------------------
-    def locust(self, label: str, host: str, users: int, duration_s: int, watch: Sequence[Server], out: Path) -> dict:
-        base = out / "locust-mixed"
+    def locust(self, label: str, host: str, users: int, duration_s: int, watch: Sequence[Server]) -> Run:
+        base = self.out / "locust-mixed"
         cmd = [
             sys.executable, "-m", "locust", "--config", "loadtest/locust.conf", "--headless", "--only-summary",
             "--users", str(users), "--spawn-rate", str(users), "--run-time", f"{duration_s}s",
@@ -394,7 +404,7 @@ class Generator:
             "--max-p95-async-ms", "0", "--max-p95-sync-ms", "0", "--max-p95-static-ms", "0",
         ]  # fmt: skip
         settled = settle(watch)
-        log = out / "logs" / "locust.log"
+        log = self.out / "logs" / "locust.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         # Its output goes to a file: a pipe nobody reads while it runs could fill and block it.
         with Sampler(watch) as sampler, log.open("w") as sink:
@@ -429,7 +439,7 @@ class Generator:
             settled=settled,
             settings={"users": users, "locustfile": "loadtest/locustfile.py"},
         )
-        measured["throughput_rps"] = _num(row["Requests/s"]) - _num(row["Failures/s"])
+        measured.throughput_rps = _num(row["Requests/s"]) - _num(row["Failures/s"])
         self.progress(measured)
         return measured
 

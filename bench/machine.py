@@ -11,7 +11,7 @@ from importlib import metadata
 
 import psutil
 
-from native.settings import StackSettings
+from .records import Machine
 
 PACKAGES = (
     "fastapi", "starlette", "uvicorn", "uvicorn-worker", "gunicorn", "flask", "werkzeug", "gevent",
@@ -38,7 +38,8 @@ def _tool_version(argv: list[str], pattern: str) -> str:
     return match.group(1) if match else "unknown"
 
 
-def machine_info() -> dict:
+def machine_info(nginx: str) -> Machine:
+    """The machine, and the version of every component measured (``nginx``: its binary)."""
     try:
         os_name = platform.freedesktop_os_release().get("PRETTY_NAME", platform.system())
     except OSError:
@@ -49,14 +50,14 @@ def machine_info() -> dict:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             versions[package] = "not installed"
-    versions["nginx"] = _tool_version([StackSettings().nginx() or "nginx", "-v"], r"nginx/(\S+)")
+    versions["nginx"] = _tool_version([nginx, "-v"], r"nginx/(\S+)")
     versions["wrk"] = _tool_version(["wrk", "-v"], r"wrk (\S+)")
-    return {
-        "cpu_model": _cpu_model(),
-        "cpus": os.cpu_count() or 1,
-        "usable_cpus": len(os.sched_getaffinity(0)),
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "os": os_name,
-        "kernel": platform.release(),
-        "versions": versions,
-    }
+    return Machine(
+        cpu_model=_cpu_model(),
+        cpus=os.cpu_count() or 1,
+        usable_cpus=len(os.sched_getaffinity(0)),
+        memory_gib=round(psutil.virtual_memory().total / 2**30, 1),
+        os=os_name,
+        kernel=platform.release(),
+        versions=versions,
+    )

@@ -5,11 +5,14 @@ Every mode runs every experiment; only durations, concurrency levels and sizes s
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from pydantic import BaseModel, ConfigDict
 
 
-@dataclass(frozen=True)
-class Mode:
+class Mode(BaseModel):
+    """How long and how hard one run of the lab measures (recorded in results.json)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
     name: str
     duration_s: int  # per measured point (wrk counts whole seconds)
     io_levels: tuple[int, ...]  # concurrency levels of the /io and /cpu curves
@@ -30,9 +33,6 @@ class Mode:
     proxy_concurrency: int = 32
     # The overhead experiment's waits through nginx: (delay in ms, concurrency) points.
     overhead_io: tuple[tuple[int, int], ...] = ((100, 200), (100, 500), (1000, 2000))
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 MODES = {

@@ -18,14 +18,10 @@ CPU of which process, the load generator, or nothing that was saturated.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .peers import combine, interleaved_rounds
-from .procs import LabError, free_port
-
-if TYPE_CHECKING:
-    from .lab import Lab
-    from .procs import Server
+from .procs import LabError, Server, free_port
+from .records import LittleRun, Overhead, OverheadPool, OverheadRow, Run, Target
+from .registry import Context, Phase, experiment
 
 BARE = "bare app"
 TWINSTACK = "twinstack"
@@ -43,12 +39,12 @@ BARE_THROUGH_NGINX = "bare app through a minimal nginx proxy"
 BOX_BUSY = 0.9
 
 
-def overhead(lab: Lab) -> dict:
+@experiment("overhead", "what twinstack's own layers cost per request", phase=Phase.EDGE)
+def overhead(lab: Context) -> Overhead:
     m = lab.mode
     ports = {name: free_port() for name in ("bare-async", "bare-sync", "twinstack-async", "twinstack-sync")}
     http_port, proxy_port = free_port(), free_port()
     env = {
-        **lab.env,
         "TWINSTACK_HTTP_PORT": str(http_port),
         "TWINSTACK_NGINX_STATUS_LISTEN": f"127.0.0.1:{free_port()}",  # beside the lab's own nginx
         "TWINSTACK_ASYNC_UPSTREAM": f"127.0.0.1:{ports['twinstack-async']}",
@@ -56,22 +52,24 @@ def overhead(lab: Lab) -> dict:
         "TWINSTACK_BENCH_BARE_ASYNC_UPSTREAM": f"127.0.0.1:{ports['bare-async']}",
         "TWINSTACK_BENCH_BARE_SYNC_UPSTREAM": f"127.0.0.1:{ports['bare-sync']}",
         "TWINSTACK_BENCH_PROXY_PORT": str(proxy_port),
-        "TWINSTACK_NGINX_ACCESS_LOG": str((lab.out / "logs" / "overhead-nginx-access.log").resolve()),
-        "TWINSTACK_NGINX_ERROR_LOG": str((lab.out / "logs" / "overhead-nginx-error.log").resolve()),
         "TWINSTACK_WEB_ROOT_COPY": "false",  # the lab's own nginx published it already
     }
-    nginx = lab.render_nginx("overhead-nginx", env, "nginx-overhead.conf.template", http_port, health_path="/")
-    out: dict = {"rounds": m.peer_rounds, "duration_s": m.peer_duration_s, "concurrency": m.proxy_concurrency}
+    nginx = lab.render_nginx("overhead-nginx", "nginx-overhead.conf.template", http_port, env)
     with lab.servers.started(nginx):
-        out["pools"] = {
+        pools = {
             service: _pool(lab, service, ports, nginx, f"http://127.0.0.1:{http_port}", proxy_port)
             for service in ("async", "sync")
         }
-    out["targets"] = targets(out["pools"])
-    return out
+    return Overhead(
+        rounds=m.peer_rounds,
+        duration_s=m.peer_duration_s,
+        concurrency=m.proxy_concurrency,
+        pools=pools,
+        targets=targets(pools),
+    )
 
 
-def _contenders(lab: Lab, service: str, ports: dict[str, int]) -> list[tuple[str, Server]]:
+def _contenders(lab: Context, service: str, ports: dict[str, int]) -> list[tuple[str, Server]]:
     bare_app = "bench.bare_app:fastapi_app()" if service == "async" else "bench.bare_app:flask_app()"
     contenders = [
         (BARE, lab.pool(f"bare-{service}", service, port=ports[f"bare-{service}"], log_level="info", app=bare_app)),
@@ -90,7 +88,9 @@ def _contenders(lab: Lab, service: str, ports: dict[str, int]) -> list[tuple[str
     return contenders
 
 
-def _pool(lab: Lab, service: str, ports: dict[str, int], nginx: Server, stack_url: str, proxy_port: int) -> dict:
+def _pool(
+    lab: Context, service: str, ports: dict[str, int], nginx: Server, stack_url: str, proxy_port: int
+) -> OverheadPool:
     m = lab.mode
     contenders = _contenders(lab, service, ports)
     errors = lab.servers.start_each(*(server for _, server in contenders))
@@ -111,7 +111,7 @@ def _pool(lab: Lab, service: str, ports: dict[str, int], nginx: Server, stack_ur
     measured = [(label, f"{service}: {label}", url, watch, watch[0].settings) for label, url, watch in runs]
     try:
         rounds = interleaved_rounds(lab, measured, m.proxy_concurrency, f"overhead: {service} {{name}}")
-        io = []
+        io: list[LittleRun] = []
         if service == "async" and TWINSTACK in servers:
             try:
                 io = little(lab, stack_url, [servers[TWINSTACK], nginx])
@@ -119,28 +119,23 @@ def _pool(lab: Lab, service: str, ports: dict[str, int], nginx: Server, stack_ur
                 lab.failed("overhead: /async/io through nginx", exc)
     finally:
         lab.servers.stop(*(server for _, server in contenders))
-    rows = []
-    for label, *_ in runs:
-        if rounds.get(label):
-            row = combine(rounds[label])
-            row["contender"] = label
-            rows.append(row)
-    by = {row["contender"]: row for row in rows}
+    rows = [combine(rounds[label], OverheadRow, contender=label) for label, *_ in runs if rounds.get(label)]
+    by = {row.contender: row for row in rows}
     for row in rows:
-        row["ratio_to_bare"] = _ratio(row, by.get(BARE))
-        row["ratio_to_twinstack"] = _ratio(row, by.get(TWINSTACK))
-        if row["contender"] in (THROUGH_NGINX, BARE_THROUGH_NGINX):
-            row["ratio_to_direct"] = _ratio(row, by.get(TWINSTACK if row["contender"] == THROUGH_NGINX else BARE))
-    return {"rows": rows, "io": io}
+        row.ratio_to_bare = _ratio(row, by.get(BARE))
+        row.ratio_to_twinstack = _ratio(row, by.get(TWINSTACK))
+        if row.contender in (THROUGH_NGINX, BARE_THROUGH_NGINX):
+            row.ratio_to_direct = _ratio(row, by.get(TWINSTACK if row.contender == THROUGH_NGINX else BARE))
+    return OverheadPool(rows=rows, io=io)
 
 
-def _ratio(row: dict, reference: dict | None) -> float:
-    if not reference or not reference["throughput_rps"]:
+def _ratio(row: Run, reference: Run | None) -> float:
+    if not reference or not reference.throughput_rps:
         return 0.0
-    return round(row["throughput_rps"] / reference["throughput_rps"], 4)
+    return round(row.throughput_rps / reference.throughput_rps, 4)
 
 
-def little(lab: Lab, stack_url: str, watch: list[Server]) -> list[dict]:
+def little(lab: Context, stack_url: str, watch: list[Server]) -> list[LittleRun]:
     """``/async/io`` through twinstack's nginx at the mode's (delay, concurrency) points, each
     against Little's law: ``concurrency`` requests always in flight, each waiting ``delay``,
     cannot finish faster than ``concurrency / delay`` per second.
@@ -167,28 +162,34 @@ def little(lab: Lab, stack_url: str, watch: list[Server]) -> list[dict]:
             f"{stack_url}/async/io?delay_ms={delay_ms}", c, duration + (1 if stagger_ms else 0), watch,
             watch[0].settings, stagger_ms=stagger_ms,
         )  # fmt: skip
-        mean_s = run["latency_ms"]["mean"] / 1000
-        run["delay_ms"] = delay_ms
-        run["staggered"] = bool(stagger_ms)
-        run["little_rps"] = c / (delay_ms / 1000)
-        run["steady_rps"] = round(c / mean_s, 1) if mean_s > 0 else 0.0
-        run["little_ratio"] = round(run["steady_rps"] / run["little_rps"], 4) if run["errors"] == 0 else 0.0
-        runs.append(run)
+        mean_s = run.latency_ms.mean / 1000
+        little_rps = c / (delay_ms / 1000)
+        steady_rps = round(c / mean_s, 1) if mean_s > 0 else 0.0
+        runs.append(
+            run.extended(
+                LittleRun,
+                delay_ms=delay_ms,
+                staggered=bool(stagger_ms),
+                little_rps=little_rps,
+                steady_rps=steady_rps,
+                little_ratio=round(steady_rps / little_rps, 4) if run.errors == 0 else 0.0,
+            )
+        )
     return runs
 
 
 # --- the targets ----------------------------------------------------------------------------
-def binds(run: dict) -> str:
+def binds(run: Run) -> str:
     """What set the pace of one run, from what it measured: the box's CPUs (and which processes
     used them), the load generator, or nothing saturated (the wait itself, or queueing)."""
-    by = sorted(run.get("server_cpu_cores_by", {}).items(), key=lambda kv: kv[1], reverse=True)
+    by = sorted(run.server_cpu_cores_by.items(), key=lambda kv: kv[1], reverse=True)
     users = ", ".join(f"{name} {cores:.2f} cores" for name, cores in by)
-    users += f", load generator {run['generator_cpu_cores']:.2f} cores"
-    if run.get("generator_saturated"):
+    users += f", load generator {run.generator_cpu_cores:.2f} cores"
+    if run.generator_saturated:
         return f"the load generator's CPU (it, not the server, set the pace): {users}"
-    if run.get("box_saturated") or run.get("box_cpu_utilisation", 0.0) >= BOX_BUSY:
-        return f"the box's CPUs ({run['box_cpu_utilisation']:.0%} busy): {users}"
-    return f"no CPU was saturated (box {run.get('box_cpu_utilisation', 0.0):.0%} busy: {users})"
+    if run.box_saturated or run.box_cpu_utilisation >= BOX_BUSY:
+        return f"the box's CPUs ({run.box_cpu_utilisation:.0%} busy): {users}"
+    return f"no CPU was saturated (box {run.box_cpu_utilisation:.0%} busy: {users})"
 
 
 # (key, what, target, pool, the measured row, its reference) for the /health ratios.
@@ -205,33 +206,29 @@ HEALTH_TARGETS = (
 IO_TARGETS = (0.97, 0.90, 0.95)
 
 
-def targets(pools: dict) -> list[dict]:
+def targets(pools: dict[str, OverheadPool]) -> list[Target]:
     out = []
     for key, what, target, service, measured, reference in HEALTH_TARGETS:
-        rows = {r["contender"]: r for r in pools.get(service, {}).get("rows", [])}
+        rows = {r.contender: r for r in pools.get(service, OverheadPool()).rows}
         row, ref = rows.get(measured), rows.get(reference)
-        if not row or not ref or not ref["throughput_rps"]:
-            out.append({"key": key, "what": what, "target": target, "measured": None, "met": None,
-                        "binds": "not measured (see the failures)"})  # fmt: skip
+        if not row or not ref or not ref.throughput_rps:
+            out.append(Target(key=key, what=what, target=target, binds="not measured (see the failures)"))
             continue
-        ratio = row["throughput_rps"] / ref["throughput_rps"]
-        figures = f"{row['throughput_rps']:,.0f} vs {ref['throughput_rps']:,.0f} req/s"
+        ratio = row.throughput_rps / ref.throughput_rps
+        figures = f"{row.throughput_rps:,.0f} vs {ref.throughput_rps:,.0f} req/s"
         bare_proxied = rows.get(BARE_THROUGH_NGINX)
-        if measured == THROUGH_NGINX and bare_proxied and bare_proxied.get("ratio_to_direct"):
+        if measured == THROUGH_NGINX and bare_proxied and bare_proxied.ratio_to_direct:
             # What nginx alone costs here: the bare app through a proxy that does nothing else.
-            figures += f"; the bare app through a minimal nginx: {bare_proxied['ratio_to_direct']:.2f} of direct"
-        out.append({
-            "key": key, "what": what, "target": target, "measured": round(ratio, 4), "met": ratio >= target,
-            "figures": figures, "binds": binds(row),
-        })  # fmt: skip
-    judged = [run for run in pools.get("async", {}).get("io", []) if run.get("staggered", True)]
+            figures += f"; the bare app through a minimal nginx: {bare_proxied.ratio_to_direct:.2f} of direct"
+        out.append(Target(key=key, what=what, target=target, measured=round(ratio, 4), met=ratio >= target,
+                          figures=figures, binds=binds(row)))  # fmt: skip
+    judged = [run for run in pools.get("async", OverheadPool()).io if run.staggered]
     for run, target in zip(judged, IO_TARGETS, strict=False):
-        out.append({
-            "key": f"io-{run['delay_ms']}ms-c{run['concurrency']}",
-            "what": f"/async/io?delay_ms={run['delay_ms']} through nginx at c={run['concurrency']} vs Little's law",
-            "target": target, "measured": run["little_ratio"], "met": run["little_ratio"] >= target,
-            "figures": f"{run['steady_rps']:,.0f} req/s steady ({run['throughput_rps']:,.0f} counted) vs "
-                       f"{run['little_rps']:,.0f}",
-            "binds": binds(run),
-        })  # fmt: skip
+        out.append(Target(
+            key=f"io-{run.delay_ms}ms-c{run.concurrency}",
+            what=f"/async/io?delay_ms={run.delay_ms} through nginx at c={run.concurrency} vs Little's law",
+            target=target, measured=run.little_ratio, met=run.little_ratio >= target,
+            figures=f"{run.steady_rps:,.0f} req/s steady ({run.throughput_rps:,.0f} counted) vs {run.little_rps:,.0f}",
+            binds=binds(run),
+        ))  # fmt: skip
     return out

@@ -9,19 +9,22 @@ every round of twinstack's best (otherwise the two are a tie on this machine).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TypeVar
 
-from .procs import LabError, argv, free_port
+from .procs import LabError, Server, argv, free_port
+from .records import PeerRow, Peers, RoundsRow, Run, Settings, Workload
+from .registry import Context, Phase, experiment
 
-if TYPE_CHECKING:
-    from .lab import Lab
-    from .procs import Server
+Row = TypeVar("Row", bound=RoundsRow)
 
 
-def peers(lab: Lab) -> dict:
+# Last of those that use the curves' gthread and gevent servers: it stops them.
+@experiment("peers", "the peers: what users would pick instead, same apps", phase=Phase.EDGE, after=("proxy",))
+def peers(lab: Context) -> Peers:
     m = lab.mode
     n = lab.cores
-    ctl = lab.tmp / "peers-ctl"
+    ctl = lab.scratch / "peers-ctl"
     ctl.mkdir(exist_ok=True)
     asgi, wsgi = "fastapi_service.main:create_app", "flask_service.main:create_app"
     quiet = ("--no-access-log", "--log-level", "warning")
@@ -67,17 +70,17 @@ def peers(lab: Lab) -> dict:
     for name, exc in errors.items():
         lab.failed(f"peer {name}", exc)
     peers = [server for server in candidates if server.name not in errors]
-    curve = lab.curve_servers()
+    curve = lab.stack.curves
     contenders = {
-        "ASGI": [("twinstack async pool", lab.async_pool)],
+        "ASGI": [("twinstack async pool", lab.stack.async_pool)],
         "WSGI": [
-            ("twinstack sync pool", lab.sync_pool),
+            ("twinstack sync pool", lab.stack.sync_pool),
             *[(f"twinstack {k}", curve[k]) for k in ("gthread", "gevent") if lab.servers.alive(curve[k])],
         ],
     }
     for server in peers:
-        contenders[server.settings["interface"]].append((server.name, server))
-    out: dict = {"groups": {}, "rounds": m.peer_rounds, "duration_s": m.peer_duration_s}
+        contenders[str(server.settings["interface"])].append((server.name, server))
+    out = Peers(rounds=m.peer_rounds, duration_s=m.peer_duration_s)
     try:
         for workload, path, c in (
             ("io", f"/io?delay_ms={m.io_delay_ms}", m.peer_io_concurrency),
@@ -86,7 +89,7 @@ def peers(lab: Lab) -> dict:
             lab.section(f"peers: {path}, c={c}, {m.peer_rounds} rounds")
             for group, entries in contenders.items():
                 rows = _rank(lab, group, entries, path, c)
-                out["groups"].setdefault(group, {})[workload] = {"path": path, "concurrency": c, "rows": rows}
+                out.groups.setdefault(group, {})[workload] = Workload(path=path, concurrency=c, rows=rows)
     finally:
         lab.servers.stop(*peers, curve["gthread"], curve["gevent"])
     return out
@@ -94,16 +97,16 @@ def peers(lab: Lab) -> dict:
 
 # A contender of interleaved rounds: its name, the wrk label, the URL, the servers it loads, and
 # the settings its runs record.
-Contender = tuple[str, str, str, "list[Server]", "dict | None"]
+Contender = tuple[str, str, str, list[Server], Settings | None]
 
 
-def interleaved_rounds(lab: Lab, contenders: list[Contender], c: int, what: str) -> dict[str, list[dict]]:
+def interleaved_rounds(lab: Context, contenders: list[Contender], c: int, what: str) -> dict[str, list[Run]]:
     """``lab.mode.peer_rounds`` rounds of every contender, each round in a different order: a
     drift of the machine (another tenant, a warm cache) is shared out instead of landing on one
     contender. One whose run fails is reported (as ``what`` says it, ``{name}`` its name) and
     left out; the others go on."""
     m = lab.mode
-    rounds: dict[str, list[dict]] = {name: [] for name, *_ in contenders}
+    rounds: dict[str, list[Run]] = {name: [] for name, *_ in contenders}
     for i in range(m.peer_rounds):
         for name, label, url, watch, settings in contenders[i % len(contenders) :] + contenders[: i % len(contenders)]:
             if name not in rounds:
@@ -116,7 +119,7 @@ def interleaved_rounds(lab: Lab, contenders: list[Contender], c: int, what: str)
     return rounds
 
 
-def _rank(lab: Lab, group: str, entries: list[tuple[str, Server]], path: str, c: int) -> list[dict]:
+def _rank(lab: Context, group: str, entries: list[tuple[str, Server]], path: str, c: int) -> list[PeerRow]:
     """Every contender's rounds, interleaved, as rows best first. A contender whose run fails
     is reported and left out of this ranking; the others are still ranked."""
     contenders = [(name, f"{group} {name} {path}", server.base_url + path, [server], None) for name, server in entries]
@@ -124,27 +127,26 @@ def _rank(lab: Lab, group: str, entries: list[tuple[str, Server]], path: str, c:
     rows = []
     for name, server in entries:
         if name in rounds:
-            row = combine(rounds[name])
-            row.update(peer=name, settings=server.settings, twinstack=name.startswith("twinstack"))
-            rows.append(row)
-    rows.sort(key=lambda r: r["throughput_rps"], reverse=True)
+            twinstack = name.startswith("twinstack")
+            rows.append(combine(rounds[name], PeerRow, peer=name, settings=server.settings, twinstack=twinstack))
+    rows.sort(key=lambda r: r.throughput_rps, reverse=True)
     for rank, row in enumerate(rows, 1):
-        row["rank"] = rank
+        row.rank = rank
     return rows
 
 
-def combine(rounds: list[dict]) -> dict:
-    """One contender's rounds as one row: the round with the median throughput (the lower one of
-    an even count, so every figure of the row comes from one real run), every round's
-    throughput beside it, and the flags of any round that could not be trusted."""
-    ordered = sorted(rounds, key=lambda r: r["throughput_rps"])
-    row = dict(ordered[(len(ordered) - 1) // 2])
-    rps = [r["throughput_rps"] for r in rounds]
-    row.update(
+def combine(rounds: Sequence[Run], model: type[Row], **fields: object) -> Row:
+    """One contender's rounds as one row of ``model``: the round with the median throughput (the
+    lower one of an even count, so every figure of the row comes from one real run), every
+    round's throughput beside it, and the flags of any round that could not be trusted."""
+    ordered = sorted(rounds, key=lambda r: r.throughput_rps)
+    rps = [r.throughput_rps for r in rounds]
+    return ordered[(len(ordered) - 1) // 2].extended(
+        model,
         rounds_rps=[round(x, 1) for x in rps],
         rps_low=min(rps),
         rps_high=max(rps),
-        generator_saturated=any(r["generator_saturated"] for r in rounds),
-        settled=all(r.get("settled", True) for r in rounds),
+        generator_saturated=any(r.generator_saturated for r in rounds),
+        settled=all(r.settled for r in rounds),
+        **fields,
     )
-    return row

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import psutil
 
+from .records import CpuLayoutRecord, Settings
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -66,8 +68,8 @@ class CpuLayout:
         split = max(1, len(cpus) // 4)
         return cls(servers=cpus[:-split], generator=cpus[-split:])
 
-    def as_dict(self) -> dict:
-        return {"servers": list(self.servers), "generator": list(self.generator), "pinned": self.pinned}
+    def record(self) -> CpuLayoutRecord:
+        return CpuLayoutRecord(servers=list(self.servers), generator=list(self.generator), pinned=self.pinned)
 
 
 def _pinned(cpus: Sequence[int]):
@@ -87,7 +89,7 @@ class Server:
     env: dict[str, str]
     health_path: str = "/health"
     stop_signal: int = signal.SIGTERM
-    settings: dict = field(default_factory=dict)
+    settings: Settings = field(default_factory=dict)
     proc: subprocess.Popen | None = field(default=None, repr=False)
 
     @property

@@ -22,6 +22,10 @@ the reason.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from .records import ClaimRecord, Limits, Measured, Run, Settings, Yardstick
+
 HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
 VERDICTS = (HOLDS, FAILS, INCONCLUSIVE)
 MAX_ERROR_RATE = 0.01
@@ -45,27 +49,27 @@ CLAIMS = {
 }
 
 
-def quality(runs: list[dict], expect_errors: bool = False) -> str | None:
+def quality(runs: Sequence[Run], expect_errors: bool = False) -> str | None:
     """Why a set of runs cannot decide a claim, or None when they can."""
     for run in runs:
-        if run["generator_saturated"]:
-            return f"the load generator saturated its CPU in '{run['label']}', so it, not the server, set the pace"
-        if not run.get("settled", True):
-            return f"the server was still busy from the previous run when '{run['label']}' started"
-        if not expect_errors and run["error_rate"] > MAX_ERROR_RATE:
-            return f"{run['errors']} of {run['requests']} requests failed in '{run['label']}'"
-        if run["requests"] < 2:
-            return f"too few requests completed in '{run['label']}'"
-        side = run.get("background")
-        if side is not None and (side["errors"] or not side["requests"]):
+        if run.generator_saturated:
+            return f"the load generator saturated its CPU in '{run.label}', so it, not the server, set the pace"
+        if not run.settled:
+            return f"the server was still busy from the previous run when '{run.label}' started"
+        if not expect_errors and run.error_rate > MAX_ERROR_RATE:
+            return f"{run.errors} of {run.requests} requests failed in '{run.label}'"
+        if run.requests < 2:
+            return f"too few requests completed in '{run.label}'"
+        side = run.background
+        if side is not None and (side.errors or not side.requests):
             return (
-                f"the interfering load in '{run['label']}' did not run cleanly "
-                f"({side['requests']} requests, {side['errors']} errors)"
+                f"the interfering load in '{run.label}' did not run cleanly "
+                f"({side.requests} requests, {side.errors} errors)"
             )
     return None
 
 
-def decide(ok: bool, reason: str, runs: list[dict], expect_errors: bool = False) -> tuple[str, str]:
+def decide(ok: bool, reason: str, runs: Sequence[Run], expect_errors: bool = False) -> tuple[str, str]:
     problem = quality(runs, expect_errors)
     if problem:
         return INCONCLUSIVE, problem
@@ -73,14 +77,14 @@ def decide(ok: bool, reason: str, runs: list[dict], expect_errors: bool = False)
 
 
 def physical_limits(
-    run: dict,
-    settings: dict,
+    run: Run,
+    settings: Settings,
     concurrency: int,
     wait_s: float,
     cores: int,
     pinned: bool,
     cpu_ms_ref: float | None = None,
-) -> dict:
+) -> Limits:
     """The limits one run could not beat: Little's law (when each request waits ``wait_s``) and
     the utilisation law (the free cores over the CPU time a request takes: ``cpu_ms_ref``
     when given, the lowest measured on the curve, else this run's own)."""
@@ -98,18 +102,18 @@ def physical_limits(
     if wait_s:
         limits["little_rps"] = slots / wait_s
     # Unpinned, the generator's measured CPU is not available to the servers.
-    free_cores = cores if pinned else cores - run["generator_cpu_cores"]
+    free_cores = cores if pinned else cores - run.generator_cpu_cores
     busy = min(concurrency, workers)  # each process runs Python on one core at a time (the GIL)
     usable = max(0.05, min(free_cores, busy))
-    cpu_ms = cpu_ms_ref if cpu_ms_ref else run["cpu_ms_per_request"]
+    cpu_ms = cpu_ms_ref if cpu_ms_ref else run.cpu_ms_per_request
     limits["cores_available"] = usable
     limits["cpu_ms_per_request_ref"] = cpu_ms
     # How much dearer a request was in this run than at best (1.0 on the cheapest point).
-    limits["cpu_cost_rise"] = run["cpu_ms_per_request"] / cpu_ms if cpu_ms else 0.0
-    limits["utilisation"] = run.get("server_cpu_cores", 0.0) / usable
+    limits["cpu_cost_rise"] = run.cpu_ms_per_request / cpu_ms if cpu_ms else 0.0
+    limits["utilisation"] = run.server_cpu_cores / usable
     if cpu_ms > 0:
         limits["cpu_rps"] = usable / (cpu_ms / 1000)
-    throughput = run["throughput_rps"]
+    throughput = run.throughput_rps
     for law in ("little", "cpu"):
         if f"{law}_rps" in limits:
             limits[f"{law}_ratio"] = throughput / limits[f"{law}_rps"] if limits[f"{law}_rps"] else 0.0
@@ -119,10 +123,10 @@ def physical_limits(
     cpu_bound = "cpu_rps" in limits and ("little_rps" not in limits or limits["utilisation"] >= CPU_BUSY)
     limits["binding"] = "cpu" if cpu_bound else "little"
     limits["ratio"] = throughput / bound if bound else 0.0
-    return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in limits.items()}
+    return Limits(**{k: (round(v, 3) if isinstance(v, float) else v) for k, v in limits.items()})
 
 
-def describe(settings: dict) -> str:
+def describe(settings: Settings) -> str:
     parts = [settings.get("server", "")]
     if "worker_class" in settings:
         parts.append(f"-k {settings['worker_class']}")
@@ -137,38 +141,38 @@ def describe(settings: dict) -> str:
     return ", ".join(p for p in parts if p)
 
 
-def experiment(
+def claim_record(
     claim: int,
     *,
     what: str,
-    runs: list[dict],
+    runs: Sequence[Run],
     yardstick: tuple[str, str, float, str],
     measured: tuple[str, float, str],
     ratio: float,
     band: str,
     verdict: tuple[str, str],
     chart: str | None = None,
-) -> dict:
+) -> ClaimRecord:
     """One claim's record in results.json: what ran, its runs, the yardstick, the ratio, the verdict."""
     name, formula, value, unit = yardstick
-    return {
-        "claim": claim,
-        "text": CLAIMS[claim],
-        "what": what,
-        "runs": runs,
-        "yardstick": {"name": name, "formula": formula, "value": round(float(value), 3), "unit": unit},
-        "measured": {"name": measured[0], "value": round(float(measured[1]), 3), "unit": measured[2]},
-        "ratio": round(float(ratio), 4),
-        "band": band,
-        "verdict": verdict[0],
-        "reason": verdict[1],
-        "chart": chart or "",
-    }
+    return ClaimRecord(
+        claim=claim,
+        text=CLAIMS[claim],
+        what=what,
+        runs=list(runs),
+        yardstick=Yardstick(name=name, formula=formula, value=round(float(value), 3), unit=unit),
+        measured=Measured(name=measured[0], value=round(float(measured[1]), 3), unit=measured[2]),
+        ratio=round(float(ratio), 4),
+        band=band,
+        verdict=verdict[0],
+        reason=verdict[1],
+        chart=chart or "",
+    )
 
 
-def unmeasured(claim: int, reason: str) -> dict:
+def unmeasured(claim: int, reason: str) -> ClaimRecord:
     """The record of a claim whose experiment could not run: inconclusive, with the reason."""
-    return experiment(
+    return claim_record(
         claim,
         what="the experiment could not run",
         runs=[],

@@ -1,8 +1,9 @@
-"""``python -m loadtest PROFILE [--workers N] [locust options ...]``: what `make loadtest` runs.
+"""``python -m loadtest PROFILE --host URL [--workers N] [locust options ...]``: what `make loadtest` runs.
 
-Runs Locust headless with loadtest/profiles/PROFILE.conf against the stack's nginx, writes an
-HTML report, CSV stats and the gate's verdict (JSON) to reports/, and exits with the gate's
-code. Extra options go to Locust as they are, e.g. ``--tags io`` or ``--max-p95-sync-ms 500``.
+Runs Locust headless with loadtest/profiles/PROFILE.conf against the stack's nginx at URL (make
+passes it: ``python -m native url`` natively, http://nginx:8080 under Compose), writes an HTML
+report, CSV stats and the gate's verdict (JSON) to reports/, and exits with the gate's code.
+Extra options go to Locust as they are, e.g. ``--tags io`` or ``--max-p95-sync-ms 500``.
 """
 
 from __future__ import annotations
@@ -22,16 +23,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest", description=__doc__.split("\n\n")[1])
     parser.add_argument("profile", choices=profiles, nargs="?", default="mixed")
     parser.add_argument("--workers", type=int, default=0, help="Distributed: a master plus N worker processes.")
-    parser.add_argument("--host", help="Base URL (default: the native stack's nginx).")
+    parser.add_argument(
+        "--host", required=True, help="The stack's base URL, e.g. http://127.0.0.1:8080 (python -m native url)."
+    )
     parser.add_argument("--reports", type=Path, default=ROOT / "reports")
     args, locust_args = parser.parse_known_args(argv)
 
-    if args.host:
-        host = args.host
-    else:  # native mode's nginx; in Docker the Makefile passes --host http://nginx:8080
-        from native.settings import StackSettings
-
-        host = f"http://127.0.0.1:{StackSettings().http_port}"
+    host = args.host.strip()
+    if not host.startswith(("http://", "https://")):
+        parser.error(f"--host: expected the stack's base URL (http://HOST:PORT), not {args.host!r}")
     base = args.reports / f"locust-{args.profile}-{time.strftime('%Y%m%d-%H%M%S')}"
     cmd = [
         sys.executable, "-m", "locust",

@@ -1,8 +1,14 @@
-"""``python -m native up|down|status|restart|logs|check``: what the Makefile's native mode runs."""
+"""``python -m native up|down|status|restart|logs|check``: what the Makefile's native mode runs.
+
+``env``, ``url`` and ``render-nginx PREFIX`` answer what a program beside the stack may ask of
+the runner (the lab, ``make loadtest``) without importing native mode: the environment the
+stack's programs get, the public base URL, and an nginx prefix rendered from that environment.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -13,6 +19,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from . import nginx_config
 from .settings import ROOT, StackSettings, deployed
@@ -238,13 +246,85 @@ def check(settings: StackSettings) -> None:
     print("nginx -t: configuration is valid")
 
 
+def environment(settings: StackSettings) -> dict[str, str]:
+    """The environment native mode gives its programs, with every TWINSTACK_* variable the
+    caller set taking precedence over a derived one: a caller that runs programs of its own
+    (the lab) points the rendered configuration at them (upstreams, log files)."""
+    env = settings.environment()
+    env.update({name: value for name, value in os.environ.items() if name.startswith("TWINSTACK_")})
+    return env
+
+
+def public_url(settings: StackSettings) -> str:
+    """The stack's one public entry: nginx."""
+    return f"http://127.0.0.1:{settings.http_port}"
+
+
+def render_nginx(settings: StackSettings, prefix: Path, templates: list[Path]) -> dict:
+    """Lay out an nginx prefix from ``environment()``: twinstack's configuration, plus each of
+    ``templates`` rendered into conf.d/ beside it; ``nginx -t`` on the result. Returns what a
+    caller needs to run that nginx in the foreground: the binary, the prefix, the command line."""
+    nginx = settings.nginx()
+    if nginx is None or shutil.which(nginx) is None:
+        raise StackError(
+            f"nginx is not installed{f' ({nginx} is not an executable)' if nginx else ''}. Install it from your "
+            "OS packages (Debian/Ubuntu: sudo apt-get install nginx), or set TWINSTACK_NGINX_BIN."
+        )
+    missing = [str(t) for t in templates if not t.is_file()]
+    if missing:
+        raise StackError(f"no such template: {', '.join(missing)}")
+    env = environment(settings)
+    prefix = prefix.resolve()
+    nginx_config.render(env, prefix)
+    for template in templates:
+        target = prefix / "conf.d" / template.name.removesuffix(".template")
+        target.write_text(nginx_config.render_template(template.read_text(), env))
+    globals_ = settings.nginx_globals(prefix)
+    nginx_config.check(nginx, prefix, globals_)
+    argv = [nginx, "-p", f"{prefix}/", "-c", "nginx.conf", "-e", "stderr", "-g", globals_]
+    return {"nginx": nginx, "prefix": str(prefix), "globals": globals_, "argv": argv}
+
+
+def invalid_settings(exc: ValidationError) -> str:
+    """A setting that does not validate, said as the variable that set it (no traceback)."""
+    problems = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        name = f"TWINSTACK_{field.upper()}" if field else "settings"
+        problems.append(f"{name}={error.get('input')!s}: {error['msg']}")
+    return "invalid setting: " + "; ".join(problems)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m native", description=__doc__)
-    parser.add_argument("command", choices=["up", "down", "restart", "reload", "status", "logs", "check"])
+    parser = argparse.ArgumentParser(
+        prog="python -m native", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("up", "down", "restart", "reload", "status", "logs", "check"):
+        sub.add_parser(name)
+    sub.add_parser("env", help="Print the environment the stack's programs get, as JSON.")
+    sub.add_parser("url", help="Print the stack's public base URL (nginx).")
+    render = sub.add_parser(
+        "render-nginx", help="Render the nginx configuration into PREFIX, run nginx -t, print how to run it (JSON)."
+    )
+    render.add_argument("prefix", type=Path)
+    render.add_argument(
+        "--template", type=Path, action="append", default=[], help="Also render this file into conf.d/ (repeatable)."
+    )
     args = parser.parse_args(argv)
-    settings = StackSettings()
     try:
-        if args.command == "up":
+        settings = StackSettings()
+    except ValidationError as exc:
+        print(f"error: {invalid_settings(exc)}", file=sys.stderr)
+        return 1
+    try:
+        if args.command == "env":
+            print(json.dumps(environment(settings), indent=1, sort_keys=True))
+        elif args.command == "url":
+            print(public_url(settings))
+        elif args.command == "render-nginx":
+            print(json.dumps(render_nginx(settings, args.prefix, args.template), indent=1))
+        elif args.command == "up":
             up(settings)
         elif args.command == "down":
             down(settings)

@@ -6,19 +6,17 @@ response is sent, and WebSockets (which a WSGI app cannot hold).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..procs import argv, free_port
-from ..verdicts import INCONCLUSIVE, REFUSALS, decide, describe
-
-if TYPE_CHECKING:
-    from ..lab import Lab
+from ..records import ClaimRecord, Run
+from ..registry import Context, experiment
+from ..verdicts import INCONCLUSIVE, REFUSALS, claim_record, decide, describe
 
 # The share of WebSockets the async pool must hold and echo for claim 11 to hold.
 HELD = 0.99
 
 
-def claim_8(lab: Lab) -> dict:
+@experiment("claim-8", "fan-out: asyncio.gather against calls one after another", claims=(8,))
+def claim_8(lab: Context) -> ClaimRecord:
     m = lab.mode
     calls, delay = 10, m.io_delay_ms
     path = f"/fanout?calls={calls}&delay_ms={delay}"
@@ -30,17 +28,17 @@ def claim_8(lab: Lab) -> dict:
             server.base_url + path,
             1,
             max(3, m.duration_s),
-            [server, lab.downstream],
+            [server, lab.stack.downstream],
             server.settings,
         )
         for name, server in (
-            ("async (asyncio.gather)", lab.async_pool),
-            ("sync (one after another)", lab.sync_pool),
+            ("async (asyncio.gather)", lab.stack.async_pool),
+            ("sync (one after another)", lab.stack.sync_pool),
         )
     ]
-    async_p50, sync_p50 = runs[0]["latency_ms"]["p50"], runs[1]["latency_ms"]["p50"]
+    async_p50, sync_p50 = runs[0].latency_ms.p50, runs[1].latency_ms.p50
     ratio = async_p50 / delay
-    return lab.experiment(
+    return claim_record(
         8,
         what=f"GET {path} (each call waits {delay} ms at the downstream service), one at a time, direct to "
         "each pool: FastAPI awaits the calls with asyncio.gather, Flask makes them one after another"
@@ -59,18 +57,22 @@ def claim_8(lab: Lab) -> dict:
     )
 
 
-def claim_10(lab: Lab) -> dict:
+@experiment("claim-10", "background jobs: the 202 against the job's own duration", claims=(10,))
+def claim_10(lab: Context) -> ClaimRecord:
     m = lab.mode
     delay = 500 if m.name != "tiny" else 200
     lab.section(f"claim 10: POST /jobs (a {delay} ms job) on both pools")
     runs = [
         lab.gen.jobs(f"{name} POST /jobs", server, m.jobs, delay)
-        for name, server in (("async (BackgroundTasks)", lab.async_pool), ("sync (thread pool)", lab.sync_pool))
+        for name, server in (
+            ("async (BackgroundTasks)", lab.stack.async_pool),
+            ("sync (thread pool)", lab.stack.sync_pool),
+        )
     ]
-    worst = max(r["latency_ms"]["p99"] for r in runs)
-    after = all(r["finished_after_response"] == m.jobs for r in runs)
+    worst = max(r.latency_ms.p99 for r in runs)
+    after = all(r.finished_after_response == m.jobs for r in runs)
     ratio = worst / delay
-    return lab.experiment(
+    return claim_record(
         10,
         what=f'{m.jobs} POST /jobs {{"delay_ms": {delay}}} to each pool (direct), each 202 timed; then every '
         "job polled (GET /jobs/{id}) until done, and its finish time compared with when its 202 arrived"
@@ -82,7 +84,7 @@ def claim_10(lab: Lab) -> dict:
         band="ratio <= 0.5 and every job finished after its response arrived",
         verdict=decide(
             ratio <= 0.5 and after,
-            f"the 202 came back in <= {worst:.0f} ms, and all {sum(r['finished_after_response'] for r in runs)} "
+            f"the 202 came back in <= {worst:.0f} ms, and all {sum(r.finished_after_response for r in runs)} "
             f"of {m.jobs * len(runs)} jobs of {delay} ms finished after their 202 had arrived: the response "
             "did not wait for the work",
             runs,
@@ -90,21 +92,22 @@ def claim_10(lab: Lab) -> dict:
     )
 
 
-def claim_11(lab: Lab) -> dict:
+@experiment("claim-11", "WebSockets: ASGI holds them, WSGI cannot", claims=(11,))
+def claim_11(lab: Context) -> ClaimRecord:
     m = lab.mode
-    base = f"ws://127.0.0.1:{lab.stack.http_port}"
+    base = lab.stack.url.replace("http://", "ws://", 1)
     lab.section(f"claim 11: {m.websockets} WebSockets through nginx to the async pool; WSGI's best try")
     ok = lab.gen.websockets(
-        f"async: {m.websockets} WebSockets", f"{base}/async/ws/echo", m.websockets, [lab.async_pool]
+        f"async: {m.websockets} WebSockets", f"{base}/async/ws/echo", m.websockets, [lab.stack.async_pool]
     )
     # Straight to gunicorn: the WSGI server itself answers, not nginx.
-    sync_url = f"ws://127.0.0.1:{lab.stack.sync_port}/ws/echo"
-    refused = lab.gen.websockets("sync: one WebSocket, direct", sync_url, 1, [lab.sync_pool])
+    sync_url = f"ws://127.0.0.1:{lab.stack.sync_pool.port}/ws/echo"
+    refused = lab.gen.websockets("sync: one WebSocket, direct", sync_url, 1, [lab.stack.sync_pool])
     # A WSGI app that answers the handshake itself, on the sync pool's kind of worker.
     port = free_port()
     wsgi = lab.peer(
         "wsgi-websocket",
-        argv("gunicorn", "-w", 1, "-b", f"127.0.0.1:{port}", "--control-socket", lab.tmp / "wsgi-websocket.ctl",
+        argv("gunicorn", "-w", 1, "-b", f"127.0.0.1:{port}", "--control-socket", lab.scratch / "wsgi-websocket.ctl",
              "bench.wsgi_websocket:app"),
         {"server": "gunicorn", "worker_class": "sync", "workers": 1, "app": "a WSGI app answering 101 itself"},
         port,
@@ -113,7 +116,7 @@ def claim_11(lab: Lab) -> dict:
     with lab.servers.started(wsgi):
         url = f"ws://127.0.0.1:{port}/ws"
         attempt = lab.gen.websockets(f"WSGI app answering 101: {tries} WebSockets", url, tries, [wsgi])
-    return lab.experiment(
+    return claim_record(
         11,
         what=f"through nginx: {m.websockets} WebSockets opened at once to /async/ws/echo, one message echoed on "
         "each while all are open; one WebSocket handshake for /ws/echo straight to the sync pool's gunicorn; "
@@ -121,33 +124,33 @@ def claim_11(lab: Lab) -> dict:
         f"on one gunicorn sync worker), one message sent on each ({_pools(lab)})",
         runs=[ok, refused, attempt],
         yardstick=("WebSockets asked for", "count", float(m.websockets), "sockets"),
-        measured=("WebSockets held and echoing (ASGI)", float(ok["opened"]), "sockets"),
-        ratio=ok["opened"] / m.websockets,
+        measured=("WebSockets held and echoing (ASGI)", float(ok.opened), "sockets"),
+        ratio=ok.opened / m.websockets,
         band=f"ratio >= {HELD}: the async WebSockets echo; the sync pool refuses the handshake "
         f"({', '.join(map(str, REFUSALS))}); the WSGI app's 101s echo nothing",
         verdict=websocket_verdict(ok, refused, attempt, m.websockets, tries),
     )
 
 
-def websocket_verdict(ok: dict, refused: dict, attempt: dict, asked: int, tries: int) -> tuple[str, str]:
+def websocket_verdict(ok: Run, refused: Run, attempt: Run, asked: int, tries: int) -> tuple[str, str]:
     """ASGI holds when it held and echoed (nearly) every WebSocket; WSGI cannot when its app's
     101s were all answered and none echoed. Handshakes that failed tell nothing about WSGI."""
-    if attempt["handshakes"] < tries:
+    if attempt.handshakes < tries:
         return (
             INCONCLUSIVE,
-            f"only {attempt['handshakes']} of {tries} handshakes to the WSGI app were answered with 101, so the run "
+            f"only {attempt.handshakes} of {tries} handshakes to the WSGI app were answered with 101, so the run "
             "cannot tell what happens after one",
         )
-    held = ok["opened"] >= HELD * asked
-    refused_ok = refused["opened"] == 0 and refused["refused_status"] in REFUSALS
-    lost = attempt["opened"] == 0  # answered, yet no frame came back: the connection ended with the call
+    held = ok.opened >= HELD * asked
+    refused_ok = refused.opened == 0 and refused.refused_status in REFUSALS
+    lost = attempt.opened == 0  # answered, yet no frame came back: the connection ended with the call
     return decide(
         held and refused_ok and lost,
-        f"the async pool held {ok['opened']} of {asked} WebSockets at once (echo p99 "
-        f"{ok['latency_ms']['p99']:.0f} ms); the WSGI app answered {attempt['handshakes']} of {tries} handshakes "
-        f"with 101, and {attempt['opened']} echoed: the connection ended when the app returned its one "
+        f"the async pool held {ok.opened} of {asked} WebSockets at once (echo p99 "
+        f"{ok.latency_ms.p99:.0f} ms); the WSGI app answered {attempt.handshakes} of {tries} handshakes "
+        f"with 101, and {attempt.opened} echoed: the connection ended when the app returned its one "
         "response, which is all a WSGI call can do (twinstack's sync pool answers the handshake "
-        f"HTTP {refused['refused_status'] or 'nothing'}: its Flask service has no WebSocket route). Servers' "
+        f"HTTP {refused.refused_status or 'nothing'}: its Flask service has no WebSocket route). Servers' "
         "own escape hatches (gunicorn's gunicorn.socket, used by flask-sock) hand the app the raw socket "
         "outside WSGI, and then every open WebSocket holds a whole worker or thread",
         [ok],
@@ -156,5 +159,6 @@ def websocket_verdict(ok: dict, refused: dict, attempt: dict, asked: int, tries:
     )
 
 
-def _pools(lab: Lab) -> str:
-    return f"async pool: {describe(lab.async_pool.settings)}; sync pool: {describe(lab.sync_pool.settings)}"
+def _pools(lab: Context) -> str:
+    stack = lab.stack
+    return f"async pool: {describe(stack.async_pool.settings)}; sync pool: {describe(stack.sync_pool.settings)}"

@@ -7,16 +7,16 @@ compares the proportional memory (PSS) each needs per request.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from ..verdicts import decide
-
-if TYPE_CHECKING:
-    from ..lab import Lab
-    from ..procs import Server
+from ..procs import Server
+from ..records import ClaimRecord
+from ..registry import Context, experiment
+from ..verdicts import claim_record, decide
 
 
-def claims_5_and_6(lab: Lab) -> list[dict]:
+# Claim 6 measures the one-worker async server's memory while it is fresh: before claim 1 has
+# it hold thousands of connections and claims 3 and 9 give it a process pool.
+@experiment("claims-5-6", "sync workers and gthread threads: throughput and memory per request", claims=(5, 6))
+def claims_5_and_6(lab: Context) -> list[ClaimRecord]:
     """Both claims on the same pools: 1..N sync workers, and one gthread worker with 1..N threads."""
     m = lab.mode
     sync = {w: lab.pool(f"sync-{w}-workers", "sync", workers=w) for w in m.scale}
@@ -25,7 +25,7 @@ def claims_5_and_6(lab: Lab) -> list[dict]:
         return [_claim_5(lab, sync, gthread), _claim_6(lab, sync, gthread)]
 
 
-def _claim_5(lab: Lab, sync: dict[int, Server], gthread: dict[int, Server]) -> dict:
+def _claim_5(lab: Context, sync: dict[int, Server], gthread: dict[int, Server]) -> ClaimRecord:
     m = lab.mode
     top = max(m.scale)
     concurrency = 4 * top
@@ -37,21 +37,21 @@ def _claim_5(lab: Lab, sync: dict[int, Server], gthread: dict[int, Server]) -> d
             run = lab.gen.wrk(
                 f"{family}: {n}", server.base_url + path, concurrency, m.duration_s, [server], server.settings
             )
-            run["limits"] = lab.limits(run, server.settings, concurrency, m.io_delay_ms / 1000)
-            run["family"], run["slots"] = family, n
+            run.limits = lab.limits(run, server.settings, concurrency, m.io_delay_ms / 1000)
+            run.family, run.slots = family, n
             runs.append(run)
-    worst = min(runs, key=lambda r: r["limits"]["little_ratio"])
-    ratio = worst["limits"]["little_ratio"]
+    worst = min(runs, key=lambda r: r.limits.little_ratio)
+    ratio = worst.limits.little_ratio
     first, last = runs[0], runs[len(m.scale) - 1]
-    scaling = last["throughput_rps"] / first["throughput_rps"] if first["throughput_rps"] else 0.0
-    return lab.experiment(
+    scaling = last.throughput_rps / first.throughput_rps if first.throughput_rps else 0.0
+    return claim_record(
         5,
         what=f"GET {path}, {concurrency} concurrent (direct), on the sync pool with {', '.join(map(str, m.scale))} "
         f"workers, then on one gthread worker with {', '.join(map(str, m.scale))} threads",
         runs=runs,
         # The size that decides the verdict: the furthest below its limit.
-        yardstick=("Little's law", "workers x threads / latency", worst["limits"]["little_rps"], "req/s"),
-        measured=(f"throughput, {worst['label']}", worst["throughput_rps"], "req/s"),
+        yardstick=("Little's law", "workers x threads / latency", worst.limits.little_rps, "req/s"),
+        measured=(f"throughput, {worst.label}", worst.throughput_rps, "req/s"),
         ratio=ratio,
         band="ratio >= 0.8 at every size (throughput grows with workers x threads)",
         verdict=decide(
@@ -64,7 +64,7 @@ def _claim_5(lab: Lab, sync: dict[int, Server], gthread: dict[int, Server]) -> d
     )
 
 
-def _claim_6(lab: Lab, sync: dict[int, Server], gthread: dict[int, Server]) -> dict:
+def _claim_6(lab: Context, sync: dict[int, Server], gthread: dict[int, Server]) -> ClaimRecord:
     m = lab.mode
     top = max(m.scale)
     # Claim 6: the memory it takes to hold `top` requests at once, three ways.
@@ -85,14 +85,14 @@ def _claim_6(lab: Lab, sync: dict[int, Server], gthread: dict[int, Server]) -> d
             [server],
             server.settings,
         )
-        run["pss_mb_per_request"] = round(run["server_pss_mb"] / top, 3)
+        run.pss_mb_per_request = round(run.server_pss_mb / top, 3)
         # What holding the requests added to what the idle server already had.
-        run["pss_mb_added_per_request"] = round(max(0.0, run["server_pss_mb"] - run["server_pss_idle_mb"]) / top, 3)
+        run.pss_mb_added_per_request = round(max(0.0, run.server_pss_mb - run.server_pss_idle_mb) / top, 3)
         mem_runs.append(run)
-    sync_mb, thread_mb, async_mb = (r["pss_mb_per_request"] for r in mem_runs)
-    sync_add, _, async_add = (r["pss_mb_added_per_request"] for r in mem_runs)
+    sync_mb, thread_mb, async_mb = (r.pss_mb_per_request for r in mem_runs)
+    sync_add, _, async_add = (r.pss_mb_added_per_request for r in mem_runs)
     ratio = sync_mb / async_mb if async_mb else 0.0
-    claim6 = lab.experiment(
+    return claim_record(
         6,
         what=f"GET /io?delay_ms={hold} with {top} requests in flight, direct, on: {top} sync workers, one "
         f"gthread worker with {top} threads, one uvicorn worker; peak PSS of each server's processes "
@@ -113,7 +113,6 @@ def _claim_6(lab: Lab, sync: dict[int, Server], gthread: dict[int, Server]) -> d
         ),
         chart="memory",
     )
-    return claim6
 
 
 def _threads_vs_loop(thread_mb: float, async_mb: float) -> str:

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from typing import TYPE_CHECKING
 
-from ..verdicts import decide
-
-if TYPE_CHECKING:
-    from ..lab import Lab
+from ..records import ClaimRecord, Run
+from ..registry import Context, experiment
+from ..verdicts import claim_record, decide
 
 
-def _stall(lab: Lab, label: str, probe: str, interferers: list[tuple[str, str]]) -> list[dict]:
+def _stall(lab: Context, label: str, probe: str, interferers: list[tuple[str, str]]) -> list[Run]:
     """p99 of concurrent probe requests on one worker, alone and beside each interferer."""
     m = lab.mode
     server = lab.async_one()
@@ -33,12 +31,14 @@ def _stall(lab: Lab, label: str, probe: str, interferers: list[tuple[str, str]])
             {**server.settings, "beside": path or "nothing"},
             background=background,
         )
-        run["beside"] = name
+        run.beside = name
         runs.append(run)
     return runs
 
 
-def claims_3_and_9(lab: Lab) -> list[dict]:
+# After claim 6: the process pool these start would add to the one-worker server's memory.
+@experiment("claims-3-9", "CPU work and a blocking call inside async def", claims=(3, 9), after=("claims-5-6",))
+def claims_3_and_9(lab: Context) -> list[ClaimRecord]:
     m = lab.mode
     server = lab.async_one()
     probe = "/io?delay_ms=20"
@@ -82,7 +82,7 @@ def claims_3_and_9(lab: Lab) -> list[dict]:
 
 
 def _stall_claim(
-    lab: Lab,
+    lab: Context,
     claim: int,
     label: str,
     probe: str,
@@ -92,15 +92,15 @@ def _stall_claim(
     *,
     what: str,
     fix_decides: bool,
-) -> dict:
+) -> ClaimRecord:
     """p99 of the probe alone, beside the anti-pattern, beside its fix; the anti-pattern
     stalls when it adds at least half its own cost to the probe's p99."""
     runs = _stall(lab, label, probe, [anti, fix])
-    base, stalled, fixed = (r["latency_ms"]["p99"] for r in runs)
+    base, stalled, fixed = (r.latency_ms.p99 for r in runs)
     stalls = stalled - base >= 0.5 * cost_ms
     fixes = fixed - base < 0.5 * cost_ms
     band = "ratio >= 0.5: p99 grows by at least half the blocking call's duration"
-    return lab.experiment(
+    return claim_record(
         claim,
         what=what,
         runs=runs,

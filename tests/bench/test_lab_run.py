@@ -2,8 +2,8 @@
 
 It asserts no timing (this machine is shared and noisy). It asserts that the report is
 complete and well-formed: every claim of bench/verdicts.py present with a verdict that is one of
-three, every figure a finite number from a run that actually carried requests, every chart
-inline, and the comparison tool reading the result.
+three, every figure a finite number from a run that actually carried requests, results.json valid
+against bench/results.schema.json, every chart inline, and the comparison tool reading the result.
 """
 
 from __future__ import annotations
@@ -79,6 +79,20 @@ def report(tmp_path_factory: pytest.TempPathFactory, nginx_bin: str) -> Path:
 @pytest.fixture(scope="module")
 def results(report: Path) -> dict:
     return json.loads((report / "results.json").read_text())
+
+
+def test_results_json_validates_against_the_checked_in_schema(report):
+    from bench.records import SCHEMA_FILE
+
+    schema = ROOT / "bench" / SCHEMA_FILE
+    # The copy beside it, the file its $schema names, is the same schema.
+    assert json.loads((report / SCHEMA_FILE).read_text()) == json.loads(schema.read_text())
+    assert json.loads((report / "results.json").read_text())["$schema"] == SCHEMA_FILE
+    check = Path(sys.executable).with_name("check-jsonschema")
+    result = subprocess.run(
+        [str(check), "--schemafile", str(schema), str(report / "results.json")], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_every_claim_is_one_experiment_with_a_verdict(results):
@@ -279,6 +293,7 @@ def test_ctrl_c_stops_every_server_and_generator_and_writes_no_report(tmp_path, 
 def test_a_run_where_an_experiment_crashed_still_writes_its_report_and_exits_1(results, tmp_path, monkeypatch, capsys):
     import bench.__main__ as cli
     from bench import lab, load
+    from bench.records import Results
 
     broken = json.loads(json.dumps(results))
     for e in broken["experiments"]:
@@ -290,8 +305,8 @@ def test_a_run_where_an_experiment_crashed_still_writes_its_report_and_exits_1(r
         def __init__(self, *args, **kwargs) -> None:
             pass
 
-        def run(self) -> dict:
-            return broken
+        def run(self) -> Results:
+            return Results.model_validate(broken)
 
     monkeypatch.setattr(lab, "Lab", CrashedLab)
     monkeypatch.setattr(load, "wrk_binary", lambda: "wrk")

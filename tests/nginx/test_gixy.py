@@ -87,7 +87,7 @@ def render(runner: str, prefix: Path) -> tuple[Path, dict[str, str]]:
         env = environment("nginx")  # compose's nginx environment, as tests/docker/test_compose.py reads it
     else:
         env = StackSettings(run_dir=prefix.parent / "run", http_port=18080).environment()
-        if runner == "lab":  # bench/lab.py's Lab.nginx: twinstack's server plus the lab's own
+        if runner == "lab":  # the lab's nginx (python -m native render-nginx): twinstack's server plus the lab's own
             env.update(
                 TWINSTACK_BENCH_CEILING_PORT="18081",
                 TWINSTACK_BENCH_PROXY_PORT="18082",

@@ -1,0 +1,46 @@
+"""What the lab asks of the runner, through its command line as a user would (``python -m
+native env|render-nginx``), never through native mode's modules: the environment the stack's
+programs get, and an nginx prefix rendered from it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .procs import ROOT, LabError
+
+
+def _native(args: Sequence[str], env: Mapping[str, str]) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "native", *args], cwd=ROOT, env=dict(env), capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        said = result.stderr.strip().removeprefix("error: ") or f"exit {result.returncode}"
+        raise LabError(f"python -m native {args[0]}: {said}")
+    return result.stdout
+
+
+def environment(settings: Mapping[str, str]) -> dict[str, str]:
+    """The environment native mode gives its programs, with ``settings`` (TWINSTACK_*
+    variables) over the caller's own."""
+    return json.loads(_native(["env"], {**os.environ, **settings}))
+
+
+@dataclass(frozen=True)
+class NginxPrefix:
+    prefix: Path
+    argv: list[str]
+    """nginx in the foreground on that prefix."""
+
+
+def render_nginx(env: Mapping[str, str], prefix: Path, templates: Sequence[Path] = ()) -> NginxPrefix:
+    """twinstack's nginx configuration rendered from ``env`` into ``prefix``, each template
+    rendered into conf.d/ beside it, checked with nginx -t."""
+    args = ["render-nginx", str(prefix), *(f"--template={t}" for t in templates)]
+    out = json.loads(_native(args, env))
+    return NginxPrefix(Path(out["prefix"]), out["argv"])
