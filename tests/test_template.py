@@ -2,9 +2,9 @@
 parts it kept (each unchanged but for the few rendered from *.jinja twins), saves its answers
 so `copier update` works, and the smallest one starts and passes its tests.
 
-The variants without one half are brought up by tests/test_halves.py, whose copies are shown
-here to be the very trees Copier generates; the default variant is this repository itself
-(shown here too), whose full suite is the one running now.
+Each half alone and both together start and pass their tests without the optional parts
+here; with every part, the variants are tests/test_halves.py's copies (shown there to be the
+trees Copier makes) and this repository itself (shown here), whose full suite is this one.
 """
 
 from __future__ import annotations
@@ -103,20 +103,37 @@ def test_copier_update_keeps_the_answers_and_changes_nothing_unasked(template: P
     assert (saved["project_name"], saved["halves"], saved["lab"]) == ("shop-api", "async", False)
 
 
+@pytest.fixture(scope="module")
+def shared_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One virtualenv for the variants below (make VENV=...): each project's make installs
+    itself and its requirements into it, which is quick once the packages are there. The
+    halves' own virtualenvs, built from nothing, are tests/test_halves.py's."""
+    return tmp_path_factory.mktemp("variants") / "venv"
+
+
 @pytest.mark.integration
 @pytest.mark.timeout(600)
-def test_the_smallest_variant_starts_and_passes_its_tests(template: Path, tmp_path: Path, nginx_bin: str):
-    """Both halves, no lab, no monitoring: `make up` in the generated project, a smoke run
-    through nginx, and the project's own tests of its parts."""
-    project = generate(template, tmp_path / "project", project_name="shop-api", lab=False, monitoring=False)
+@pytest.mark.parametrize("halves", ["both", "async", "sync"])
+def test_each_variant_without_the_optional_parts_starts_and_passes_its_tests(
+    template: Path, tmp_path: Path, shared_venv: Path, nginx_bin: str, halves: str
+):
+    """No lab, no monitoring: `make up` in the generated project, a smoke run through nginx,
+    and the project's own tests of its parts. (With every part: the halves' copies in
+    tests/test_halves.py, and this repository itself, are those variants.)"""
+    project = generate(
+        template, tmp_path / "project", project_name="shop-api", halves=halves, lab=False, monitoring=False
+    )
     commit(project, "generated")  # a project is kept in git (tests/test_paths.py reads its files from it)
+    kept = ["async", "sync"] if halves == "both" else [halves]
     ports = {name: str(free_port()) for name in ("HTTP", "ASYNC", "SYNC", "DOWNSTREAM", "LOCUST", "NGINX_STATUS")}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TWINSTACK_", "VIRTUAL_ENV", "PYTHON"))}
     env.update({f"TWINSTACK_{name}_PORT": port for name, port in ports.items()})
     env["PYTHON"] = sys.executable
 
     def make(*targets: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["make", *targets], cwd=project, env=env, capture_output=True, text=True, timeout=400)
+        return subprocess.run(
+            ["make", f"VENV={shared_venv}", *targets], cwd=project, env=env, capture_output=True, text=True, timeout=400
+        )
 
     up = make("up")
     try:
@@ -124,16 +141,18 @@ def test_the_smallest_variant_starts_and_passes_its_tests(template: Path, tmp_pa
         with httpx.Client(base_url=f"http://127.0.0.1:{ports['HTTP']}", timeout=10) as client:
             assert client.get("/").status_code == 200
             for prefix in ("async", "sync"):
-                assert client.get(f"/{prefix}/ready").status_code == 200
-                assert client.get(f"/{prefix}/io?delay_ms=5").status_code == 200
+                expected = 200 if prefix in kept else 404
+                assert client.get(f"/{prefix}/ready").status_code == expected
+                assert client.get(f"/{prefix}/io?delay_ms=5").status_code == expected
         # Without the lab, make offers no lab target; without monitoring, MONITORING=1 says so.
         assert "make bench" not in make("help").stdout
         monitoring = make("up", "MONITORING=1")
         assert monitoring.returncode != 0 and "no monitoring" in monitoring.stdout + monitoring.stderr
-        tests = ["tests/fastapi_service", "tests/flask_service", "tests/contract", "tests/twinstack_runtime"]
-        tests += ["tests/docker", "tests/nginx/test_config.py", "tests/test_timeouts.py", "tests/test_paths.py"]
+        tests = [f"tests/{package}" for package in ("fastapi_service", "flask_service", "contract")]
+        tests = [name for name in tests if (project / name).is_dir()] + ["tests/twinstack_runtime", "tests/docker"]
+        tests += ["tests/nginx/test_config.py", "tests/test_timeouts.py", "tests/test_paths.py"]
         run = subprocess.run(
-            [str(project / ".venv/bin/python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
+            [str(shared_venv / "bin/python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
             cwd=project, env=env, capture_output=True, text=True, timeout=400,
         )  # fmt: skip
         assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
