@@ -7,10 +7,7 @@ editable install of this checkout would otherwise answer imports of the deleted 
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -18,8 +15,8 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from native.settings import HALVES, deployed
-from tests.parts import RENDERED, commit, generate, half_files, project_files, snapshot, tree
-from tests.support import ROOT, free_port
+from tests.parts import RENDERED, commit, generate, half_files, project_files, running, snapshot, tree
+from tests.support import ROOT
 
 # What the copy runs after `make up`: every test of the parts that stand alone, checked
 # without the private stacks the integration tests start (tests/integration runs them here).
@@ -70,21 +67,10 @@ def test_a_project_without_one_half_starts_and_passes_its_tests(tmp_path: Path, 
     # The very tree `copier copy` makes with the other half kept (tests/test_template.py shows
     # each variant's files), but for the files it renders the answers into.
     generated = generate(snapshot(tmp_path / "template"), tmp_path / "generated", halves=kept[0].prefix)
-    assert tree(generated) - RENDERED == tree(project) - RENDERED - {
-        n for n in tree(project) if n.endswith(".jinja")
-    } - {"copier.yml"}
-    ports = {name: str(free_port()) for name in ("HTTP", "ASYNC", "SYNC", "DOWNSTREAM", "LOCUST", "NGINX_STATUS")}
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWINSTACK_", "VIRTUAL_ENV", "PYTHON"))}
-    env.update({f"TWINSTACK_{name}_PORT": port for name, port in ports.items()})
-    env["PYTHON"] = sys.executable  # the interpreter the copy builds its virtualenv from
-    base = f"http://127.0.0.1:{ports['HTTP']}"
-
-    def make(*targets: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["make", *targets], cwd=project, env=env, capture_output=True, text=True, timeout=400)
-
-    up = make("up")
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
+    template_only = {"copier.yml", *(name for name in tree(project) if name.endswith(".jinja"))}
+    assert tree(generated) - RENDERED == tree(project) - RENDERED - template_only
+    with running(project) as stack:
+        base = stack.base_url
         with httpx.Client(base_url=base, timeout=10) as client:
             assert client.get("/").status_code == 200
             for other in kept:
@@ -108,11 +94,5 @@ def test_a_project_without_one_half_starts_and_passes_its_tests(tmp_path: Path, 
         # .env.example documents both halves' variables (to be rendered per project by Copier):
         # in a project without one, the check that each documented variable is read fails.
         deselect = ["--deselect", "tests/docker/test_compose.py::test_same_variable_names"]
-        run = subprocess.run(
-            [str(project / ".venv/bin/python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", *deselect, *tests],
-            cwd=project, env=env, capture_output=True, text=True, timeout=400,
-        )  # fmt: skip
+        run = stack.pytest(*deselect, *tests)
         assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
-    finally:
-        down = make("down")
-        assert down.returncode == 0, down.stdout + down.stderr

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import filecmp
 import itertools
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,8 +19,20 @@ import httpx
 import pytest
 import yaml
 
-from tests.parts import DEFAULTS, PARTS, RENDERED, commit, excluded, generate, left_out, project_files, snapshot, tree
-from tests.support import ROOT, free_port
+from tests.parts import (
+    DEFAULTS,
+    PARTS,
+    RENDERED,
+    commit,
+    excluded,
+    generate,
+    left_out,
+    project_files,
+    running,
+    snapshot,
+    tree,
+)
+from tests.support import ROOT
 
 VARIANTS = [
     dict(halves=halves, lab=lab, monitoring=monitoring)
@@ -125,37 +136,19 @@ def test_each_variant_without_the_optional_parts_starts_and_passes_its_tests(
     )
     commit(project, "generated")  # a project is kept in git (tests/test_paths.py reads its files from it)
     kept = ["async", "sync"] if halves == "both" else [halves]
-    ports = {name: str(free_port()) for name in ("HTTP", "ASYNC", "SYNC", "DOWNSTREAM", "LOCUST", "NGINX_STATUS")}
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWINSTACK_", "VIRTUAL_ENV", "PYTHON"))}
-    env.update({f"TWINSTACK_{name}_PORT": port for name, port in ports.items()})
-    env["PYTHON"] = sys.executable
-
-    def make(*targets: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["make", f"VENV={shared_venv}", *targets], cwd=project, env=env, capture_output=True, text=True, timeout=400
-        )
-
-    up = make("up")
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
-        with httpx.Client(base_url=f"http://127.0.0.1:{ports['HTTP']}", timeout=10) as client:
+    with running(project, venv=shared_venv) as stack:
+        with httpx.Client(base_url=stack.base_url, timeout=10) as client:
             assert client.get("/").status_code == 200
             for prefix in ("async", "sync"):
                 expected = 200 if prefix in kept else 404
                 assert client.get(f"/{prefix}/ready").status_code == expected
                 assert client.get(f"/{prefix}/io?delay_ms=5").status_code == expected
         # Without the lab, make offers no lab target; without monitoring, MONITORING=1 says so.
-        assert "make bench" not in make("help").stdout
-        monitoring = make("up", "MONITORING=1")
+        assert "make bench" not in stack.make("help").stdout
+        monitoring = stack.make("up", "MONITORING=1")
         assert monitoring.returncode != 0 and "no monitoring" in monitoring.stdout + monitoring.stderr
         tests = [f"tests/{package}" for package in ("fastapi_service", "flask_service", "contract")]
         tests = [name for name in tests if (project / name).is_dir()] + ["tests/twinstack_runtime", "tests/docker"]
         tests += ["tests/nginx/test_config.py", "tests/test_timeouts.py", "tests/test_paths.py"]
-        run = subprocess.run(
-            [str(shared_venv / "bin/python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
-            cwd=project, env=env, capture_output=True, text=True, timeout=400,
-        )  # fmt: skip
+        run = stack.pytest(*tests)
         assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
-    finally:
-        down = make("down")
-        assert down.returncode == 0, down.stdout + down.stderr
