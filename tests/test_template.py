@@ -34,9 +34,10 @@ from tests.parts import (
 )
 from tests.support import ROOT
 
+# Every combination of the answers (3 x 2 x 2).
 VARIANTS = [
     dict(halves=halves, lab=lab, monitoring=monitoring)
-    for halves, (lab, monitoring) in itertools.product(("both", "async", "sync"), ((True, True), (False, False)))
+    for halves, lab, monitoring in itertools.product(("both", "async", "sync"), (True, False), (True, False))
 ]
 
 
