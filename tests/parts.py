@@ -24,7 +24,7 @@ DEFAULTS = {"project_name": "my-service", "halves": "both", "lab": True, "monito
 def left_out(halves: str = "both", lab: bool = True, monitoring: bool = True, **_: object) -> list[str]:
     """The parts a project made with these answers leaves out (copier.yml's rule)."""
     parts = {"async": halves == "sync", "sync": halves == "async", "both": halves != "both"}
-    parts |= {"lab": not lab, "monitoring": not monitoring}
+    parts |= {"lab": not lab or halves != "both", "monitoring": not monitoring}  # the lab compares both
     return [part for part, gone in parts.items() if gone]
 
 

@@ -34,11 +34,10 @@ from tests.parts import (
 )
 from tests.support import ROOT
 
-# Every combination of the answers (3 x 2 x 2).
-VARIANTS = [
-    dict(halves=halves, lab=lab, monitoring=monitoring)
-    for halves, lab, monitoring in itertools.product(("both", "async", "sync"), (True, False), (True, False))
-]
+# Every combination of the answers: lab and monitoring with both halves, monitoring with one
+# (the lab compares the two halves: it is not asked then).
+BOTH = [dict(halves="both", lab=lab, monitoring=on) for lab, on in itertools.product((True, False), repeat=2)]
+VARIANTS = BOTH + [dict(halves=halves, monitoring=on) for halves in ("async", "sync") for on in (True, False)]
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +99,7 @@ def test_a_bad_project_name_is_refused_with_the_rule(template: Path, tmp_path: P
 
 
 def test_copier_update_keeps_the_answers_and_changes_nothing_unasked(template: Path, tmp_path: Path):
-    project = generate(template, tmp_path / "project", project_name="shop-api", halves="async", lab=False)
+    project = generate(template, tmp_path / "project", project_name="shop-api", halves="both", lab=False)
     commit(project, "generated")
     copier = Path(sys.executable).with_name("copier")
     result = subprocess.run(
@@ -112,7 +111,7 @@ def test_copier_update_keeps_the_answers_and_changes_nothing_unasked(template: P
     changed = [line for line in status.splitlines() if not line.endswith(".copier-answers.yml")]
     assert not changed, status
     saved = yaml.safe_load((project / ".copier-answers.yml").read_text())
-    assert (saved["project_name"], saved["halves"], saved["lab"]) == ("shop-api", "async", False)
+    assert (saved["project_name"], saved["halves"], saved["lab"]) == ("shop-api", "both", False)
 
 
 @pytest.fixture(scope="module")
