@@ -69,7 +69,8 @@ tls-cert: ## Make a self-signed certificate for localhost (nginx/tls/certs, for 
 		-keyout nginx/tls/certs/tls.key -out nginx/tls/certs/tls.crt 2>/dev/null
 	@echo "nginx/tls/certs/tls.crt (self-signed, 30 days): for local use only"
 
-clean: down ## Stop the stack and remove the virtualenv, runtime files and logs
+clean: down ## Stop the stack and remove the virtualenv, the database, runtime files and logs
+	@if [ -x $(PY) ]; then $(PY) -m native delete-data; fi
 	rm -rf $(VENV) run logs reports .pytest_cache
 
 # --- native mode (not listed) ---------------------------------------------------------------
@@ -114,7 +115,7 @@ _loadtest-docker:
 # --- set-up (not listed) ---------------------------------------------------------------------
 # The project (the contract and the runtime, native mode, Locust, the tests) and each part's own
 # requirements.txt: a service's, the lab's. A part that is not there installs nothing.
-REQUIREMENTS := $(wildcard *_service/requirements.txt bench/requirements.txt)
+REQUIREMENTS := $(wildcard *_service/requirements.txt migrations/requirements.txt bench/requirements.txt)
 $(STAMP): pyproject.toml $(REQUIREMENTS)
 	@scripts/system-deps.sh python3-venv
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -123,14 +124,14 @@ $(STAMP): pyproject.toml $(REQUIREMENTS)
 	@touch $@
 
 .PHONY: .system-deps .test-deps
-# nginx, and logrotate for the log files nginx and the pools write natively.
+# nginx, logrotate for the log files nginx and the pools write natively, PostgreSQL.
 .system-deps:
-	@scripts/system-deps.sh nginx logrotate
+	@scripts/system-deps.sh nginx logrotate postgresql
 # The browser tests drive Debian's chromium through Playwright; promtool checks the
 # Prometheus config and the monitoring test runs Prometheus and the nginx exporter; the lab's
 # test runs wrk.
 .test-deps:
-	@scripts/system-deps.sh nginx logrotate chromium prometheus prometheus-nginx-exporter wrk
+	@scripts/system-deps.sh nginx logrotate postgresql chromium prometheus prometheus-nginx-exporter wrk
 
 # The lab's targets (make bench, make bench-compare), where the project has the lab.
 -include bench/lab.mk

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from . import nginx_config
+from . import nginx_config, postgres
 from .settings import ROOT, StackSettings, deployed
 
 CONF = ROOT / "native" / "supervisord.conf"
@@ -108,11 +108,31 @@ def wait_ready(settings: StackSettings) -> None:
         raise StackError(f"not ready after {settings.ready_timeout_s:.0f} s: {', '.join(pending)}")
 
 
+def migrate(settings: StackSettings, env: dict[str, str]) -> None:
+    """Wait for PostgreSQL, create the database on first start, apply the migrations: once,
+    here, before any pool starts (never in a worker, never in a gunicorn hook)."""
+    binaries = settings.postgres_bin()
+    assert binaries is not None  # checked by up()
+    try:
+        postgres.wait_ready(binaries, settings.db_port, settings.ready_timeout_s)
+        postgres.ensure_database(env["TWINSTACK_DATABASE_URL"])
+    except (postgres.PostgresError, OSError) as exc:
+        raise StackError(f"{exc} (see {settings.log_dir}/postgres.log)") from None
+    result = subprocess.run(
+        [sys.executable, "-m", "alembic", "-c", str(ROOT / "migrations" / "alembic.ini"), "upgrade", "head"],
+        cwd=ROOT, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise StackError(f"migrations failed:\n{result.stderr.strip()}")
+
+
 def up(settings: StackSettings) -> None:
     env = settings.environment()
     if _pid(settings):
         if settings.monitoring:
             render_monitoring(settings)
+        _ctl(env, "start", "postgres")
+        migrate(settings, env)  # new migrations since the stack started
         _ctl(env, "start", *programs(settings))  # idempotent: starts whatever was stopped
         wait_ready(settings)
         print("twinstack is already running.")
@@ -128,12 +148,17 @@ def up(settings: StackSettings) -> None:
             "logrotate is not installed (it rotates the logs nginx and the pools write). Install it from "
             "your OS packages (Debian/Ubuntu: sudo apt-get install logrotate), or set TWINSTACK_LOGROTATE_BIN."
         )
+    if settings.postgres_bin() is None or not (settings.postgres_bin() / "initdb").exists():
+        raise StackError(
+            "PostgreSQL is not installed. Install it from your OS packages "
+            "(Debian/Ubuntu: sudo apt-get install postgresql), or set TWINSTACK_PG_BIN_DIR."
+        )
     busy = [f"{name} ({port})" for name, port in settings.ports().items() if _port_busy(port)]
     if busy:
         raise StackError(
             f"port busy: {', '.join(busy)}. Stop what uses it, or choose other ports in .env "
             "(TWINSTACK_HTTP_PORT, TWINSTACK_ASYNC_PORT, TWINSTACK_SYNC_PORT, TWINSTACK_DOWNSTREAM_PORT, "
-            "TWINSTACK_LOCUST_PORT)."
+            "TWINSTACK_LOCUST_PORT, TWINSTACK_DB_PORT)."
         )
     for directory in (settings.run_dir, settings.log_dir):
         directory.mkdir(parents=True, exist_ok=True)
@@ -142,8 +167,18 @@ def up(settings: StackSettings) -> None:
     prefix = nginx_config.render(env, settings.run_dir.resolve() / "nginx")
     nginx_config.check(nginx, prefix, env["TWINSTACK_NGINX_GLOBALS"])
     render_logrotate(env, settings.run_dir.resolve())
+    try:
+        postgres.ensure_cluster(
+            settings.postgres_bin(),
+            settings.postgres_data(),
+            postgres.password(settings.run_dir.resolve(), settings.db_password),
+        )
+    except postgres.PostgresError as exc:
+        raise StackError(str(exc)) from None
     subprocess.run([str(Path(sys.prefix) / "bin" / "supervisord"), "-c", str(CONF)], env=env, check=True)
     try:
+        migrate(settings, env)
+        _ctl(env, "start", *programs(settings))
         wait_ready(settings)
     except StackError:
         print(_ctl(env, "status").stdout, file=sys.stderr)
@@ -184,6 +219,18 @@ def down(settings: StackSettings, timeout_s: float = 120.0) -> None:
     if (public := settings.public_dir()) is not None:  # the web root's copy (as root)
         shutil.rmtree(public, ignore_errors=True)
     print("twinstack stopped.")
+
+
+def delete_data(settings: StackSettings) -> None:
+    """Remove the private cluster (make clean): every order, job and migration with it."""
+    if _pid(settings):
+        raise StackError("twinstack is running: stop it first (make down).")
+    data = settings.postgres_data()
+    # The folder made for it (as root: /var/lib/twinstack/<stack>/; else run/postgres/).
+    folder = data.parent if settings.db_data_dir is None else data
+    if folder.exists():
+        shutil.rmtree(folder)
+        print(f"deleted the database in {folder}")
 
 
 def reload(settings: StackSettings) -> None:
@@ -302,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("up", "down", "restart", "reload", "status", "logs", "check"):
         sub.add_parser(name)
+    sub.add_parser("delete-data", help="Delete the stack's database (its PostgreSQL cluster); the stack must be down.")
     sub.add_parser("env", help="Print the environment the stack's programs get, as JSON.")
     sub.add_parser("url", help="Print the stack's public base URL (nginx).")
     render = sub.add_parser(
@@ -322,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(environment(settings), indent=1, sort_keys=True))
         elif args.command == "url":
             print(public_url(settings))
+        elif args.command == "delete-data":
+            delete_data(settings)
         elif args.command == "render-nginx":
             print(json.dumps(render_nginx(settings, args.prefix, args.template), indent=1))
         elif args.command == "up":

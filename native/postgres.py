@@ -75,7 +75,7 @@ def password(run_dir: Path, given: str | None) -> str:
     return made
 
 
-def _as_server_user() -> dict:
+def as_server_user() -> dict:
     """subprocess arguments that run a command as the server's user (when root)."""
     if os.geteuid() != 0:
         return {}
@@ -106,7 +106,7 @@ def ensure_cluster(binaries: Path, data: Path, secret: str) -> bool:
         result = subprocess.run(
             [str(binaries / "initdb"), "-D", str(data), "-U", ROLE, f"--pwfile={pwfile}", "-E", "UTF8",
              "--locale=C.UTF-8", "--auth-local=peer", "--auth-host=scram-sha-256"],
-            capture_output=True, text=True, **_as_server_user(),
+            capture_output=True, text=True, **as_server_user(),
         )  # fmt: skip
     finally:
         pwfile.unlink(missing_ok=True)
@@ -133,6 +133,10 @@ def ensure_database(url: str) -> None:
     import psycopg
     from psycopg import sql
 
-    with psycopg.connect(url.replace(f"/{DATABASE}", "/postgres", 1), autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone() is None:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
+    maintenance = url.rsplit("/", 1)[0] + "/postgres"
+    try:
+        with psycopg.connect(maintenance, autocommit=True, connect_timeout=10) as conn:
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone() is None:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
+    except psycopg.Error as exc:
+        raise PostgresError(f"cannot create the database: {exc}") from None

@@ -10,12 +10,15 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from dotenv import dotenv_values
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from twinstack_runtime.serving import ASYNC_PORT, DOWNSTREAM_PORT, SYNC_PORT, SyncPool
+
+from . import postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 # As root, each stack's web root copy and nginx temp files live below this (see public_dir).
@@ -100,6 +103,17 @@ class StackSettings(BaseSettings):
         5, ge=1, le=1000, description="Rotated files kept per log (all but the newest gzipped)."
     )
     logrotate_bin: str | None = Field(None, description="logrotate executable; found on PATH or in /usr/sbin if unset.")
+    db_port: int = Field(
+        15432, ge=1, le=65535, description="The private PostgreSQL, on 127.0.0.1 (not 5432: a system one may be there)."
+    )
+    db_password: str | None = Field(
+        None, description="The database role's password; made once and kept in run/postgres.password if unset."
+    )
+    db_max_connections: int = Field(100, ge=10, le=10_000, description="PostgreSQL's max_connections.")
+    db_data_dir: Path | None = Field(
+        None, description="The cluster's data folder; default run/postgres/data, or /var/lib/twinstack/<stack> as root."
+    )
+    pg_bin_dir: str | None = Field(None, description="Where initdb and postgres are; Debian's newest if unset.")
 
     def nginx(self) -> str | None:
         if self.nginx_bin:
@@ -116,6 +130,7 @@ class StackSettings(BaseSettings):
             "nginx": self.http_port,
             **{half.program: half.port(self) for half in deployed()},
             "downstream": self.downstream_port,
+            "postgres": self.db_port,
             "locust": self.locust_port,
             "nginx status": self.nginx_status_port,
             **(
@@ -143,6 +158,17 @@ class StackSettings(BaseSettings):
         if os.geteuid() == 0:
             directives.append(f"user {worker_user()};")
         return " ".join(directives)
+
+    def postgres_bin(self) -> Path | None:
+        return postgres.bin_dir(self.pg_bin_dir)
+
+    def postgres_data(self) -> Path:
+        return self.db_data_dir or postgres.data_dir(self.run_dir)
+
+    def database_url(self) -> str:
+        """A libpq URL for the private cluster (password quoted), as both services read it."""
+        secret = quote(postgres.password(self.run_dir.resolve(), self.db_password), safe="")
+        return f"postgresql://{postgres.ROLE}:{secret}@127.0.0.1:{self.db_port}/{postgres.DATABASE}"
 
     def public_dir(self) -> Path | None:
         """As root: where nginx's workers find the web root and their temp files. The checkout
@@ -208,6 +234,12 @@ class StackSettings(BaseSettings):
             TWINSTACK_RATE_LIMIT_RPS=str(self.rate_limit_rps),
             TWINSTACK_RATE_LIMIT_BURST=str(self.rate_limit_burst),
             TWINSTACK_MONITORING_AUTOSTART="true" if self.monitoring else "false",
+            TWINSTACK_DB_PORT=str(self.db_port),
+            TWINSTACK_DB_MAX_CONNECTIONS=str(self.db_max_connections),
+            TWINSTACK_DATABASE_URL=self.database_url(),
+            TWINSTACK_PG_BIN_DIR=str(self.postgres_bin() or "/usr/lib/postgresql/bin"),
+            TWINSTACK_PG_DATA=str(self.postgres_data()),
+            TWINSTACK_PG_USER=postgres.server_user(),
             TWINSTACK_PROMETHEUS_PORT=str(self.prometheus_port),
             TWINSTACK_NGINX_EXPORTER_PORT=str(self.nginx_exporter_port),
             TWINSTACK_PROMETHEUS_BIN=shutil.which("prometheus") or "prometheus",

@@ -10,6 +10,7 @@ have() {
     logrotate)    command -v logrotate >/dev/null || [ -x /usr/sbin/logrotate ] ;;
     python3-venv) python3 -c 'import ensurepip, venv' 2>/dev/null ;;
     prometheus)   command -v prometheus >/dev/null && command -v promtool >/dev/null ;;
+    postgresql)   command -v initdb >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null ;;
     *)            command -v "$1" >/dev/null ;;
   esac
 }

@@ -79,3 +79,38 @@ def page(browser: Browser) -> Iterator[Page]:
     page.set_default_timeout(15_000)
     yield page
     context.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL of the tests' own (Debian's, as native mode runs it: native/postgres.py) on
+    a free port, with the application's database created and nothing else: a libpq URL."""
+    import signal
+    import subprocess
+    import tempfile
+
+    from native import postgres
+
+    binaries = require_binary(str(postgres.bin_dir() or ""), "PostgreSQL (initdb)")
+    # Where the server's user may enter: as root it runs as postgres, and pytest's tmp is 0700.
+    home = Path(tempfile.mkdtemp(prefix="twinstack-pg-", dir="/var/tmp"))
+    port, secret = free_port(), "tests-only"
+    log = (tmp_path_factory.mktemp("postgres") / "postgres.log").open("w")
+    try:
+        postgres.ensure_cluster(Path(binaries), home / "data", secret)
+        server = subprocess.Popen(
+            [f"{binaries}/postgres", "-D", str(home / "data"), "-p", str(port), "-c", "listen_addresses=127.0.0.1",
+             "-c", "unix_socket_directories="],
+            stdout=subprocess.DEVNULL, stderr=log, **postgres.as_server_user(),
+        )  # fmt: skip
+        try:
+            postgres.wait_ready(Path(binaries), port, 30)
+            url = f"postgresql://{postgres.ROLE}:{secret}@127.0.0.1:{port}/{postgres.DATABASE}"
+            postgres.ensure_database(url)
+            yield url
+        finally:
+            server.send_signal(signal.SIGINT)  # fast shutdown
+            server.wait(timeout=60)
+    finally:
+        log.close()
+        shutil.rmtree(home, ignore_errors=True)

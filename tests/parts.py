@@ -144,3 +144,7 @@ def running(root: Path, venv: Path | None = None) -> Iterator[Project]:
     finally:
         down = project.make("down")
         assert down.returncode == 0, down.stdout + down.stderr
+        deleted = subprocess.run(
+            [str(project.venv / "bin/python"), "-m", "native", "delete-data"], cwd=root, env=env, capture_output=True
+        )  # its database: a test project leaves nothing behind
+        assert deleted.returncode == 0, deleted.stderr

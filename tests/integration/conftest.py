@@ -48,6 +48,11 @@ class Stack:
             [sys.executable, "-m", "native", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, check=check
         )
 
+    def stop(self) -> None:
+        """Down, then its database deleted: a test stack leaves nothing behind."""
+        self.native("down", check=False)
+        self.native("delete-data", check=False)
+
     def ctl(self, *args: str) -> str:
         cmd = [str(Path(sys.prefix) / "bin" / "supervisorctl"), "-c", str(ROOT / "native/supervisord.conf"), *args]
         full_env = {**self.env, "TWINSTACK_RUN_DIR": str(self.run_dir), "TWINSTACK_LOG_DIR": str(self.log_dir)}
@@ -76,6 +81,7 @@ def make_stack(tmp: Path, **extra: str) -> Stack:
         TWINSTACK_DOWNSTREAM_PORT=str(free_port()),
         TWINSTACK_LOCUST_PORT=str(free_port()),
         TWINSTACK_NGINX_STATUS_PORT=str(free_port()),
+        TWINSTACK_DB_PORT=str(free_port()),
         TWINSTACK_RUN_DIR=str(tmp / "run"),
         TWINSTACK_LOG_DIR=str(tmp / "logs"),
         TWINSTACK_SYNC_WORKERS=str(SYNC_WORKERS),
@@ -95,7 +101,7 @@ def make_stack(tmp: Path, **extra: str) -> Stack:
 def start(stack: Stack) -> None:
     result = stack.native("up", check=False)
     if result.returncode != 0:
-        stack.native("down", check=False)  # never leave a half-started stack behind
+        stack.stop()  # never leave a half-started stack behind
         logs = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(stack.log_dir.glob("*.log")))
         pytest.fail(f"stack did not start:\n{result.stdout}\n{result.stderr}\n{logs}")
 
@@ -108,7 +114,7 @@ def running_stack(tmp: Path, **extra: str) -> Iterator[Stack]:
     try:
         yield own
     finally:
-        own.native("down", check=False)
+        own.stop()
 
 
 @pytest.fixture(scope="session")
@@ -116,7 +122,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, nginx_bin: str) -> Iterator[
     s = make_stack(tmp_path_factory.mktemp("stack"))
     start(s)
     yield s
-    s.native("down", check=False)
+    s.stop()
 
 
 @pytest.fixture

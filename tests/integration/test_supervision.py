@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.conftest import Stack, make_stack, start
+from tests.integration.conftest import Stack, make_stack, running_stack, start
 from tests.support import ROOT
 
 pytestmark = pytest.mark.integration
@@ -110,7 +110,7 @@ def test_up_and_down_are_idempotent_and_down_is_graceful(tmp_path, nginx_bin):
             httpx.get(f"{own.base_url}/", timeout=2)
         assert not (own.run_dir / "supervisord.pid").exists()
     finally:
-        own.native("down", check=False)
+        own.stop()
 
 
 def make(stack: Stack, *args: str, **kwargs) -> subprocess.CompletedProcess[str]:
@@ -199,3 +199,31 @@ def test_make_reload_with_a_broken_nginx_config_keeps_the_stack_serving(stack: S
     with httpx.Client(base_url=stack.base_url, timeout=10) as client:
         for path in ("/", "/async/ready", "/sync/ready"):
             assert client.get(path).status_code == 200, path
+
+
+def test_the_database_outlives_a_restart_and_only_delete_data_removes_it(tmp_path, nginx_bin):
+    """Orders are kept across `make down` / `make up` (the cluster is not in run/'s scratch
+    when root runs it, and never recreated); `python -m native delete-data` (make clean)
+    removes it, and refuses while the stack runs."""
+    import json
+
+    import psycopg
+
+    with running_stack(tmp_path) as own:
+        env = json.loads(own.native("env").stdout)
+        url, data = env["TWINSTACK_DATABASE_URL"], Path(env["TWINSTACK_PG_DATA"])
+        with psycopg.connect(url) as conn:
+            conn.execute(
+                "INSERT INTO orders (id, sku, quantity, unit_price_cents, total_cents, customer_email) "
+                "VALUES (gen_random_uuid(), 'KEEP-1', 1, 100, 100, 'a@b.co')"
+            )
+        own.native("down")
+        assert data.joinpath("PG_VERSION").exists()
+        own.native("up")
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT count(*) FROM orders WHERE sku = 'KEEP-1'").fetchone() == (1,)
+        refused = own.native("delete-data", check=False)
+        assert refused.returncode == 1 and "stop it first" in refused.stderr
+        own.native("down")
+        own.native("delete-data")
+        assert not data.exists()
