@@ -108,6 +108,16 @@ def wait_ready(settings: StackSettings) -> None:
         raise StackError(f"not ready after {settings.ready_timeout_s:.0f} s: {', '.join(pending)}")
 
 
+def start_programs(settings: StackSettings, env: dict[str, str]) -> None:
+    """Start every program that is not running yet, all at once: supervisorctl waits for each
+    one it starts (its startsecs), so one call per program, side by side. Idempotent."""
+    cmd = [str(Path(sys.prefix) / "bin" / "supervisorctl"), "-c", str(CONF), "start"]
+    calls = [subprocess.Popen([*cmd, name], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for name in programs(settings)]  # fmt: skip
+    for call in calls:
+        call.wait()
+
+
 def migrate(settings: StackSettings, env: dict[str, str]) -> None:
     """Wait for PostgreSQL, create the database on first start, apply the migrations: once,
     here, before any pool starts (never in a worker, never in a gunicorn hook)."""
@@ -133,7 +143,7 @@ def up(settings: StackSettings) -> None:
             render_monitoring(settings)
         _ctl(env, "start", "postgres")
         migrate(settings, env)  # new migrations since the stack started
-        _ctl(env, "start", *programs(settings))  # idempotent: starts whatever was stopped
+        start_programs(settings, env)  # whatever was stopped
         wait_ready(settings)
         print("twinstack is already running.")
         return
@@ -178,7 +188,7 @@ def up(settings: StackSettings) -> None:
     subprocess.run([str(Path(sys.prefix) / "bin" / "supervisord"), "-c", str(CONF)], env=env, check=True)
     try:
         migrate(settings, env)
-        _ctl(env, "start", *programs(settings))
+        start_programs(settings, env)
         wait_ready(settings)
     except StackError:
         print(_ctl(env, "status").stdout, file=sys.stderr)
