@@ -73,14 +73,19 @@ def commit(root: Path, message: str) -> None:
         subprocess.run([*GIT, *args], cwd=root, check=True, capture_output=True)
 
 
-def snapshot(dest: Path) -> Path:
-    """The working tree as a repository of its own, one commit: what a clone of it would be,
-    uncommitted changes included, so Copier reads it the same in development and in CI."""
+def copy_project(dest: Path) -> Path:
+    """The files a clone of the working tree would hold, uncommitted changes included."""
     for name in project_files():
         target = dest / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, target)
-    commit(dest, "snapshot")
+    return dest
+
+
+def snapshot(dest: Path) -> Path:
+    """The working tree as a repository of its own, one commit, so Copier reads it the same in
+    development and in CI."""
+    commit(copy_project(dest), "snapshot")
     return dest
 
 

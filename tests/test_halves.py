@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from native.settings import HALVES, deployed
-from tests.parts import RENDERED, commit, generate, half_files, project_files, running, snapshot, tree
+from tests.parts import RENDERED, commit, copy_project, generate, half_files, project_files, running, snapshot, tree
 from tests.support import ROOT
 
 # What the copy runs after `make up`: every test of the parts that stand alone, checked
@@ -25,10 +25,7 @@ COPY_TESTS = ["tests/docker", "tests/nginx/test_config.py", "tests/test_timeouts
 
 def without(half: str, dest: Path) -> Path:
     """A copy of the project without one half: its files deleted, its include: line removed."""
-    for name in project_files():
-        target = dest / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, target)
+    copy_project(dest)
     for name in half_files(half):
         path = dest / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()
