@@ -1,10 +1,11 @@
 # syntax=docker/dockerfile:1
 # One image per Python service, built from this file with the service's folder as an argument:
 #   docker build --build-arg SERVICE=fastapi_service -t twinstack-fastapi .
-# Each image holds the shared packages (the contract and the runtime), its own service
-# package and its own requirements.txt, nothing else: no other service, no native mode, no
-# lab. The command, port and health URL are set where the service is defined
-# (<service>/compose.yaml, docker-compose.yml).
+# Each image holds the shared packages (the contract, the runtime and the database models),
+# its own service package and its own requirements.txt, nothing else: no other service, no
+# native mode, no lab. The command, port and health URL are set where the service is defined
+# (<service>/compose.yaml, docker-compose.yml). SERVICE=migrations is the one-shot migrator:
+# migrations/ and its requirements.txt (Alembic); compose turns its HEALTHCHECK off.
 
 # --- wheels: everything compiled or downloaded, in a stage that is thrown away -------------
 FROM python:3.11.13-slim-bookworm AS wheels
@@ -13,6 +14,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY twinstack_contract/ twinstack_contract/
 COPY twinstack_runtime/ twinstack_runtime/
+COPY twinstack_db/ twinstack_db/
 COPY ${SERVICE}/ ${SERVICE}/
 # Every dependency is pinned with == (pyproject.toml, the service's requirements.txt); all
 # have wheels for CPython 3.11.

@@ -1,4 +1,5 @@
-"""Shared per-request pieces: the JSON body gate and the clients the lifespan created."""
+"""Shared per-request pieces: the JSON body gate and the clients the lifespan created
+(downstream, database, jobs)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import httpx
 from fastapi import Depends, Request
 
 from twinstack_contract.errors import require_json
+from twinstack_db.session import AsyncDatabase
 from twinstack_runtime.jobs import JobRunner
 
 
@@ -24,6 +26,11 @@ def get_jobs(request: Request) -> JobRunner:
     return request.app.state.jobs
 
 
+def get_db(request: Request) -> AsyncDatabase:
+    return request.app.state.db
+
+
 DownstreamDep = Annotated[httpx.AsyncClient, Depends(get_downstream)]
 JobsDep = Annotated[JobRunner, Depends(get_jobs)]
+DbDep = Annotated[AsyncDatabase, Depends(get_db)]
 JsonBody = Depends(json_body)

@@ -20,12 +20,16 @@ log = logging.getLogger(__name__)
 # validation_error below sends. Without it FastAPI documents its own HTTPValidationError
 # ({"detail": [...]}), a body neither service ever sends.
 VALIDATION_ERROR_RESPONSE = {422: {"model": ErrorBody, "description": "Invalid parameters."}}
+# What every route that uses the database may answer besides its own (twinstack_db/session.py).
+DATABASE_ERROR_RESPONSES = {
+    503: {"model": ErrorBody, "description": "pool_exhausted or database_unavailable, with Retry-After."}
+}
 
 
 def _respond(request: Request, exc: ContractError, headers: dict[str, str] | None = None) -> JSONResponse:
     rid = getattr(request.state, "request_id", None) or None  # "" when request ids are off
     body = error_body(exc.status, exc.code, exc.message, exc.details, rid)
-    return JSONResponse(body, status_code=exc.status, headers=headers)
+    return JSONResponse(body, status_code=exc.status, headers={**exc.headers, **(headers or {})})
 
 
 async def contract_error(request: Request, exc: ContractError) -> JSONResponse:
@@ -40,7 +44,7 @@ async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
     if (imitated := flask_parity.as_flask_error(exc)) is not None:
         return _respond(request, imitated)
     message = exc.detail if isinstance(exc.detail, str) else "Request failed."
-    headers = flask_parity.allow_with_head(exc.status_code, exc.headers)
+    headers = flask_parity.allow_with_head(exc.status_code, exc.headers, request.scope)
     return _respond(request, ContractError(exc.status_code, code_for_status(exc.status_code), message), headers)
 
 

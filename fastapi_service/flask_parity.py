@@ -8,8 +8,12 @@ flask_service/fastapi_parity.py.
 
 from __future__ import annotations
 
+import re
+
+from fastapi.routing import APIRouter
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from twinstack_contract.errors import ContractError, invalid_json
@@ -96,11 +100,22 @@ def as_flask_error(exc: HTTPException) -> ContractError | None:
     return None
 
 
-def allow_with_head(status: int, headers: dict[str, str] | None) -> dict[str, str] | None:
-    """A 405's Allow names HEAD wherever it names GET (HeadMiddleware serves it), as werkzeug's."""
+def allow_with_head(status: int, headers: dict[str, str] | None, scope: Scope) -> dict[str, str] | None:
+    """A 405's Allow names every method of every route on the path (Starlette names only the
+    first route's: GET /orders and POST /orders are two routes), and HEAD wherever it names GET
+    (HeadMiddleware serves it), as werkzeug's does."""
     if status != 405 or not headers or "Allow" not in headers:
         return headers
     allowed = {m.strip() for m in headers["Allow"].split(",") if m.strip()}
-    if "GET" not in allowed:
-        return headers
-    return {**headers, "Allow": ", ".join(sorted(allowed | {"HEAD"}))}
+    path = get_route_path(scope)
+    for pattern, methods in scope["app"].state.route_methods:
+        if pattern.match(path):
+            allowed |= methods
+    if "GET" in allowed:
+        allowed.add("HEAD")
+    return {**headers, "Allow": ", ".join(sorted(allowed))}
+
+
+def route_methods(routers: list[APIRouter]) -> list[tuple[re.Pattern[str], set[str]]]:
+    """Each route's path pattern and methods, for allow_with_head (stored on app.state)."""
+    return [(route.path_regex, set(route.methods)) for r in routers for route in r.routes if hasattr(route, "methods")]

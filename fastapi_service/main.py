@@ -9,10 +9,12 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
+from twinstack_db.engine import async_engine
+from twinstack_db.session import AsyncDatabase
 from twinstack_runtime.jobs import JobRunner, JobStore
 from twinstack_runtime.metrics import Metrics
 
-from . import docs, errors
+from . import docs, errors, flask_parity
 from .flask_parity import BodyLimitMiddleware, HeadMiddleware
 from .middleware import ForwardedMiddleware
 from .observability import ObservabilityMiddleware, monitor_loop_lag
@@ -30,6 +32,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             base_url=settings.downstream_url, timeout=settings.downstream_timeout_s, limits=limits
         ) as client:
             app.state.downstream = client
+            # The engine of this worker, made in its own event loop (twinstack_db/engine.py).
+            engine = async_engine(settings, settings.db_pool, "twinstack-async")
+            sizes = settings.db_pool
+            app.state.metrics.watch_db(engine.sync_engine.pool, sizes.pool_size, sizes.max_overflow)
+            app.state.db = AsyncDatabase(engine, app.state.metrics.observe_db_wait)
             store = JobStore(settings.state_dir / "async-jobs", settings.job_retention_s)
             app.state.jobs = JobRunner(store, settings.job_threads, settings.job_capacity)
             app.state.process_pool = lab.ProcessPool(settings.process_pool_workers)
@@ -42,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 lag_monitor.cancel()
                 await asyncio.to_thread(app.state.jobs.stop, settings.job_stop_grace_s)
                 app.state.process_pool.shutdown()
+                await app.state.db.close()
 
     app = FastAPI(
         title="twinstack async service",
@@ -65,10 +73,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = Metrics("fastapi")
     errors.install(app)
     docs.install(app)
-    for module in (health, workloads, orders, jobs, inspect, ws, metrics):
-        app.include_router(module.router)
+    routers = [m.router for m in (health, workloads, orders, jobs, inspect, ws, metrics)]
     if settings.lab_routes:  # the lab's anti-patterns: never in a deployment unless asked for
-        app.include_router(lab.router)
+        routers.append(lab.router)
+    for router in routers:
+        app.include_router(router)
+    app.state.route_methods = flask_parity.route_methods(routers)
     # Added last = outermost: ForwardedMiddleware sets the request id and client first.
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(HeadMiddleware)

@@ -9,6 +9,7 @@ from collections import deque
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from twinstack_db.session import SQL_TIME
 from twinstack_runtime.logs import log_request, server_timing
 from twinstack_runtime.metrics import UNMATCHED, Metrics
 
@@ -36,12 +37,14 @@ class ObservabilityMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 # Appended as raw pairs: the app never sets either header itself.
-                extra = [(b"server-timing", server_timing(time.perf_counter() - start).encode())]
+                timing = server_timing(time.perf_counter() - start, SQL_TIME.get())
+                extra = [(b"server-timing", timing.encode())]
                 if rid:
                     extra.append((b"x-request-id", rid.encode()))
                 message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
 
+        SQL_TIME.set(0.0)  # this request's own: each ASGI request runs in a task of its own
         metrics = self.metrics
         if metrics is not None:
             metrics.started()

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from pydantic import Field
 
+from twinstack_db.settings import AsyncDbPool
 from twinstack_runtime.settings import ServiceSettings
 
 
@@ -21,6 +22,9 @@ class Settings(ServiceSettings):
     )
     ws_idle_timeout_s: float = Field(300.0, gt=0, description="A WebSocket silent this long is closed (1001).")
     ws_max_lifetime_s: float = Field(3600.0, gt=0, description="A WebSocket is closed (1001) after this long.")
+    db_pool: AsyncDbPool = Field(
+        default_factory=AsyncDbPool, description="Each worker's connection pool (TWINSTACK_ASYNC_DB_*)."
+    )
 
 
 def get_settings(request: Request) -> Settings:

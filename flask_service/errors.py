@@ -11,7 +11,7 @@ from twinstack_contract.errors import ContractError, code_for_status, error_body
 
 def _respond(exc: ContractError) -> ResponseReturnValue:
     rid = request.environ.get("twinstack.request_id") or None  # "" when request ids are off
-    return jsonify(error_body(exc.status, exc.code, exc.message, exc.details, rid)), exc.status
+    return jsonify(error_body(exc.status, exc.code, exc.message, exc.details, rid)), exc.status, exc.headers
 
 
 def install(app: Flask) -> None:
@@ -23,7 +23,7 @@ def install(app: Flask) -> None:
     def http_error(exc: HTTPException) -> ResponseReturnValue:
         status = exc.code or 500
         # exc.name is the reason phrase ("Not Found"), the same text Starlette uses.
-        body, _ = _respond(ContractError(status, code_for_status(status), exc.name))
+        body, _, _ = _respond(ContractError(status, code_for_status(status), exc.name))
         # Keep the headers werkzeug's exception carries (Allow on a 405).
         allow = exc.get_response().headers.get("Allow")
         return body, status, {"Allow": allow} if allow else {}

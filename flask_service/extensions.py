@@ -12,6 +12,8 @@ from __future__ import annotations
 import httpx
 from flask import Flask, current_app
 
+from twinstack_db.engine import sync_engine
+from twinstack_db.session import Database
 from twinstack_runtime.jobs import JobRunner, JobStore
 
 from .settings import Settings
@@ -53,7 +55,29 @@ class Jobs:
         app.extensions[self.name].stop(app.extensions["settings"].job_stop_grace_s)
 
 
+class Db:
+    """The worker's database engine and its pool. create_app runs in each worker, after
+    gunicorn forked it (no preload_app), so each worker opens its own connections; see
+    twinstack_db/engine.py for what preload_app would break and the guard against it."""
+
+    name = "db"
+
+    def init_app(self, app: Flask, settings: Settings) -> None:
+        engine = sync_engine(settings, settings.db_pool, "twinstack-sync")
+        metrics = app.extensions["metrics"]
+        metrics.watch_db(engine.pool, settings.db_pool.pool_size, settings.db_pool.max_overflow)
+        app.extensions[self.name] = Database(engine, metrics.observe_db_wait)
+
+    @property
+    def database(self) -> Database:
+        return current_app.extensions[self.name]
+
+    def close(self, app: Flask) -> None:
+        app.extensions[self.name].close()
+
+
 downstream = Downstream()
 jobs = Jobs()
-# In the order they are closed.
-EXTENSIONS = (jobs, downstream)
+db = Db()
+# In the order they are closed: the jobs first (they may still record progress).
+EXTENSIONS = (jobs, db, downstream)

@@ -30,11 +30,10 @@ def create_app(settings: Settings | None = None, test_config: Mapping[str, Any] 
     if test_config:
         app.config.from_mapping(test_config)
     app.extensions["settings"] = settings
+    errors.install(app)
+    observability.install(app, settings.metrics, settings.access_log)  # first: the pool reports to it
     for extension in EXTENSIONS:
         extension.init_app(app, settings)
-
-    errors.install(app)
-    observability.install(app, settings.metrics, settings.access_log)
     for module in (health, workloads, orders, jobs, inspect):
         app.register_blueprint(module.bp)
     app.wsgi_app = TrustedProxyFix(app.wsgi_app, settings.trusted_proxies, settings.request_id)  # type: ignore[method-assign]

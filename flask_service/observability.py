@@ -8,6 +8,7 @@ import time
 from flask import Blueprint, Flask, Response, current_app, g, request
 
 from twinstack_contract.errors import ContractError
+from twinstack_db.session import SQL_TIME
 from twinstack_runtime.logs import log_request, server_timing
 from twinstack_runtime.metrics import UNMATCHED, Metrics
 
@@ -35,13 +36,14 @@ def install(app: Flask, record_metrics: bool = True, access_log: bool = True) ->
     @app.before_request
     def start_timer() -> None:
         g.started = time.perf_counter()
+        SQL_TIME.set(0.0)
         if counted is not None:
             counted.started()
 
     @app.after_request
     def record(response: Response) -> Response:
         duration = time.perf_counter() - g.started
-        response.headers["Server-Timing"] = server_timing(duration)
+        response.headers["Server-Timing"] = server_timing(duration, SQL_TIME.get())
         route = request.url_rule.rule if request.url_rule else UNMATCHED
         g.recorded = True
         if counted is not None:

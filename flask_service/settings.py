@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
+from twinstack_db.settings import SyncDbPool
 from twinstack_runtime.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):
-    """Nothing Flask-only yet; the class is where a Flask-only setting would go."""
+    db_pool: SyncDbPool = Field(
+        default_factory=SyncDbPool, description="Each worker's connection pool (TWINSTACK_SYNC_DB_*)."
+    )

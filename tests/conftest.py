@@ -36,9 +36,10 @@ def downstream_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def settings_kwargs(downstream_url: str, tmp_path: Path) -> dict:
-    """What both services' Settings get in tests: the live downstream, a private state dir."""
-    return {"downstream_url": downstream_url, "state_dir": tmp_path / "state"}
+def settings_kwargs(downstream_url: str, database_url: str, tmp_path: Path) -> dict:
+    """What both services' Settings get in tests: the live downstream, the tests' PostgreSQL
+    migrated to head, a private state dir."""
+    return {"downstream_url": downstream_url, "database_url": database_url, "state_dir": tmp_path / "state"}
 
 
 @pytest.fixture(scope="session")
@@ -114,3 +115,38 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         log.close()
         shutil.rmtree(home, ignore_errors=True)
+
+
+def other_database(url: str, name: str) -> str:
+    """``url`` with another database of the same server, created empty (dropped first)."""
+    import psycopg
+    from psycopg import sql
+
+    maintenance = url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(maintenance, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture
+def empty_database_url(postgres_url: str) -> str:
+    """A database with nothing in it, on the tests' server (for the migrations)."""
+    return other_database(postgres_url, "empty")
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_url: str) -> str:
+    """The application's database, migrated to head as `make up` does (alembic upgrade head)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.support import ROOT
+
+    done = subprocess.run(
+        [sys.executable, "-m", "alembic", "-c", str(ROOT / "migrations/alembic.ini"), "upgrade", "head"],
+        cwd=ROOT, env={**os.environ, "TWINSTACK_DATABASE_URL": postgres_url}, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return postgres_url

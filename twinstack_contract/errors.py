@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .models import ErrorBody, ErrorDetail, ErrorInfo
+from pydantic import BaseModel, ValidationError
+
+from .models import ErrorBody, ErrorDetail, ErrorInfo, IdempotencyKey, OrderRef
 
 JSON_TYPES = ("application/json",)
 
@@ -13,12 +15,20 @@ JSON_TYPES = ("application/json",)
 class ContractError(Exception):
     """An error the contract defines: raised by shared checks, rendered by each framework."""
 
-    def __init__(self, status: int, code: str, message: str, details: list[ErrorDetail] | None = None):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: list[ErrorDetail] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.details = details or []
+        self.headers = headers or {}
 
 
 def error_body(
@@ -67,12 +77,36 @@ def require_json(content_type: str | None) -> None:
         raise ContractError(415, "unsupported_media_type", "Send the body as application/json.")
 
 
+def _checked(model: type[BaseModel], data: dict[str, Any], loc: list[str | int] | None = None) -> BaseModel:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        details = validation_details(exc.errors(), loc[0] if loc else None)
+        if loc:
+            details = [d.model_copy(update={"loc": loc}) for d in details]
+        raise ContractError(422, "validation_error", "The request is not valid.", details) from None
+
+
+def idempotency_key(value: str | None) -> str | None:
+    """The ``Idempotency-Key`` header, checked the same way by both services: absent is None,
+    malformed is 422 (before the body reaches the database)."""
+    if value is None:
+        return None
+    return _checked(IdempotencyKey, {"key": value}, ["header", "Idempotency-Key"]).key
+
+
+def order_ref(value: str) -> OrderRef:
+    """``{order_id}`` in a path: a UUID, or 422 with the path's location."""
+    return _checked(OrderRef, {"order_id": value}, ["path", "order_id"])
+
+
 STATUS_CODES = {
     400: "bad_request",
     401: "unauthorized",
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    409: "conflict",
     406: "not_acceptable",
     413: "payload_too_large",
     415: "unsupported_media_type",

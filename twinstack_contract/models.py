@@ -7,7 +7,9 @@ hour-long sleep or a gigabyte of hashing.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
+from uuid import UUID
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -114,12 +116,56 @@ class Order(BaseModel):
     )
 
 
-class OrderCreated(BaseModel):
-    order_id: str
+class StoredOrder(BaseModel):
+    """An order as stored: answered by ``POST /orders`` (201) and ``GET /orders/{order_id}``."""
+
+    order_id: str = Field(description="The order's id, a UUID, as in its Location.")
     sku: str
     quantity: int
+    unit_price_cents: int
     total_cents: int
+    customer_email: str
+    created_at: datetime
     served_by: str
+
+
+MAX_PAGE = 100
+
+
+class OrderPageParams(BaseModel):
+    """``GET /orders``: newest first, ``limit`` at a time, after the order named by ``after``."""
+
+    limit: int = Field(20, ge=1, le=MAX_PAGE, description="Orders per page.")
+    after: UUID | None = Field(None, description="The last order_id of the previous page (its next_after).")
+
+
+class OrderPage(BaseModel):
+    orders: list[StoredOrder]
+    next_after: str | None = Field(description="Pass as ?after= for the next page; null on the last page.")
+
+
+class OrderRef(BaseModel):
+    """An order id in a path: a UUID, or 422 (never a query that cannot match)."""
+
+    order_id: UUID
+
+
+# RFC 9110 token characters are too strict for the keys clients generate (base64 has "/" and
+# "="): any visible ASCII, 1 to 255 characters, as wide as the column that stores it.
+IDEMPOTENCY_KEY_MAX = 255
+IDEMPOTENCY_KEY_PATTERN = rf"^[\x21-\x7e]{{1,{IDEMPOTENCY_KEY_MAX}}}$"
+
+
+class IdempotencyKey(BaseModel):
+    """The ``Idempotency-Key`` request header of ``POST /orders``."""
+
+    key: str = Field(pattern=IDEMPOTENCY_KEY_PATTERN, max_length=IDEMPOTENCY_KEY_MAX)
+
+
+class DbParams(BaseModel):
+    """``GET /db``: one round trip to the database that holds a pooled connection this long."""
+
+    delay_ms: int = Field(10, ge=0, le=MAX_DELAY_MS, description="How long the query runs (pg_sleep), in ms.")
 
 
 class JobRequest(BaseModel):
@@ -161,6 +207,10 @@ class ErrorBody(BaseModel):
     """The one error shape: services and nginx itself answer every 4xx/5xx with it."""
 
     error: ErrorInfo
+
+
+# What /ready checks, in both services, once each is answered.
+READY_CHECKS = {"downstream": "ok", "database": "ok"}
 
 
 class Health(BaseModel):

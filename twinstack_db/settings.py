@@ -1,6 +1,32 @@
-"""Where the database is, for both services and the migrator."""
+"""Where the database is and how many connections each worker may hold, for both services and
+the migrator: environment -> typed settings, as everywhere else (pydantic-settings).
+
+Every worker process has its own pool (a connection is a socket: it cannot cross a fork), so
+what PostgreSQL sees is ``workers x (pool_size + max_overflow)`` per gunicorn pool. Each pool
+sizes its workers' connection pools with its own variables (``TWINSTACK_ASYNC_DB_*``,
+``TWINSTACK_SYNC_DB_*``); the sum is checked against ``max_connections`` when a master
+starts (:mod:`twinstack_db.budget`).
+"""
 
 from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from twinstack_contract.models import MAX_REQUEST_MS
+
+# The database's own limit on one statement, a little above the longest request the contract
+# allows (30 s) and below nginx's proxy_read_timeout (35 s): a query never outlives its request
+# by more than this, and nginx answers first only when the database is not the one waiting.
+STATEMENT_TIMEOUT_MS = MAX_REQUEST_MS + 2_000
+# A connect attempt that takes longer fails (503 database_unavailable) instead of holding the
+# request: a server that is down refuses at once, one that is unreachable hangs.
+CONNECT_TIMEOUT_S = 3
+# How many connections to keep free of the pools: the migrator (one, while it runs), an
+# operator's psql, pg_dump, a monitoring probe. PostgreSQL keeps its own three for superusers
+# (superuser_reserved_connections) on top of max_connections' count for everyone else.
+RESERVED_CONNECTIONS = 5
+MIGRATOR_CONNECTIONS = 1
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -10,3 +36,53 @@ def sqlalchemy_url(url: str) -> str:
     if not sep or scheme not in ("postgresql", "postgres"):
         raise ValueError("TWINSTACK_DATABASE_URL must be a postgresql:// URL")
     return f"postgresql+psycopg://{rest}"
+
+
+class DatabaseSettings(BaseSettings):
+    """The server both pools and the migrator use."""
+
+    # env_ignore_empty: compose passes `${VAR:-}` as "", which means "use the default".
+    model_config = SettingsConfigDict(env_prefix="TWINSTACK_", extra="ignore", env_ignore_empty=True)
+
+    database_url: str = Field(
+        "postgresql://twinstack@127.0.0.1:15432/twinstack",
+        description="libpq URL of the database (native mode sets it, with the password it made).",
+    )
+    db_max_connections: int = Field(
+        100, ge=1, description="The server's max_connections: the connection budget is checked against it."
+    )
+    db_pool_timeout_s: float = Field(
+        5.0, gt=0, le=30, description="How long a request waits for a free pooled connection; then 503 pool_exhausted."
+    )
+
+
+class PoolLimits(BaseSettings):
+    """One worker's connection pool; AsyncDbPool and SyncDbPool give it its variables."""
+
+    model_config = SettingsConfigDict(extra="ignore", env_ignore_empty=True)
+
+    pool_size: int = Field(5, ge=1, le=200, description="Connections a worker keeps open.")
+    max_overflow: int = Field(0, ge=0, le=200, description="Connections a worker may open beyond pool_size, briefly.")
+
+    def per_worker(self) -> int:
+        return self.pool_size + self.max_overflow
+
+
+class AsyncDbPool(PoolLimits):
+    """An event loop serves hundreds of requests at once; each holds a connection only while its
+    query runs, so a worker needs more than one but far fewer than its requests in flight."""
+
+    model_config = SettingsConfigDict(env_prefix="TWINSTACK_ASYNC_DB_")
+
+    pool_size: int = Field(10, ge=1, le=200, description="Connections each async worker keeps open.")
+    max_overflow: int = Field(5, ge=0, le=200, description="Extra connections each async worker may open.")
+
+
+class SyncDbPool(PoolLimits):
+    """A sync worker serves one request at a time; its job threads (TWINSTACK_JOB_THREADS,
+    2) record progress through the same pool."""
+
+    model_config = SettingsConfigDict(env_prefix="TWINSTACK_SYNC_DB_")
+
+    pool_size: int = Field(2, ge=1, le=200, description="Connections each sync worker keeps open.")
+    max_overflow: int = Field(1, ge=0, le=200, description="Extra connections each sync worker may open.")

@@ -87,9 +87,19 @@ def post_worker_init(worker):
 
 # --- Metrics (prometheus-client multiprocess mode) ----------------------------------------------
 def on_starting(server):
-    """Master start: an empty multiprocess directory, or a previous run's counts add up."""
+    """Master start, before any worker: the database connection budget must fit (else the
+    master exits with the numbers, rather than workers meeting "too many clients" under load),
+    and the multiprocess directory starts empty, or a previous run's counts add up."""
+    from twinstack_db.budget import BudgetError
     from twinstack_runtime.metrics import prepare_multiprocess_dir
+    from twinstack_runtime.serving import check_database_budget
 
+    try:
+        total = check_database_budget()
+    except BudgetError as exc:
+        server.log.error("%s", exc)
+        raise SystemExit(f"Error: {exc}") from None
+    server.log.info("database connection budget: %d connections at most, within max_connections", total)
     prepare_multiprocess_dir(server.cfg.env["PROMETHEUS_MULTIPROC_DIR"])
 
 

@@ -213,6 +213,8 @@ def log_request(
     access_log.info("request", extra={ACCESS_FIELDS: fields})
 
 
-def server_timing(duration_s: float) -> str:
-    """``Server-Timing`` for browsers' devtools: the time spent in the app."""
-    return f"app;dur={duration_s * 1000:.2f}"
+def server_timing(duration_s: float, sql_s: float = 0.0) -> str:
+    """``Server-Timing`` for browsers' devtools: the time spent in the app, and of it on the
+    database (waiting for a pooled connection and running SQL) when the request used it."""
+    timing = f"app;dur={duration_s * 1000:.2f}"
+    return f"{timing}, sql;dur={sql_s * 1000:.2f}" if sql_s else timing

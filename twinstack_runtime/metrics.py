@@ -9,6 +9,8 @@ import threading
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy import event
+from sqlalchemy.pool import Pool
 
 UNMATCHED = "<unmatched>"  # the route label of a 404: keeps label cardinality bounded
 # Every label value comes from a closed set: a client must not mint a new series (a file per
@@ -16,6 +18,7 @@ UNMATCHED = "<unmatched>"  # the route label of a 404: keeps label cardinality b
 # methods already; this holds for a request that reaches a pool directly too.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 OTHER_METHOD = "OTHER"
+DB_WAIT_BUCKETS = (0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -65,6 +68,31 @@ class Metrics:
             multiprocess_mode="livemax",
             registry=r,
         )
+        # The worker's database pool (twinstack_db/engine.py): open and checked out now, its
+        # configured size and overflow (summed over live workers: the pool's connection budget),
+        # and how long requests wait for a connection. Overflow in use = open - size.
+        self.db_connections = Gauge(
+            "twinstack_db_connections",
+            "Database connections of the pool's workers, by state: open, or checked out by a request.",
+            ["service", "state"],
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.db_pool_limit = Gauge(
+            "twinstack_db_pool_limit",
+            "Configured connections per pool (pool_size, max_overflow), summed over live workers.",
+            ["service", "limit"],
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.db_wait = Histogram(
+            "twinstack_db_pool_wait_seconds",
+            "Time a request waited for a pooled database connection.",
+            ["service"],
+            buckets=DB_WAIT_BUCKETS,
+            registry=r,
+        )
+        self._db_wait = self.db_wait.labels(service)
         self.workers.labels(service).set(1)
         # The hot path (two calls per request) touches as few values as it can: each one is a
         # write to a memory-mapped file in multiprocess mode. Labelled children are looked up
@@ -102,6 +130,21 @@ class Metrics:
             histogram = self._histograms[route, method] = self.duration.labels(self.service, route, method)
         counter.inc()
         histogram.observe(duration_s)
+
+    def watch_db(self, pool: Pool, pool_size: int, max_overflow: int) -> None:
+        """Follow one worker's connection pool through SQLAlchemy's pool events."""
+        self.db_pool_limit.labels(self.service, "pool_size").set(pool_size)
+        self.db_pool_limit.labels(self.service, "max_overflow").set(max_overflow)
+        opened = self.db_connections.labels(self.service, "open")
+        checked_out = self.db_connections.labels(self.service, "checked_out")
+        event.listen(pool, "connect", lambda *_: opened.inc())
+        event.listen(pool, "close", lambda *_: opened.dec())
+        event.listen(pool, "close_detached", lambda *_: opened.dec())
+        event.listen(pool, "checkout", lambda *_: checked_out.inc())
+        event.listen(pool, "checkin", lambda *_: checked_out.dec())
+
+    def observe_db_wait(self, seconds: float) -> None:
+        self._db_wait.observe(seconds)
 
     def exposition(self) -> tuple[bytes, str]:
         """Text exposition: every worker's values when multiprocess, else this app's own."""

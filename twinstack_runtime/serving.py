@@ -15,6 +15,10 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from twinstack_db import budget
+from twinstack_db.budget import PoolBudget
+from twinstack_db.settings import AsyncDbPool, DatabaseSettings, SyncDbPool
+
 # The ordering, longest-allowed request first (see docs/architecture.md, "Timeouts"):
 #   contract MAX_REQUEST_MS (30 s) < nginx proxy_read_timeout (35 s)
 #   < gunicorn timeout (40 s) <= graceful_timeout (40 s) < supervisor stopwaitsecs (50 s)
@@ -116,3 +120,27 @@ class SyncPool(PoolSettings):
 
     def worker_count(self) -> int:
         return self.workers or sync_workers(usable_cpus())
+
+
+class DatabaseClients(BaseSettings):
+    """Which pools open connections to the one database. Both by default (where a pool is
+    not deployed, counting it only makes the check stricter); native mode names the halves
+    it runs."""
+
+    model_config = SettingsConfigDict(env_prefix="TWINSTACK_", extra="ignore", env_ignore_empty=True)
+
+    db_clients: str = Field("async,sync", pattern=r"^(async|sync)(,(async|sync))?$")
+
+
+def database_budget() -> list[PoolBudget]:
+    """Each pool that uses the database, with its worker count and its per-worker pool."""
+    pools = {
+        "async": lambda: PoolBudget("async", AsyncPool().worker_count(), AsyncDbPool()),
+        "sync": lambda: PoolBudget("sync", SyncPool().worker_count(), SyncDbPool()),
+    }
+    return [pools[name]() for name in dict.fromkeys(DatabaseClients().db_clients.split(","))]
+
+
+def check_database_budget() -> int:
+    """The budget check every master runs when it starts (gunicorn_base.on_starting)."""
+    return budget.check(database_budget(), DatabaseSettings().db_max_connections)

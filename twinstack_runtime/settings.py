@@ -11,12 +11,16 @@ from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from twinstack_db.settings import DatabaseSettings
 
 from .serving import DOWNSTREAM_PORT
 
 
-class ServiceSettings(BaseSettings):
+class ServiceSettings(DatabaseSettings):
+    """Both services' settings; the database's (URL, max_connections, pool timeout) included."""
+
     # env_ignore_empty: compose passes `${VAR:-}` as "", which means "use the default".
     model_config = SettingsConfigDict(env_prefix="TWINSTACK_", extra="ignore", env_ignore_empty=True)
 

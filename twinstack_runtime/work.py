@@ -5,9 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-import uuid
 
-from twinstack_contract.models import Order, OrderCreated, StreamChunk
+from twinstack_contract.models import StreamChunk
 
 
 def cpu_work(rounds: int) -> str:
@@ -22,16 +21,6 @@ def worker_id() -> str:
     """Which process answered, as its pid: the lab and the tests count distinct workers with
     it. No host name: a public response should not name the machine behind the proxy."""
     return str(os.getpid())
-
-
-def create_order(order: Order) -> OrderCreated:
-    return OrderCreated(
-        order_id=uuid.uuid4().hex,
-        sku=order.sku,
-        quantity=order.quantity,
-        total_cents=order.quantity * order.unit_price_cents,
-        served_by=worker_id(),
-    )
 
 
 def stream_line(index: int, total: int, started: float) -> bytes:

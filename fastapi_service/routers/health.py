@@ -6,10 +6,11 @@ import httpx
 from fastapi import APIRouter, Request
 
 from twinstack_contract.errors import ContractError
-from twinstack_contract.models import ErrorBody, Health
+from twinstack_contract.models import READY_CHECKS, ErrorBody, Health
+from twinstack_db import orders
 from twinstack_runtime.work import worker_id
 
-from ..dependencies import get_downstream
+from ..dependencies import get_db, get_downstream
 
 router = APIRouter(tags=["health"])
 
@@ -23,7 +24,8 @@ async def health() -> Health:
 
 @router.get("/ready", responses={503: {"model": ErrorBody}})
 async def ready(request: Request) -> Health:
-    """Readiness: startup finished and the downstream answers its own health check."""
+    """Readiness: startup finished, the downstream answers its own health check and the
+    database a query."""
     if not getattr(request.app.state, "started", False):
         # Checked first: before the lifespan ran there is no downstream client yet.
         raise ContractError(503, "not_ready", "Startup has not finished.")
@@ -32,4 +34,5 @@ async def ready(request: Request) -> Health:
         resp.raise_for_status()
     except httpx.HTTPError as exc:
         raise ContractError(503, "not_ready", f"Downstream unreachable: {type(exc).__name__}.") from exc
-    return Health(status="ready", service="fastapi", served_by=worker_id(), checks={"downstream": "ok"})
+    await get_db(request).run(orders.ping())  # 503 database_unavailable / pool_exhausted
+    return Health(status="ready", service="fastapi", served_by=worker_id(), checks=READY_CHECKS)

@@ -1,23 +1,63 @@
-"""Orders: a JSON body validated by the shared Pydantic model."""
+"""Orders, stored in PostgreSQL: the same operations as the Flask service
+(twinstack_db.orders), awaited on this worker's async engine."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-from twinstack_contract.models import ErrorBody, Order, OrderCreated
-from twinstack_runtime.work import create_order
+from fastapi import APIRouter, Header, Query, Request, Response
 
-from ..dependencies import JsonBody
+from twinstack_contract.errors import idempotency_key, order_ref
+from twinstack_contract.models import ErrorBody, Order, OrderPage, OrderPageParams, StoredOrder
+from twinstack_db import orders
+from twinstack_runtime.work import worker_id
 
-router = APIRouter(prefix="/orders", tags=["orders"])
+from ..dependencies import DbDep, JsonBody
+from ..errors import DATABASE_ERROR_RESPONSES, VALIDATION_ERROR_RESPONSE
+
+router = APIRouter(
+    prefix="/orders", tags=["orders"], responses={**VALIDATION_ERROR_RESPONSE, **DATABASE_ERROR_RESPONSES}
+)
 
 
 @router.post(
     "",
     status_code=201,
     dependencies=[JsonBody],
-    responses={400: {"model": ErrorBody}, 415: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    responses={
+        400: {"model": ErrorBody},
+        409: {"model": ErrorBody, "description": "The Idempotency-Key was used with another body."},
+        415: {"model": ErrorBody},
+    },
 )
-async def post_order(order: Order) -> OrderCreated:
-    """Create an order. 415 unless JSON, 400 if unparseable, 422 with details if invalid."""
-    return create_order(order)
+async def post_order(
+    order: Order,
+    db: DbDep,
+    request: Request,
+    response: Response,
+    key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Optional; a retry with the same key and body returns the same order.",
+        ),
+    ] = None,
+) -> StoredOrder:
+    """Store an order: 201 with its Location. 415 unless JSON, 400 if unparseable, 422 with
+    details if invalid; with an Idempotency-Key, a retry returns the first order (no second row)."""
+    stored, created = await db.run(orders.create(order, idempotency_key(key), worker_id()))
+    response.headers["Location"] = f"{request.scope.get('root_path', '')}/orders/{stored.order_id}"
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return stored
+
+
+@router.get("")
+async def list_orders(params: Annotated[OrderPageParams, Query()], db: DbDep) -> OrderPage:
+    """Newest first, ``limit`` at a time; pass ``next_after`` as ``after`` for the next page."""
+    return await db.run(orders.page(params, worker_id()))
+
+
+@router.get("/{order_id}", responses={404: {"model": ErrorBody}})
+async def get_order(order_id: str, db: DbDep) -> StoredOrder:
+    return await db.run(orders.get(order_ref(order_id).order_id, worker_id()))

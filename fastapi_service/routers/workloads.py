@@ -13,16 +13,18 @@ from fastapi.responses import StreamingResponse
 from twinstack_contract.models import (
     CpuParams,
     CpuResult,
+    DbParams,
     FanoutParams,
     FanoutResult,
     IoParams,
     IoResult,
     StreamParams,
 )
+from twinstack_db import orders
 from twinstack_runtime.work import cpu_work, stream_line, worker_id
 
-from ..dependencies import DownstreamDep
-from ..errors import VALIDATION_ERROR_RESPONSE
+from ..dependencies import DbDep, DownstreamDep
+from ..errors import DATABASE_ERROR_RESPONSES, VALIDATION_ERROR_RESPONSE
 
 router = APIRouter(tags=["workloads"], responses=VALIDATION_ERROR_RESPONSE)
 
@@ -32,6 +34,15 @@ async def io(params: Annotated[IoParams, Query()]) -> IoResult:
     """I/O-bound: a non-blocking wait. Thousands can be in flight on one event loop."""
     start = time.perf_counter()
     await asyncio.sleep(params.delay_ms / 1000)
+    return IoResult(delay_ms=params.delay_ms, waited_ms=(time.perf_counter() - start) * 1000, served_by=worker_id())
+
+
+@router.get("/db", responses=DATABASE_ERROR_RESPONSES)
+async def db(params: Annotated[DbParams, Query()], database: DbDep) -> IoResult:
+    """I/O-bound on the database: one query that holds a pooled connection for ``delay_ms``.
+    The loop serves others while it waits; the pool, not the loop, bounds how many run at once."""
+    start = time.perf_counter()
+    await database.run(orders.hold(params.delay_ms))
     return IoResult(delay_ms=params.delay_ms, waited_ms=(time.perf_counter() - start) * 1000, served_by=worker_id())
 
 

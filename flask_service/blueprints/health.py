@@ -6,10 +6,11 @@ import httpx
 from flask import Blueprint
 
 from twinstack_contract.errors import ContractError
-from twinstack_contract.models import Health
+from twinstack_contract.models import READY_CHECKS, Health
+from twinstack_db import orders
 from twinstack_runtime.work import worker_id
 
-from ..extensions import downstream
+from ..extensions import db, downstream
 
 bp = Blueprint("health", __name__)
 
@@ -22,10 +23,12 @@ def health() -> dict:
 
 @bp.get("/ready")
 def ready() -> dict:
-    """Readiness: the app is built and the downstream answers its own health check."""
+    """Readiness: the app is built, the downstream answers its own health check and the
+    database a query."""
     try:
         resp = downstream.client.get("/health", timeout=2.0)
         resp.raise_for_status()
     except httpx.HTTPError as exc:
         raise ContractError(503, "not_ready", f"Downstream unreachable: {type(exc).__name__}.") from exc
-    return Health(status="ready", service="flask", served_by=worker_id(), checks={"downstream": "ok"}).model_dump()
+    db.database.run(orders.ping())  # 503 database_unavailable / pool_exhausted
+    return Health(status="ready", service="flask", served_by=worker_id(), checks=READY_CHECKS).model_dump()

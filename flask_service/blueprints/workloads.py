@@ -10,15 +10,17 @@ from flask import Blueprint, Response
 from twinstack_contract.models import (
     CpuParams,
     CpuResult,
+    DbParams,
     FanoutParams,
     FanoutResult,
     IoParams,
     IoResult,
     StreamParams,
 )
+from twinstack_db import orders
 from twinstack_runtime.work import cpu_work, stream_line, worker_id
 
-from ..extensions import downstream
+from ..extensions import db, downstream
 from ..fastapi_parity import query
 
 bp = Blueprint("workloads", __name__)
@@ -30,6 +32,18 @@ def io() -> dict:
     params = query(IoParams)
     start = time.perf_counter()
     time.sleep(params.delay_ms / 1000)
+    return IoResult(
+        delay_ms=params.delay_ms, waited_ms=(time.perf_counter() - start) * 1000, served_by=worker_id()
+    ).model_dump()
+
+
+@bp.get("/db")
+def db_wait() -> dict:
+    """I/O-bound on the database: one query that holds a pooled connection for ``delay_ms``.
+    The worker waits with it: concurrency is the number of workers."""
+    params = query(DbParams)
+    start = time.perf_counter()
+    db.database.run(orders.hold(params.delay_ms))
     return IoResult(
         delay_ms=params.delay_ms, waited_ms=(time.perf_counter() - start) * 1000, served_by=worker_id()
     ).model_dump()

@@ -19,7 +19,8 @@ from twinstack_contract.models import (
     Inspection,
     IoResult,
     Job,
-    OrderCreated,
+    OrderPage,
+    StoredOrder,
     StreamChunk,
 )
 
@@ -35,25 +36,31 @@ VOLATILE: dict[type[BaseModel], dict[tuple[str, ...], Any]] = {
     CpuResult: {("cpu_ms",): ANY, ("served_by",): ANY},
     FanoutResult: {("elapsed_ms",): ANY, ("mode",): ("concurrent", "sequential"), ("served_by",): ANY},
     StreamChunk: {("elapsed_ms",): ANY, ("served_by",): ANY},
-    OrderCreated: {("order_id",): ANY, ("served_by",): ANY},
+    StoredOrder: {("order_id",): ANY, ("created_at",): ANY, ("served_by",): ANY},
+    # Both services read the one database: the same page, order for order.
+    OrderPage: {},
     Job: {("job_id",): ANY, ("accepted_at",): ANY, ("served_by",): ANY},
     # host and url: each test client names the server differently ("testserver", "localhost").
     Inspection: {("framework",): SIDES, ("host",): ANY, ("url",): ANY, ("served_by",): ANY},
     # The request id in an error is the one sent: equal on both sides, nothing masked.
     ErrorBody: {},
 }
-# The model of a successful answer, by path (an error is always ErrorBody).
+# The model of a successful answer, by path (an error is always ErrorBody); a path with more
+# segments (/orders/{id}, /jobs/{id}) by its first segment.
 MODELS: dict[str, type[BaseModel]] = {
     "/health": Health,
     "/ready": Health,
     "/io": IoResult,
+    "/db": IoResult,
     "/cpu": CpuResult,
     "/fanout": FanoutResult,
     "/stream": StreamChunk,  # one per NDJSON line
-    "/orders": OrderCreated,
+    "/orders": StoredOrder,
     "/jobs": Job,
     "/inspect": Inspection,
 }
+# Where one path answers another model by method: GET /orders is a page of them.
+BY_METHOD: dict[tuple[str, str], type[BaseModel]] = {("GET", "/orders"): OrderPage}
 
 
 @dataclass
@@ -78,10 +85,11 @@ def parse(raw: bytes, media_type: str) -> Any:
         pytest.fail(f"the body is not {media_type}: {raw[:200]!r}")
 
 
-def model_for(path: str, status: int) -> type[BaseModel]:
+def model_for(path: str, status: int, method: str = "GET") -> type[BaseModel]:
     if status >= 400:
         return ErrorBody
-    return MODELS["/" + path.split("?")[0].split("/")[1]]
+    route = path.split("?")[0]
+    return BY_METHOD.get((method, route)) or MODELS["/" + route.split("/")[1]]
 
 
 def masked(body: Any, model: type[BaseModel], side: str, paths: dict[tuple[str, ...], Any] | None = None) -> Any:

@@ -20,7 +20,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -39,9 +41,23 @@ from twinstack_contract.models import ErrorBody, Job
 from twinstack_runtime.logs import ACCESS_FIELDS
 
 ORDER = {"sku": "TS-1001", "quantity": 2, "unit_price_cents": 1999, "customer_email": "ada@example.com"}
+# Every field at the widest the contract allows: 32-character sku, 254-character address.
+WIDEST = {
+    "sku": "A" * 32,
+    "quantity": 1000,
+    "unit_price_cents": 10_000_000,
+    "customer_email": "a" * 242 + "@example.com",
+}
 # Well-formed, so a trusted peer's id is kept and echoed (twinstack_runtime.proxy.request_id).
 REQUEST_ID = "contract-0001-abcd"
 BODY_LIMIT = 64 * 1024  # nginx's client_max_body_size 64k; each service must hold it too
+
+
+UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def same_up_to_ids(value: str | None) -> str | None:
+    return UUID_RE.sub("<id>", value) if value is not None else None
 
 
 def allowed(answer: Answer) -> set[str]:
@@ -54,7 +70,9 @@ def assert_same_headers(a: Answer, b: Answer, request_id: str | None = REQUEST_I
             assert answer.headers.get("x-request-id") == request_id, (side, answer.headers)
         assert "server-timing" in answer.headers, (side, answer.headers)
     assert a.headers.get("content-type") == b.headers.get("content-type")
-    assert a.headers.get("location") == b.headers.get("location")
+    # The same Location, up to the id each service's new order got.
+    assert same_up_to_ids(a.headers.get("location")) == same_up_to_ids(b.headers.get("location"))
+    assert a.headers.get("retry-after") == b.headers.get("retry-after")
     if a.status == 405:
         assert allowed(a) and allowed(a) == allowed(b), (a.headers, b.headers)
     else:
@@ -142,6 +160,75 @@ CASES = [
     ("order-fraction", "POST", "/orders", json.dumps({**ORDER, "quantity": 2.5}).encode(), JSON, 422),
     # ... but 2.0 is the integer 2 in JSON (and in JSON Schema): accepted, as the schema says.
     ("order-integral-float", "POST", "/orders", json.dumps({**ORDER, "quantity": 2.0}).encode(), JSON, 201),
+    # The widest values the contract allows fit their columns: nothing reaches the database that
+    # it would refuse (too long, out of range); one more is 422 from the model, before any SQL.
+    ("order-at-column-limits", "POST", "/orders", json.dumps(WIDEST).encode(), JSON, 201),
+    ("order-sku-too-long", "POST", "/orders", json.dumps({**WIDEST, "sku": "A" * 33}).encode(), JSON, 422),
+    (
+        "order-email-too-long",
+        "POST",
+        "/orders",
+        json.dumps({**WIDEST, "customer_email": "a" * 243 + "@example.com"}).encode(),
+        JSON,
+        422,
+    ),
+    ("order-quantity-over", "POST", "/orders", json.dumps({**WIDEST, "quantity": 1001}).encode(), JSON, 422),
+    ("order-price-over", "POST", "/orders", json.dumps({**WIDEST, "unit_price_cents": 10_000_001}).encode(), JSON, 422),
+    ("order-price-int64", "POST", "/orders", json.dumps({**WIDEST, "unit_price_cents": 2**63}).encode(), JSON, 422),
+    ("order-sql-text", "POST", "/orders", json.dumps({**ORDER, "sku": "A'; DROP TABLE orders;--"}).encode(), JSON, 422),
+    (
+        "order-idempotency-key",
+        "POST",
+        "/orders",
+        json.dumps(ORDER).encode(),
+        {**JSON, "Idempotency-Key": uuid.uuid4().hex},
+        201,
+    ),
+    (
+        "order-idempotency-key-widest",
+        "POST",
+        "/orders",
+        json.dumps(ORDER).encode(),
+        {**JSON, "Idempotency-Key": "k" * 255},
+        201,
+    ),
+    (
+        "order-idempotency-key-too-long",
+        "POST",
+        "/orders",
+        json.dumps(ORDER).encode(),
+        {**JSON, "Idempotency-Key": "k" * 256},
+        422,
+    ),
+    (
+        "order-idempotency-key-space",
+        "POST",
+        "/orders",
+        json.dumps(ORDER).encode(),
+        {**JSON, "Idempotency-Key": "a b"},
+        422,
+    ),
+    (
+        "order-idempotency-key-empty",
+        "POST",
+        "/orders",
+        json.dumps(ORDER).encode(),
+        {**JSON, "Idempotency-Key": ""},
+        422,
+    ),
+    ("order-unknown", "GET", f"/orders/{uuid.UUID(int=0)}", None, {}, 404),
+    ("order-malformed-id", "GET", "/orders/not-a-uuid", None, {}, 422),
+    ("order-id-injection", "GET", "/orders/1%27%20OR%20%271%27%3D%271", None, {}, 422),
+    ("orders-page", "GET", "/orders?limit=3", None, {}, 200),
+    ("orders-default-page", "GET", "/orders", None, {}, 200),
+    ("orders-limit-zero", "GET", "/orders?limit=0", None, {}, 422),
+    ("orders-limit-over", "GET", "/orders?limit=101", None, {}, 422),
+    ("orders-after-malformed", "GET", "/orders?after=xyz", None, {}, 422),
+    ("orders-after-unknown", "GET", f"/orders?after={uuid.UUID(int=1)}", None, {}, 404),
+    ("db", "GET", "/db?delay_ms=1", None, {}, 200),
+    ("db-default", "GET", "/db", None, {}, 200),
+    ("db-negative", "GET", "/db?delay_ms=-1", None, {}, 422),
+    ("db-too-long", "GET", "/db?delay_ms=30001", None, {}, 422),
     ("job-bool-int", "POST", "/jobs", b'{"delay_ms": true}', JSON, 422),
     ("order-missing", "POST", "/orders", b'{"sku": "TS-1"}', JSON, 422),
     ("order-bad-values", "POST", "/orders", json.dumps({**ORDER, "sku": "bad sku", "quantity": 0}).encode(), JSON, 422),
@@ -171,10 +258,11 @@ CASES = [
     # Methods: HEAD wherever GET (RFC 9110 9.3.2); any other method a 405 that says, in Allow,
     # the same methods on both sides. OPTIONS (CORS preflight) is nginx's to answer.
     ("head", "HEAD", "/health", None, {}, 200),
-    ("head-on-post-route", "HEAD", "/orders", None, {}, 405),
+    ("head-on-post-route", "HEAD", "/jobs", None, {}, 405),
     ("wrong-method", "DELETE", "/health", None, {}, 405),
     ("post-on-get-route", "POST", "/health", b"{}", JSON, 405),
-    ("get-on-post-route", "GET", "/orders", None, {}, 405),
+    ("get-on-post-route", "GET", "/jobs", None, {}, 405),
+    ("delete-on-orders", "DELETE", "/orders", None, {}, 405),
     ("options", "OPTIONS", "/health", None, {}, 405),
 ]
 
@@ -192,7 +280,7 @@ def test_same_request_same_answer(both: dict, method: str, path: str, body: byte
     if method == "HEAD":  # the headers a GET would have, no body
         assert async_answer.body is None and sync_answer.body is None
         return
-    model = model_for(path, status)
+    model = model_for(path, status, method)
     assert masked(async_answer.body, model, "fastapi") == masked(sync_answer.body, model, "flask")
     if status >= 400:
         error = async_answer.body["error"]
@@ -290,7 +378,7 @@ def test_both_services_implement_every_contract_path():
     """The paths in the published OpenAPI schema (minus the ASGI-only lab) are exactly Flask's."""
     schema = create_fastapi(FastAPISettings()).openapi()
     contract = {
-        (method.upper(), path.replace("{job_id}", "<job_id>"))
+        (method.upper(), re.sub(r"\{(\w+)\}", r"<\1>", path))  # Flask spells {id} <id>
         for path, operations in schema["paths"].items()
         if not path.startswith("/lab/")
         for method in operations

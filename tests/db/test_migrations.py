@@ -31,7 +31,8 @@ def tables(url: str) -> set[str]:
     return {name for (name,) in rows}
 
 
-def test_an_empty_database_goes_to_head_and_back_to_base(postgres_url: str):
+def test_an_empty_database_goes_to_head_and_back_to_base(empty_database_url: str):
+    postgres_url = empty_database_url
     assert tables(postgres_url) == set()
     up = alembic(postgres_url, "upgrade", "head")
     assert up.returncode == 0, up.stderr

@@ -17,7 +17,7 @@ import yaml
 
 from native import nginx_config
 from native.settings import StackSettings, deployed
-from tests.support import ROOT
+from tests.support import ROOT, require_binary
 
 
 def merged(base: dict, over: dict) -> dict:
@@ -28,17 +28,22 @@ def merged(base: dict, over: dict) -> dict:
     return out
 
 
+def resolve_extends(service: dict, path: Path) -> dict:
+    """A service with its extends resolved, as often as the chain goes: from another file
+    (relative to the file that names it) or from the same file."""
+    if "extends" not in service:
+        return service
+    ext = service["extends"]
+    source = path.parent / ext["file"] if "file" in ext else path
+    base = yaml.safe_load(source.read_text())["services"][ext["service"]]
+    return merged(resolve_extends(base, source), {k: v for k, v in service.items() if k != "extends"})
+
+
 def load_compose(path: Path) -> dict:
     """A compose file as Compose reads it: its include:d files' services added, each service's
-    extends (from another file) resolved; paths relative to the file that names them."""
+    extends resolved; paths relative to the file that names them."""
     model = yaml.safe_load(path.read_text())
-    services = {}
-    for name, service in model.get("services", {}).items():
-        if "extends" in service:
-            ext = service["extends"]
-            base = yaml.safe_load((path.parent / ext["file"]).read_text())["services"][ext["service"]]
-            service = merged(base, {k: v for k, v in service.items() if k != "extends"})
-        services[name] = service
+    services = {name: resolve_extends(service, path) for name, service in model.get("services", {}).items()}
     for included in model.get("include", []):
         for name, service in load_compose(path.parent / included)["services"].items():
             assert name not in services, f"{included} redefines {name}"
@@ -49,10 +54,22 @@ def load_compose(path: Path) -> dict:
 COMPOSE = load_compose(ROOT / "docker-compose.yml")
 SERVICES = COMPOSE["services"]
 HALF_SERVICES = {half.program for half in deployed()}
-CORE = {"nginx", "downstream", *HALF_SERVICES}
+# The database, and the one-shot that migrates it before the pools start: in every project.
+DATABASE = {"postgres", "migrate"}
+ONE_SHOT = {"migrate"}
+CORE = {"nginx", "downstream", *DATABASE, *HALF_SERVICES}
 # The monitoring part (monitoring/compose.yaml), where the project has it.
 MONITORING = {"nginx-exporter", "prometheus", "grafana"} if (ROOT / "monitoring").is_dir() else set()
-PYTHON_SERVICES = {"downstream", *HALF_SERVICES}
+PYTHON_SERVICES = {"downstream", "migrate", *HALF_SERVICES}
+# Every compose file a project has: the stack's, the TLS override, the shared settings, each
+# half's, monitoring's.
+COMPOSE_FILES = [
+    "docker-compose.yml",
+    "docker-compose.tls.yml",
+    "compose/python-service.yml",
+    *(f"{half.package}/compose.yaml" for half in deployed()),
+    *(["monitoring/compose.yaml"] if MONITORING else []),
+]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 SUPERVISOR = configparser.RawConfigParser()
 SUPERVISOR.read(sorted((ROOT / "native/programs").glob("*.conf")))
@@ -90,16 +107,7 @@ def seconds(text: str) -> float:
 
 def test_compose_files_validate_against_the_compose_spec_schema():
     result = subprocess.run(
-        [
-            BIN / "check-jsonschema",
-            "--builtin-schema",
-            "vendor.compose-spec",
-            "docker-compose.yml",
-            "docker-compose.tls.yml",
-            "compose/python-service.yml",
-            *(f"{half.package}/compose.yaml" for half in deployed()),
-            *(["monitoring/compose.yaml"] if MONITORING else []),
-        ],
+        [BIN / "check-jsonschema", "--builtin-schema", "vendor.compose-spec", *COMPOSE_FILES],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -154,11 +162,19 @@ def test_nginx_may_open_enough_files():
 
 
 def test_every_service_is_healthchecked_restarted_and_ordered():
+    """Every long-running service is probed and restarted, and waits for what it needs to be
+    healthy; a one-shot is neither, and what needs it waits for it to complete successfully."""
     for name, svc in SERVICES.items():
-        assert svc.get("healthcheck", {}).get("test"), name
-        assert svc.get("restart") == "unless-stopped", name
+        if name in ONE_SHOT:
+            assert svc.get("restart") == "no", name
+            assert svc["healthcheck"].get("disable") is True, name
+        else:
+            assert svc.get("healthcheck", {}).get("test"), name
+            assert not svc["healthcheck"].get("disable"), name
+            assert svc.get("restart") == "unless-stopped", name
         for dep, cond in svc.get("depends_on", {}).items():
-            assert cond["condition"] == "service_healthy", (name, dep)
+            expected = "service_completed_successfully" if dep in ONE_SHOT else "service_healthy"
+            assert cond["condition"] == expected, (name, dep)
     # nginx waits for each half's pool that is deployed, and starts without one that is not.
     waits = SERVICES["nginx"]["depends_on"]
     assert set(waits) >= HALF_SERVICES
@@ -210,6 +226,167 @@ def test_dockerignore_keeps_local_state_out():
     assert {".git", ".venv", ".env", "run", "logs"} <= set(ignored)
 
 
+# --- The database ------------------------------------------------------------------------------
+
+
+def default(reference: str) -> str:
+    """The default of a compose ``${VAR:-default}`` reference (the whole value)."""
+    return re.fullmatch(r"\$\{[A-Z0-9_]+:-([^}]*)\}", reference).group(1)
+
+
+def test_postgres_is_native_modes_major_version_pinned_exactly():
+    """An exact patch tag, as nginx's is, of the major version native mode runs (Debian's
+    PostgreSQL, found by native/postgres.py): a dump or a query behaves the same in both."""
+    from native import postgres
+
+    image = SERVICES["postgres"]["image"]
+    match = re.fullmatch(r"postgres:(\d+)\.(\d+)-(bookworm|alpine)", image)
+    assert match, f"{image}: pin postgres:<major>.<minor>-<variant>"
+    binaries = Path(require_binary(str(postgres.bin_dir() or ""), "PostgreSQL"))
+    version = subprocess.run([binaries / "postgres", "--version"], capture_output=True, text=True, check=True).stdout
+    assert match.group(1) == re.search(r"PostgreSQL\) (\d+)\.", version).group(1), (image, version)
+
+
+def test_no_password_is_written_in_any_compose_file():
+    """Each password comes from .env: a value under a key that names a password is a ${...}
+    reference without a default, and so is the password part of any URL."""
+
+    urls = []
+
+    def walk(node, where):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if "PASSWORD" in str(key).upper() and not isinstance(value, (dict, list)):
+                    assert re.fullmatch(r"\$\{[A-Z0-9_]+(:\?[^}]*|:-)?\}", str(value)), (where, key, value)
+                walk(value, f"{where}.{key}")
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, where)
+        elif isinstance(node, str):
+            for secret in re.findall(r"://[^\s:/@]+:(\$\{[^}]*\}|[^\s@]*)@", node):
+                urls.append(where)
+                assert re.fullmatch(r"\$\{[A-Z0-9_]+:\?[^}]*\}", secret), (where, secret)
+
+    for name in COMPOSE_FILES:
+        walk(yaml.safe_load((ROOT / name).read_text()), name)
+    assert urls  # the database URL was among them
+    assert env_example()["TWINSTACK_DB_PASSWORD"] == ""  # none shipped: each deployment sets its own
+
+
+def test_postgres_credentials_come_from_env_and_match_native_mode():
+    from native import postgres
+
+    env = SERVICES["postgres"]["environment"]
+    assert env["POSTGRES_USER"] == postgres.ROLE and env["POSTGRES_DB"] == postgres.DATABASE
+    assert env["POSTGRES_PASSWORD"].startswith("${TWINSTACK_DB_PASSWORD:?")  # required: fails fast
+    # The URL the pools and the migrator get: that role, that password, that database, there.
+    url = SERVICES["migrate"]["environment"]["TWINSTACK_DATABASE_URL"]
+    assert url == f"postgresql://{postgres.ROLE}:{env['POSTGRES_PASSWORD']}@postgres:5432/{postgres.DATABASE}"
+
+
+def test_postgres_max_connections_is_the_budgets_limit():
+    """The server's max_connections and what each master checks its budget against are one
+    variable with one default, native mode's and the code's."""
+    from twinstack_db.settings import DatabaseSettings
+
+    command = SERVICES["postgres"]["command"]
+    assert command == ["postgres", "-c", "max_connections=${TWINSTACK_DB_MAX_CONNECTIONS:-100}"]
+    reference = command[2].split("=", 1)[1]
+    for name in {*HALF_SERVICES, "migrate"}:
+        assert SERVICES[name]["environment"]["TWINSTACK_DB_MAX_CONNECTIONS"] == reference, name
+    defaults = {StackSettings.model_fields["db_max_connections"].default,
+                DatabaseSettings.model_fields["db_max_connections"].default}  # fmt: skip
+    assert defaults == {int(default(reference))} == {int(env_example()["TWINSTACK_DB_MAX_CONNECTIONS"])}
+
+
+def test_postgres_keeps_its_data_in_a_named_volume():
+    (mount,) = SERVICES["postgres"]["volumes"]
+    volume, target = mount.split(":")
+    assert target == "/var/lib/postgresql/data"
+    assert volume in COMPOSE["volumes"] and not volume.startswith((".", "/"))
+
+
+def test_postgres_is_probed_with_pg_isready_like_every_service():
+    check = SERVICES["postgres"]["healthcheck"]
+    assert check["test"][:2] == ["CMD", "pg_isready"]
+    # Over TCP, where the pools connect (the first run's initialisation serves the socket only).
+    assert check["test"][check["test"].index("-h") + 1] == "127.0.0.1"
+    assert {k: v for k, v in check.items() if k != "test"} == {
+        k: v for k, v in SERVICES["nginx"]["healthcheck"].items() if k != "test"
+    }  # the x-probe anchor
+
+
+def test_postgres_is_private_and_hardened():
+    svc = SERVICES["postgres"]
+    assert "ports" not in svc and svc["networks"] == ["stack"]
+    assert "no-new-privileges:true" in svc["security_opt"]
+    assert svc["read_only"] is True and "/run/postgresql" in svc["tmpfs"]
+    assert svc["deploy"]["resources"]["limits"]["memory"]
+    # Fast shutdown, as long as native mode's supervisord allows (stopwaitsecs).
+    assert svc["stop_signal"] == f"SIG{SUPERVISOR['program:postgres']['stopsignal']}"
+    assert seconds(svc["stop_grace_period"]) == int(SUPERVISOR["program:postgres"]["stopwaitsecs"])
+
+
+def test_migrate_runs_alembic_upgrade_head_once_before_the_pools():
+    migrate = SERVICES["migrate"]
+    assert migrate["build"]["args"]["SERVICE"] == "migrations"
+    assert migrate["command"] == ["alembic", "-c", "migrations/alembic.ini", "upgrade", "head"]
+    assert (ROOT / migrate["command"][2]).is_file()
+    assert re.search(r"^alembic==\S+$", (ROOT / "migrations/requirements.txt").read_text(), re.M)
+    assert migrate["restart"] == "no" and migrate["healthcheck"]["disable"] is True
+    assert migrate["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    # Each pool starts once the database is healthy and migrated. Being waited for by a service
+    # that keeps running is also what lets `docker compose up --wait` accept migrate's exit.
+    for half in deployed():
+        waits = SERVICES[half.program]["depends_on"]
+        assert waits["postgres"] == {"condition": "service_healthy"}, half.program
+        assert waits["migrate"] == {"condition": "service_completed_successfully"}, half.program
+
+
+def test_database_settings_reach_the_services_that_use_the_database():
+    """The URL goes to the pools and the migrator, not the downstream; every pool gets every
+    pool's budget numbers (each master checks the whole budget), with the code's defaults."""
+    from tests.parts import PARTS, answers_on_disk, left_out
+    from twinstack_db.settings import AsyncDbPool, DatabaseSettings, SyncDbPool
+
+    # A project made without a half documents none of its variables (.env.example.jinja).
+    gone = tuple(prefix for part in left_out(**answers_on_disk()) for prefix in PARTS[part]["variables"])
+    assert "TWINSTACK_DATABASE_URL" not in SERVICES["downstream"]["environment"]
+    assert not {k for k in SERVICES["postgres"]["environment"] if k.startswith("TWINSTACK_")}
+    expected = {"TWINSTACK_DB_POOL_TIMEOUT_S": DatabaseSettings.model_fields["db_pool_timeout_s"].default}
+    for pool in (AsyncDbPool, SyncDbPool):
+        prefix = pool.model_config["env_prefix"]
+        expected |= {prefix + field.upper(): info.default for field, info in pool.model_fields.items()}
+    for name in {*HALF_SERVICES, "migrate"}:
+        env = SERVICES[name]["environment"]
+        assert env["TWINSTACK_DATABASE_URL"].startswith("postgresql://"), name
+        for variable, value in expected.items():
+            assert env[variable] == f"${{{variable}:-{value:g}}}", (name, variable)
+            assert variable.startswith(gone) or float(env_example()[variable]) == value, variable
+    for half in deployed():
+        env = SERVICES[half.program]["environment"]
+        assert {"TWINSTACK_ASYNC_WORKERS", "TWINSTACK_SYNC_WORKERS"} <= set(env), half.program
+
+
+def test_the_default_budget_fits_the_default_max_connections():
+    """With .env.example's values and the containers' CPU limit, both masters start."""
+    from twinstack_db import budget
+    from twinstack_db.settings import AsyncDbPool, SyncDbPool
+    from twinstack_runtime.serving import async_workers, sync_workers
+
+    env = environment(next(iter(HALF_SERVICES)))
+    cpus = int(interpolate(SERVICES[next(iter(HALF_SERVICES))]["deploy"]["resources"]["limits"]["cpus"]))
+    pools = [
+        budget.PoolBudget("async", int(env["TWINSTACK_ASYNC_WORKERS"] or async_workers(cpus)),
+                          AsyncDbPool(pool_size=int(env["TWINSTACK_ASYNC_DB_POOL_SIZE"]),
+                                      max_overflow=int(env["TWINSTACK_ASYNC_DB_MAX_OVERFLOW"]))),
+        budget.PoolBudget("sync", int(env["TWINSTACK_SYNC_WORKERS"] or sync_workers(cpus)),
+                          SyncDbPool(pool_size=int(env["TWINSTACK_SYNC_DB_POOL_SIZE"]),
+                                     max_overflow=int(env["TWINSTACK_SYNC_DB_MAX_OVERFLOW"]))),
+    ]  # fmt: skip
+    assert budget.check(pools, int(env["TWINSTACK_DB_MAX_CONNECTIONS"])) <= int(env["TWINSTACK_DB_MAX_CONNECTIONS"])
+
+
 # --- Parity with native mode --------------------------------------------------------------------
 
 
@@ -231,7 +408,7 @@ def test_each_image_holds_the_shared_packages_and_its_own_service_only():
     dependencies (bench/requirements.txt) never reach one."""
     stage = DOCKERFILE.split("AS wheels\n", 1)[1].split("FROM", 1)[0]
     copied = set(re.findall(r"^COPY (\S+)/ ", stage, re.M))
-    assert copied == {"twinstack_contract", "twinstack_runtime", "${SERVICE}"}
+    assert copied == {"twinstack_contract", "twinstack_runtime", "twinstack_db", "${SERVICE}"}
     assert "-r ${SERVICE}/requirements.txt" in stage and "bench" not in DOCKERFILE
 
 
@@ -270,14 +447,15 @@ def test_same_ports_inside_the_stack():
 def known_variables() -> set[str]:
     import importlib
 
+    from twinstack_db.settings import AsyncDbPool, DatabaseSettings, SyncDbPool
     from twinstack_runtime.serving import AsyncPool, SyncPool
 
     names = set(StackSettings().environment()) | {f"TWINSTACK_{f.upper()}" for f in StackSettings.model_fields}
     for half in deployed():
         settings = importlib.import_module(f"{half.package}.settings").Settings
         names |= {f"TWINSTACK_{f.upper()}" for f in settings.model_fields}
-    for prefix, pool in (("TWINSTACK_ASYNC_", AsyncPool), ("TWINSTACK_SYNC_", SyncPool)):
-        names |= {prefix + f.upper() for f in pool.model_fields}
+    for settings in (AsyncPool, SyncPool, AsyncDbPool, SyncDbPool, DatabaseSettings):
+        names |= {settings.model_config["env_prefix"] + f.upper() for f in settings.model_fields}
     return {n for n in names if n.startswith("TWINSTACK_")}
 
 
@@ -289,10 +467,7 @@ def test_same_variable_names():
     for svc in SERVICES.values():
         compose_vars |= {k for k in svc.get("environment", {}) if k.startswith("TWINSTACK_")}
     assert compose_vars - known - {"TWINSTACK_HEALTH_URL"} == set()
-    files = ["docker-compose.yml", "docker-compose.tls.yml", "compose/python-service.yml"]
-    files += [f"{half.package}/compose.yaml" for half in deployed()]
-    files += ["monitoring/compose.yaml"] if MONITORING else []
-    text = "".join((ROOT / name).read_text() for name in files)
+    text = "".join((ROOT / name).read_text() for name in COMPOSE_FILES)
     interpolated = set(re.findall(r"\$\{(TWINSTACK_[A-Z0-9_]+)", text))
     assert set(env_example()) - known - interpolated == set()
 

@@ -20,7 +20,7 @@ from twinstack_contract.errors import ContractError
 
 
 def test_lifespan_marks_ready_and_docs_are_served(client: TestClient):
-    assert client.get("/ready").json()["checks"] == {"downstream": "ok"}
+    assert client.get("/ready").json()["checks"] == {"downstream": "ok", "database": "ok"}
     assert client.get("/docs").status_code == 200
     assert client.get("/redoc").status_code == 200
     assert "/io" in client.get("/openapi.json").json()["paths"]
