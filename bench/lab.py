@@ -44,6 +44,7 @@ LAB_SETTINGS = {
     "TWINSTACK_CLIENT_MAX_CONNS": "65535",
     "TWINSTACK_WS_MAX_PER_CLIENT": "65535",
     "TWINSTACK_SYNC_MAX_INFLIGHT_PER_CLIENT": "65535",
+    "TWINSTACK_ASYNC_DB_MAX_INFLIGHT_PER_CLIENT": "65535",
     "TWINSTACK_LAB_ROUTES": "true",  # the anti-patterns claims 3 and 9 measure
 }
 # The caller's pool settings must not leak into the lab's servers: each pool sets its own.
@@ -96,7 +97,7 @@ class Lab:
             }
         )
         for name in list(env):
-            if name.startswith(OWN_SETTINGS):
+            if name.startswith(OWN_SETTINGS) and name not in LAB_SETTINGS:
                 env.pop(name)
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         env["TWINSTACK_ASYNC_UPSTREAM"] = f"127.0.0.1:{ports['async']}"

@@ -9,8 +9,9 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from twinstack_db.engine import async_engine
-from twinstack_db.session import AsyncDatabase
+from twinstack_db.engine import async_engine, sync_engine
+from twinstack_db.session import AsyncDatabase, Database
+from twinstack_db.settings import PoolLimits
 from twinstack_runtime.jobs import JobRunner, JobStore
 from twinstack_runtime.metrics import Metrics
 
@@ -20,6 +21,11 @@ from .middleware import ForwardedMiddleware
 from .observability import ObservabilityMiddleware, monitor_loop_lag
 from .routers import health, inspect, jobs, lab, metrics, orders, workloads, ws
 from .settings import Settings
+
+# The lab's sync engine (only with TWINSTACK_LAB_ROUTES): two connections per worker, outside
+# the deployment's budget, as the lab's routes are outside a deployment. nginx lets one /lab/
+# request in at a time for the whole stack.
+LAB_SYNC_POOL = PoolLimits(pool_size=1, max_overflow=1)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -37,6 +43,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             sizes = settings.db_pool
             app.state.metrics.watch_db(engine.sync_engine.pool, sizes.pool_size, sizes.max_overflow)
             app.state.db = AsyncDatabase(engine, app.state.metrics.observe_db_wait)
+            if settings.lab_routes:  # the sync driver the blocking-db anti-pattern misuses
+                app.state.lab_sync_db = Database(sync_engine(settings, LAB_SYNC_POOL, "twinstack-async-lab"))
             store = JobStore(settings.state_dir / "async-jobs", settings.job_retention_s)
             app.state.jobs = JobRunner(store, settings.job_threads, settings.job_capacity)
             app.state.process_pool = lab.ProcessPool(settings.process_pool_workers)
@@ -50,6 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await asyncio.to_thread(app.state.jobs.stop, settings.job_stop_grace_s)
                 app.state.process_pool.shutdown()
                 await app.state.db.close()
+                if settings.lab_routes:
+                    app.state.lab_sync_db.close()
 
     app = FastAPI(
         title="twinstack async service",

@@ -22,6 +22,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from twinstack_db import budget
+
 from . import nginx_config, postgres
 from .settings import ROOT, StackSettings, deployed
 
@@ -163,6 +165,10 @@ def up(settings: StackSettings) -> None:
             "PostgreSQL is not installed. Install it from your OS packages "
             "(Debian/Ubuntu: sudo apt-get install postgresql), or set TWINSTACK_PG_BIN_DIR."
         )
+    try:  # the masters check it too; here it is one clear message before anything starts
+        budget.check(settings.connection_budget(), settings.max_connections())
+    except budget.BudgetError as exc:
+        raise StackError(str(exc)) from None
     busy = [f"{name} ({port})" for name, port in settings.ports().items() if _port_busy(port)]
     if busy:
         raise StackError(

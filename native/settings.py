@@ -16,7 +16,10 @@ from dotenv import dotenv_values
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from twinstack_runtime.serving import ASYNC_PORT, DOWNSTREAM_PORT, SYNC_PORT, SyncPool
+from twinstack_db import budget
+from twinstack_db.budget import PoolBudget
+from twinstack_db.settings import DEFAULT_MAX_CONNECTIONS
+from twinstack_runtime.serving import ASYNC_PORT, DOWNSTREAM_PORT, SYNC_PORT, SyncPool, database_budget
 
 from . import postgres
 
@@ -88,6 +91,13 @@ class StackSettings(BaseSettings):
         512, ge=1, le=65535, description="Requests one client address may have in progress (WebSockets included)."
     )
     ws_max_per_client: int = Field(16, ge=1, le=65535, description="WebSockets one client address may hold open.")
+    async_db_max_inflight_per_client: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="/async/db and /async/orders requests one client address may have in progress; "
+        "default half the async pool's database connections.",
+    )
     sync_max_inflight_per_client: int | None = Field(
         None,
         ge=1,
@@ -109,7 +119,12 @@ class StackSettings(BaseSettings):
     db_password: str | None = Field(
         None, description="The database role's password; made once and kept in run/postgres.password if unset."
     )
-    db_max_connections: int = Field(100, ge=10, le=10_000, description="PostgreSQL's max_connections.")
+    db_max_connections: int | None = Field(
+        None,
+        ge=10,
+        le=10_000,
+        description="PostgreSQL's max_connections; default what the pools' connection budget needs, at least 100.",
+    )
     db_data_dir: Path | None = Field(
         None, description="The cluster's data folder; default run/postgres/data, or /var/lib/twinstack/<stack> as root."
     )
@@ -158,6 +173,26 @@ class StackSettings(BaseSettings):
         if os.geteuid() == 0:
             directives.append(f"user {worker_user()};")
         return " ".join(directives)
+
+    @staticmethod
+    def db_clients() -> list[str]:
+        """The pools that connect to the database: the halves deployed."""
+        return [half.prefix for half in deployed()]
+
+    def connection_budget(self) -> list[PoolBudget]:
+        return database_budget(self.db_clients(), ROOT / ".env")
+
+    def async_db_per_client(self) -> int:
+        """As configured, else half the async pool's connections (all workers' pools)."""
+        if self.async_db_max_inflight_per_client:
+            return self.async_db_max_inflight_per_client
+        (pool,) = database_budget(["async"], ROOT / ".env")
+        return max(1, pool.connections // 2)
+
+    def max_connections(self) -> int:
+        """As configured, else room for the budget (twinstack_db/budget.py), at least 100: the
+        private server is sized for the pools it serves, whatever the CPU count."""
+        return self.db_max_connections or max(DEFAULT_MAX_CONNECTIONS, budget.needed(self.connection_budget()))
 
     def postgres_bin(self) -> Path | None:
         return postgres.bin_dir(self.pg_bin_dir)
@@ -225,6 +260,7 @@ class StackSettings(BaseSettings):
             TWINSTACK_SYNC_MAX_INFLIGHT_PER_CLIENT=str(self.sync_max_inflight_per_client or max(1, sync_inflight // 2)),
             TWINSTACK_CLIENT_MAX_CONNS=str(self.client_max_conns),
             TWINSTACK_WS_MAX_PER_CLIENT=str(self.ws_max_per_client),
+            TWINSTACK_ASYNC_DB_MAX_INFLIGHT_PER_CLIENT=str(self.async_db_per_client()),
             TWINSTACK_EXPENSIVE_RATE_LIMIT_RPS=str(self.expensive_rate_limit_rps),
             TWINSTACK_EXPENSIVE_RATE_LIMIT_BURST=str(self.expensive_rate_limit_burst),
             TWINSTACK_LAB_ROUTES="true" if self.lab_routes else "false",
@@ -235,7 +271,8 @@ class StackSettings(BaseSettings):
             TWINSTACK_RATE_LIMIT_BURST=str(self.rate_limit_burst),
             TWINSTACK_MONITORING_AUTOSTART="true" if self.monitoring else "false",
             TWINSTACK_DB_PORT=str(self.db_port),
-            TWINSTACK_DB_MAX_CONNECTIONS=str(self.db_max_connections),
+            TWINSTACK_DB_MAX_CONNECTIONS=str(self.max_connections()),
+            TWINSTACK_DB_CLIENTS=",".join(self.db_clients()),
             TWINSTACK_DATABASE_URL=self.database_url(),
             TWINSTACK_PG_BIN_DIR=str(self.postgres_bin() or "/usr/lib/postgresql/bin"),
             TWINSTACK_PG_DATA=str(self.postgres_data()),

@@ -27,6 +27,8 @@ CONNECT_TIMEOUT_S = 3
 # (superuser_reserved_connections) on top of max_connections' count for everyone else.
 RESERVED_CONNECTIONS = 5
 MIGRATOR_CONNECTIONS = 1
+# PostgreSQL's own default max_connections: the server's, unless the budget needs more.
+DEFAULT_MAX_CONNECTIONS = 100
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -49,7 +51,9 @@ class DatabaseSettings(BaseSettings):
         description="libpq URL of the database (native mode sets it, with the password it made).",
     )
     db_max_connections: int = Field(
-        100, ge=1, description="The server's max_connections: the connection budget is checked against it."
+        DEFAULT_MAX_CONNECTIONS,
+        ge=1,
+        description="The server's max_connections: the connection budget is checked against it.",
     )
     db_pool_timeout_s: float = Field(
         5.0, gt=0, le=30, description="How long a request waits for a free pooled connection; then 503 pool_exhausted."

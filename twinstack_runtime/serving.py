@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -132,13 +133,16 @@ class DatabaseClients(BaseSettings):
     db_clients: str = Field("async,sync", pattern=r"^(async|sync)(,(async|sync))?$")
 
 
-def database_budget() -> list[PoolBudget]:
-    """Each pool that uses the database, with its worker count and its per-worker pool."""
+def database_budget(clients: Iterable[str] | None = None, env_file: Path | None = None) -> list[PoolBudget]:
+    """Each pool that uses the database (``clients``, else TWINSTACK_DB_CLIENTS), with its
+    worker count and its per-worker pool, from the environment (and ``env_file`` under it)."""
+    read = {"_env_file": env_file} if env_file else {}
     pools = {
-        "async": lambda: PoolBudget("async", AsyncPool().worker_count(), AsyncDbPool()),
-        "sync": lambda: PoolBudget("sync", SyncPool().worker_count(), SyncDbPool()),
+        "async": lambda: PoolBudget("async", AsyncPool(**read).worker_count(), AsyncDbPool(**read)),
+        "sync": lambda: PoolBudget("sync", SyncPool(**read).worker_count(), SyncDbPool(**read)),
     }
-    return [pools[name]() for name in dict.fromkeys(DatabaseClients().db_clients.split(","))]
+    names = clients if clients is not None else DatabaseClients().db_clients.split(",")
+    return [pools[name]() for name in dict.fromkeys(names)]
 
 
 def check_database_budget() -> int:

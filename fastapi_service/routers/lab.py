@@ -1,4 +1,4 @@
-"""Labelled anti-patterns and their fixes, for the lab to measure. Do not copy the first two.
+"""Labelled anti-patterns and their fixes, for the lab to measure. Do not copy the anti-patterns.
 
 Only ASGI has these failure modes: one event loop serves every request of the worker, so any
 code that does not ``await`` stalls all of them. The app serves them only when
@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from twinstack_contract.errors import ContractError
 from twinstack_contract.models import CpuResult, ErrorBody, IoResult
+from twinstack_db import orders
 from twinstack_runtime.work import cpu_work, worker_id
 
 from ..errors import VALIDATION_ERROR_RESPONSE
@@ -82,6 +83,26 @@ async def to_thread_sleep(params: Annotated[BlockParams, Query()]) -> IoResult:
     """FIX: the same blocking call, moved off the loop with ``asyncio.to_thread``."""
     start = time.perf_counter()
     await asyncio.to_thread(time.sleep, params.delay_ms / 1000)
+    return _io_result(params, start)
+
+
+@router.get("/blocking-db", tags=["lab: anti-pattern"], responses={503: {"model": ErrorBody}})
+async def blocking_db(params: Annotated[BlockParams, Query()], request: Request) -> IoResult:
+    """ANTI-PATTERN: a sync database driver inside ``async def``. The query waits on the
+    database, but the wait is a blocking socket read on the event loop: the whole worker
+    stops for it, as with ``time.sleep``. The mistake looks like ordinary code (a sync
+    SQLAlchemy engine, psycopg's sync connection, a sync ORM session)."""
+    start = time.perf_counter()
+    request.app.state.lab_sync_db.run(orders.hold(params.delay_ms))  # deliberately wrong: blocks the loop
+    return _io_result(params, start)
+
+
+@router.get("/to-thread-db", tags=["lab: fix"], responses={503: {"model": ErrorBody}})
+async def to_thread_db(params: Annotated[BlockParams, Query()], request: Request) -> IoResult:
+    """FIX: the same sync driver call, moved off the loop with ``asyncio.to_thread`` (for a
+    library that has only a sync driver). Better still: an async driver, as GET /db uses."""
+    start = time.perf_counter()
+    await asyncio.to_thread(request.app.state.lab_sync_db.run, orders.hold(params.delay_ms))
     return _io_result(params, start)
 
 

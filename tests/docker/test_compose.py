@@ -287,15 +287,16 @@ def test_postgres_credentials_come_from_env_and_match_native_mode():
 def test_postgres_max_connections_is_the_budgets_limit():
     """The server's max_connections and what each master checks its budget against are one
     variable with one default, native mode's and the code's."""
-    from twinstack_db.settings import DatabaseSettings
+    from twinstack_db.settings import DEFAULT_MAX_CONNECTIONS, DatabaseSettings
 
     command = SERVICES["postgres"]["command"]
     assert command == ["postgres", "-c", "max_connections=${TWINSTACK_DB_MAX_CONNECTIONS:-100}"]
     reference = command[2].split("=", 1)[1]
     for name in {*HALF_SERVICES, "migrate"}:
         assert SERVICES[name]["environment"]["TWINSTACK_DB_MAX_CONNECTIONS"] == reference, name
-    defaults = {StackSettings.model_fields["db_max_connections"].default,
-                DatabaseSettings.model_fields["db_max_connections"].default}  # fmt: skip
+    # Native mode sizes its own server: at least the same default, more if the budget needs it.
+    assert StackSettings.model_fields["db_max_connections"].default is None
+    defaults = {DatabaseSettings.model_fields["db_max_connections"].default, DEFAULT_MAX_CONNECTIONS}
     assert defaults == {int(default(reference))} == {int(env_example()["TWINSTACK_DB_MAX_CONNECTIONS"])}
 
 

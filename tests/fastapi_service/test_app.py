@@ -199,7 +199,8 @@ def test_stopping_fails_queued_and_running_jobs_instead_of_waiting(settings_kwar
 
 
 def test_lab_routes_are_off_unless_enabled(client: TestClient):
-    for path in ("/lab/blocking-sleep", "/lab/to-thread-sleep", "/lab/cpu-in-loop", "/lab/cpu-in-process-pool"):
+    lab = ("blocking-sleep", "to-thread-sleep", "blocking-db", "to-thread-db", "cpu-in-loop", "cpu-in-process-pool")
+    for path in (f"/lab/{name}" for name in lab):
         assert client.get(path).status_code == 404, path
     assert not [p for p in client.get("/openapi.json").json()["paths"] if p.startswith("/lab/")]
 

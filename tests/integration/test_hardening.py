@@ -34,6 +34,7 @@ pytestmark = pytest.mark.integration
 
 WS_PER_CLIENT = 4
 SYNC_PER_CLIENT = 4
+ASYNC_DB_PER_CLIENT = 4
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +46,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory, nginx_bin: str) -> Iterat
         TWINSTACK_WS_MAX_PER_CLIENT=str(WS_PER_CLIENT),
         TWINSTACK_SYNC_MAX_INFLIGHT="40",
         TWINSTACK_SYNC_MAX_INFLIGHT_PER_CLIENT=str(SYNC_PER_CLIENT),
+        TWINSTACK_ASYNC_DB_MAX_INFLIGHT_PER_CLIENT=str(ASYNC_DB_PER_CLIENT),
         TWINSTACK_EXPENSIVE_RATE_LIMIT_RPS="2",
         TWINSTACK_EXPENSIVE_RATE_LIMIT_BURST="20",
         TWINSTACK_JOB_THREADS="1",
@@ -275,10 +277,38 @@ def test_a_greedy_client_cannot_lock_others_out_of_the_sync_pool(deployed: Stack
     assert statuses[200] <= SYNC_PER_CLIENT and statuses[503] >= n - SYNC_PER_CLIENT, statuses
 
 
+def test_a_greedy_client_cannot_take_every_database_connection_of_the_async_pool(deployed: Stack):
+    """Each /async/db or /async/orders request holds a pooled connection; one address may hold
+    ASYNC_DB_PER_CLIENT at once, however it spells the path, and gets 503 JSON at once beyond."""
+    variants = ("/async/db", "/async//db", "/async/%64b", "/async/./db")
+    n = ASYNC_DB_PER_CLIENT + 6
+    with (
+        client_from(deployed, "127.0.0.20", limits=httpx.Limits(max_connections=n)) as greedy,
+        client_from(deployed, "127.0.0.21") as other,
+        ThreadPoolExecutor(n) as pool,
+    ):
+        slow = [pool.submit(greedy.get, f"{variants[i % len(variants)]}?delay_ms=1500") for i in range(n)]
+        time.sleep(0.5)  # the greedy requests are in flight (they last 1.5 s)
+        assert other.get("/async/db?delay_ms=10").status_code == 200
+        assert other.get(f"/async/orders/{'0' * 8}-0000-0000-0000-{'0' * 12}").status_code == 404
+        answers = [f.result() for f in slow]
+        # The cheap paths of the same half are not counted against it.
+        assert greedy.get("/async/health").status_code == 200
+    statuses = Counter(a.status_code for a in answers)
+    assert statuses[200] <= ASYNC_DB_PER_CLIENT and statuses[503] >= n - ASYNC_DB_PER_CLIENT, statuses
+    assert all(a.json()["error"]["status"] == 503 for a in answers if a.status_code == 503)
+
+
 # Each half's expensive paths share one budget per client address (its own zone, in
 # nginx/templates/<half>.conf.template): on /sync/ every path holds a worker.
 EXPENSIVE = {
-    "async": ("/async/cpu?work=1", "/async/fanout?calls=1&delay_ms=0", "/async/jobs/" + "0" * 32),
+    "async": (
+        "/async/cpu?work=1",
+        "/async/fanout?calls=1&delay_ms=0",
+        "/async/jobs/" + "0" * 32,
+        "/async/db?delay_ms=0",
+        "/async/orders?limit=1",
+    ),
     "sync": ("/sync/health", "/sync/cpu?work=1"),
 }
 

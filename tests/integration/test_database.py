@@ -1,0 +1,237 @@
+"""PostgreSQL in the running stack, through nginx: one schema for both halves, idempotent
+retries under concurrency, the connection budget under load, and faults of the database
+itself (stopped, SIGKILLed under load) that lose no order and need no worker restarted.
+Every load loop is bounded in time and count, and sends to 127.0.0.1 only."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from tests.integration.conftest import ONE_CLIENT_LOAD, Stack, running_stack
+
+pytestmark = pytest.mark.integration
+
+PREFIXES = ("/async", "/sync")
+ORDER = {"sku": "DB-1", "quantity": 2, "unit_price_cents": 450, "customer_email": "ada@example.com"}
+ASYNC_WORKERS, SYNC_WORKERS = 2, 2
+# This file's own stack: both pools' connections are the budget (twinstack_db/budget.py).
+POOLS = dict(
+    TWINSTACK_ASYNC_WORKERS=str(ASYNC_WORKERS),
+    TWINSTACK_SYNC_WORKERS=str(SYNC_WORKERS),
+    TWINSTACK_ASYNC_DB_POOL_SIZE="4",
+    TWINSTACK_ASYNC_DB_MAX_OVERFLOW="2",
+    TWINSTACK_SYNC_DB_POOL_SIZE="2",
+    TWINSTACK_SYNC_DB_MAX_OVERFLOW="1",
+)
+ASYNC_CONNECTIONS = ASYNC_WORKERS * (4 + 2)
+BUDGET = ASYNC_CONNECTIONS + SYNC_WORKERS * (2 + 1)
+
+
+def database_url(stack: Stack) -> str:
+    return json.loads(stack.native("env").stdout)["TWINSTACK_DATABASE_URL"]
+
+
+def post(client: httpx.Client, prefix: str, key: str, body: dict = ORDER) -> httpx.Response:
+    return client.post(f"{prefix}/orders", json=body, headers={"Idempotency-Key": key})
+
+
+def test_an_order_written_through_one_half_is_read_through_the_other(client: httpx.Client):
+    for writer, reader in (PREFIXES, PREFIXES[::-1]):
+        created = post(client, writer, str(uuid.uuid4()))
+        assert created.status_code == 201, created.text
+        order_id = created.json()["order_id"]
+        assert created.headers["location"] == f"{writer}/orders/{order_id}"
+        read = client.get(f"{reader}/orders/{order_id}")
+        assert read.status_code == 200, read.text
+        assert {**read.json(), "served_by": None} == {**created.json(), "served_by": None}
+        assert "sql;dur=" in read.headers["server-timing"]
+        page = client.get(f"{reader}/orders", params={"limit": 100})
+        assert order_id in [o["order_id"] for o in page.json()["orders"]]
+
+
+def test_concurrent_retries_through_both_halves_make_one_order(stack: Stack, client: httpx.Client):
+    """A client that retries (timeouts, a lost answer) sends the same key again, perhaps to the
+    other half, perhaps while the first is still running: one row, one order id for all."""
+    for attempt in range(3):
+        key = f"race-{attempt}-{uuid.uuid4()}"
+        with ThreadPoolExecutor(12) as pool:
+            answers = list(pool.map(lambda i, key=key: post(client, PREFIXES[i % 2], key), range(12)))
+        assert {a.status_code for a in answers} == {201}, [a.text for a in answers]
+        assert len({a.json()["order_id"] for a in answers}) == 1
+        assert sum("idempotent-replayed" not in a.headers for a in answers) == 1
+        with psycopg.connect(database_url(stack)) as conn:
+            assert conn.execute("SELECT count(*) FROM orders WHERE idempotency_key = %s", (key,)).fetchone()[0] == 1
+
+
+@pytest.fixture(scope="module")
+def db_stack(tmp_path_factory: pytest.TempPathFactory, nginx_bin: str):
+    limits = dict(ONE_CLIENT_LOAD, TWINSTACK_ASYNC_DB_MAX_INFLIGHT_PER_CLIENT="1000", TWINSTACK_CLIENT_MAX_CONNS="4000")
+    with running_stack(tmp_path_factory.mktemp("db"), **limits, **POOLS, TWINSTACK_SYNC_MAX_INFLIGHT="400") as own:
+        yield own
+
+
+def client_connections(url: str) -> int:
+    with psycopg.connect(url, application_name="test-observer") as conn:
+        return conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'twinstack-%%'"
+        ).fetchone()[0]
+
+
+@pytest.mark.timeout(120)
+def test_connections_never_exceed_the_budget_under_load(db_stack: Stack):
+    """200 clients on /async/db and 40 on /sync/db, far more than the connections: the pools
+    are the limit. pg_stat_activity, sampled throughout, never shows more than the budget, and
+    the async pool does reach its own limit (the knee is the pool, not the event loop)."""
+    url, stop, peak = database_url(db_stack), threading.Event(), Counter()
+    statuses: Counter[tuple[str, int]] = Counter()
+
+    def load(prefix: str) -> None:
+        with httpx.Client(base_url=db_stack.base_url, timeout=30) as c:
+            while not stop.is_set():
+                r = c.get(f"{prefix}/db", params={"delay_ms": 50})
+                statuses[prefix, r.status_code] += 1
+
+    threads = [threading.Thread(target=load, args=("/async",)) for _ in range(200)]
+    threads += [threading.Thread(target=load, args=("/sync",)) for _ in range(40)]
+    for t in threads:
+        t.start()
+    try:
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:
+            peak["all"] = max(peak["all"], client_connections(url))
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    assert ASYNC_CONNECTIONS <= peak["all"] <= BUDGET, (peak, statuses)
+    # A full pool queues for at most the pool timeout (5 s), here far less: all were served.
+    assert {s for _, s in statuses} == {200}, statuses
+
+
+def worker_pids(stack: Stack) -> set[int]:
+    pids = set()
+    for program in ("fastapi", "flask"):
+        master = stack.master_pid(program)
+        pids |= {int(p) for p in Path(f"/proc/{master}/task/{master}/children").read_text().split()}
+    return pids
+
+
+def wait_ready(client: httpx.Client, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not all(client.get(f"{p}/ready").status_code == 200 for p in PREFIXES):
+        assert time.monotonic() < deadline, "not ready again"
+        time.sleep(0.2)
+
+
+def test_a_stopped_database_is_503_and_the_pools_recover_by_themselves(db_stack: Stack):
+    with db_stack.client() as client:
+        wait_ready(client)
+        assert all(client.get(f"{p}/db").status_code == 200 for p in PREFIXES)  # the pools hold connections
+        workers = worker_pids(db_stack)
+        db_stack.ctl("stop", "postgres")
+        try:
+            for prefix in PREFIXES:
+                for path in ("/ready", "/db", f"/orders/{uuid.uuid4()}", "/orders"):
+                    r = client.get(prefix + path)
+                    assert r.status_code == 503, (prefix, path, r.text)
+                    assert r.json()["error"]["code"] == "database_unavailable"
+                    assert r.headers["retry-after"] == "1"
+                created = post(client, prefix, str(uuid.uuid4()))
+                assert created.status_code == 503 and created.json()["error"]["code"] == "database_unavailable"
+                # Liveness and the workloads without a database are unaffected.
+                assert client.get(f"{prefix}/health").status_code == 200
+                assert client.get(f"{prefix}/io", params={"delay_ms": 1}).status_code == 200
+                assert client.get(f"{prefix}/cpu", params={"work": 10}).status_code == 200
+        finally:
+            db_stack.ctl("start", "postgres")
+        wait_ready(client)
+        assert all(client.get(f"{p}/db").status_code == 200 for p in PREFIXES)
+        assert worker_pids(db_stack) == workers  # no worker was restarted to get there
+
+
+class OrderLoad:
+    """Clients posting orders through both halves, each with its own key, retrying a 503 with
+    the same key (as the Retry-After says) until it gets its 201."""
+
+    def __init__(self, base_url: str, clients: int) -> None:
+        self.base_url, self.stop = base_url, threading.Event()
+        self.created: dict[str, str] = {}  # key -> order_id answered 201
+        self.answers: Counter[tuple[int, str]] = Counter()
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._run, args=(PREFIXES[i % 2],)) for i in range(clients)]
+
+    def _run(self, prefix: str) -> None:
+        with httpx.Client(base_url=self.base_url, timeout=40) as client:
+            while not self.stop.is_set():
+                key = str(uuid.uuid4())
+                for _ in range(200):  # bounded: 200 tries, 50 ms apart
+                    r = post(client, prefix, key)
+                    code = r.json().get("error", {}).get("code", "") if r.status_code != 201 else ""
+                    with self.lock:
+                        self.answers[r.status_code, code] += 1
+                        if r.status_code == 201:
+                            assert self.created.setdefault(key, r.json()["order_id"]) == r.json()["order_id"]
+                    if r.status_code == 201:
+                        break
+                    time.sleep(0.05)
+
+    def __enter__(self) -> OrderLoad:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(60)
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("clients", [4, 24])
+def test_a_killed_database_loses_no_created_order(db_stack: Stack, clients: int):
+    """Under load, PostgreSQL is SIGKILLed twice and the supervisor restarts it (crash
+    recovery replays the WAL). Every order answered 201 is in the database afterwards, none
+    twice; every other answer was a 503 JSON (database_unavailable, or a full pool while it
+    came back); no worker was restarted."""
+    url = database_url(db_stack)
+    with db_stack.client() as client:
+        wait_ready(client)
+        workers = worker_pids(db_stack)
+        with OrderLoad(db_stack.base_url, clients) as load:
+            for _ in range(2):
+                time.sleep(1.5)
+                os.kill(db_stack.master_pid("postgres"), signal.SIGKILL)
+                time.sleep(0.5)
+                wait_ready(client)
+            time.sleep(1.5)
+        assert load.created, load.answers
+        assert set(load.answers) <= {(201, ""), (503, "database_unavailable"), (503, "pool_exhausted")}, load.answers
+        assert load.answers[503, "database_unavailable"] > 0, "the kills were not seen"
+        with psycopg.connect(url) as conn:
+            rows = dict(
+                conn.execute(
+                    "SELECT idempotency_key, id::text FROM orders WHERE idempotency_key = ANY(%s)",
+                    (list(load.created),),
+                ).fetchall()
+            )
+            twice = conn.execute(
+                "SELECT count(*) FROM orders WHERE idempotency_key = ANY(%s)"
+                " GROUP BY idempotency_key HAVING count(*) > 1",
+                (list(load.created),),
+            ).fetchall()
+        assert rows == load.created  # every 201 stored, with the id that was answered
+        assert twice == []
+        assert worker_pids(db_stack) == workers
