@@ -25,8 +25,7 @@ FROM python:3.11.13-slim-bookworm AS runtime
 ARG SERVICE
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    TWINSTACK_RUN_DIR=/tmp/twinstack \
-    TWINSTACK_STATE_DIR=/tmp/twinstack/state
+    TWINSTACK_RUN_DIR=/tmp/twinstack
 # A numeric user, so `runAsNonRoot`-style checks can verify it without reading /etc/passwd.
 RUN groupadd --system --gid 10001 twinstack \
     && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home \

@@ -38,12 +38,12 @@ class Downstream:
 
 
 class Jobs:
-    """The worker's job threads and the store behind them."""
+    """The worker's job threads, recording jobs through the worker's database pool."""
 
     name = "jobs"
 
     def init_app(self, app: Flask, settings: Settings) -> None:
-        store = JobStore(settings.state_dir / "sync-jobs", settings.job_retention_s)
+        store = JobStore(app.extensions[db.name].run, settings.job_retention_s)
         app.extensions[self.name] = JobRunner(store, settings.job_threads, settings.job_capacity)
 
     @property
@@ -77,7 +77,8 @@ class Db:
 
 
 downstream = Downstream()
-jobs = Jobs()
 db = Db()
-# In the order they are closed: the jobs first (they may still record progress).
-EXTENSIONS = (jobs, db, downstream)
+jobs = Jobs()
+# In the order they are set up (the jobs record themselves through the database); closed in
+# the reverse order: the jobs first, while they can still record how they ended.
+EXTENSIONS = (downstream, db, jobs)

@@ -44,5 +44,5 @@ def shutdown(app: Flask) -> None:
     """Release what create_app's extensions opened (flask_service/extensions.py): stop the job
     threads (bounded, see JobRunner.stop), close downstream connections. gunicorn calls it
     from worker_exit (gunicorn.conf.py); tests call it after each app."""
-    for extension in EXTENSIONS:
+    for extension in reversed(EXTENSIONS):
         extension.close(app)

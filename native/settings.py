@@ -255,7 +255,6 @@ class StackSettings(BaseSettings):
             TWINSTACK_LOG_ROTATE_SIZE=self.log_rotate_size,
             TWINSTACK_LOG_ROTATE_KEEP=str(self.log_rotate_keep),
             TWINSTACK_NGINX_GLOBALS=self.nginx_globals(run_dir / "nginx"),
-            TWINSTACK_STATE_DIR=str(run_dir / "state"),
             TWINSTACK_SYNC_MAX_INFLIGHT=str(sync_inflight),
             TWINSTACK_SYNC_MAX_INFLIGHT_PER_CLIENT=str(self.sync_max_inflight_per_client or max(1, sync_inflight // 2)),
             TWINSTACK_CLIENT_MAX_CONNS=str(self.client_max_conns),

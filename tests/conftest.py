@@ -36,10 +36,10 @@ def downstream_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def settings_kwargs(downstream_url: str, database_url: str, tmp_path: Path) -> dict:
-    """What both services' Settings get in tests: the live downstream, the tests' PostgreSQL
-    migrated to head, a private state dir."""
-    return {"downstream_url": downstream_url, "database_url": database_url, "state_dir": tmp_path / "state"}
+def settings_kwargs(downstream_url: str, database_url: str) -> dict:
+    """What both services' Settings get in tests: the live downstream and the tests'
+    PostgreSQL, migrated to head."""
+    return {"downstream_url": downstream_url, "database_url": database_url}
 
 
 @pytest.fixture(scope="session")

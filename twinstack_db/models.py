@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, Index, Integer, String, func
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, Double, Index, Integer, String, func
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -47,4 +47,31 @@ class Order(Base):
         CheckConstraint("unit_price_cents >= 0", name="orders_price_not_negative"),
         # Keyset pagination, newest first: GET /orders?after=.
         Index("orders_created_at_id", "created_at", "id"),
+    )
+
+
+class Job(Base):
+    """A background job (POST /jobs): any worker of either service, on any machine, reads it.
+    Its owner (host:pid:start) and heartbeat tell a reader whether anyone still runs it."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    delay_ms: Mapped[int] = mapped_column(Integer)
+    work: Mapped[int] = mapped_column(Integer)
+    # Seconds since the epoch, as the contract's Job model carries them.
+    accepted_at: Mapped[float] = mapped_column(Double)
+    started_at: Mapped[float | None] = mapped_column(Double)
+    finished_at: Mapped[float | None] = mapped_column(Double)
+    served_by: Mapped[str] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(String(200))
+    owner: Mapped[str] = mapped_column(String(300))
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint("status IN ('queued', 'running', 'done', 'failed')", name="jobs_status_known"),
+        # Retention: finished jobs by age, and unfinished ones whose heartbeat stopped.
+        Index("jobs_finished_at", "finished_at"),
+        Index("jobs_heartbeat_at", "heartbeat_at"),
     )

@@ -1,4 +1,5 @@
-"""Background jobs: a bounded queue of their own, recorded as files any worker can read.
+"""Background jobs: a bounded queue of their own, recorded in the database's jobs table, so
+any worker of either service, on any machine, answers GET /jobs/{id}.
 
 A job is accepted (202) before it runs and starts once the response has been sent. Three
 guarantees hold whatever the load or the worker's fate:
@@ -9,33 +10,47 @@ guarantees hold whatever the load or the worker's fate:
 - Stopping a worker never blocks: jobs that have not started are marked ``failed`` at once,
   running ones get ``grace_s``, then are marked ``failed`` too. The threads are daemons, so
   the process exits on time and its siblings keep answering health checks.
-- A job whose worker died (SIGKILL, OOM) is reported ``failed``, never ``queued``/``running``
-  forever: each record names its owner process, and a reader checks that owner is alive.
+- A job whose worker died (SIGKILL, OOM, a machine gone) is reported ``failed``, never
+  ``queued``/``running`` forever: each record names its owner (host, pid and the process's
+  start time), which a reader on the same host checks at once, and the owner heartbeats its
+  jobs every HEARTBEAT_S; a record whose heartbeat is older than LEASE_S is lost, wherever its
+  worker ran.
 
-Records older than ``retention_s`` are deleted, so the directory (a tmpfs in Compose) stays
-bounded.
+Finished records older than ``retention_s`` (TWINSTACK_JOB_RETENTION_S, 15 minutes by default)
+are deleted, and so are unfinished ones nobody heartbeated for as long: the table stays bounded.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import queue
 import re
-import tempfile
+import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+from uuid import UUID
 
 from twinstack_contract.errors import ContractError
 from twinstack_contract.models import Job, JobRequest
+from twinstack_db import jobs as table
+from twinstack_db.orders import Operation
 
 from .work import cpu_work, worker_id
 
 JOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 UNFINISHED = ("queued", "running")
 SWEEP_EVERY_S = 60.0
+HEARTBEAT_S = 5.0
+# Four missed heartbeats: a worker busy with a long GC pause or a slow database is not "lost".
+LEASE_S = 20.0
+HOST = socket.gethostname()
+# Runs one database operation to its end, from any thread (twinstack_db.session).
+Run = Callable[[Operation], Any]
 
 
 def _process_start(pid: int) -> str | None:
@@ -50,42 +65,34 @@ def _process_start(pid: int) -> str | None:
 
 def _owner() -> str:
     pid = os.getpid()
-    return f"{pid}:{_process_start(pid)}"
+    return f"{HOST}:{pid}:{_process_start(pid)}"
 
 
-def _owner_alive(owner: str) -> bool:
-    pid, _, started = owner.partition(":")
-    return _process_start(int(pid)) == started
+def _owner_gone(owner: str) -> bool:
+    """True when the owner ran on this host and has stopped; another host's is the lease's."""
+    host, pid, started = owner.split(":")  # a host name has no ":"
+    return host == HOST and _process_start(int(pid)) != started
 
 
 class JobStore:
-    """One JSON file per job. Written by its owner worker, read by any worker of the service."""
+    """The jobs table, through ``run`` (a blocking call: the job threads use it too)."""
 
-    def __init__(self, directory: Path, retention_s: float = 900.0):
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+    def __init__(self, run: Run, retention_s: float = 900.0):
+        self.run = run
         self.retention_s = retention_s
         self._next_sweep = 0.0
 
-    def _path(self, job_id: str) -> Path:
-        if not JOB_ID_RE.match(job_id):
-            raise KeyError(job_id)
-        return self.directory / f"{job_id}.json"
-
     def save(self, job: Job) -> None:
-        # Write then rename: a reader in another worker never sees half a file.
-        fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"owner": _owner(), "job": job.model_dump(mode="json")}, fh)
-        os.replace(tmp, self._path(job.job_id))
+        self.run(table.save(job, _owner()))
 
     def get(self, job_id: str) -> Job:
-        try:
-            record = json.loads(self._path(job_id).read_text())
-        except FileNotFoundError:
-            raise KeyError(job_id) from None
-        job = Job.model_validate(record["job"])
-        if job.status in UNFINISHED and not _owner_alive(record["owner"]):
+        if not JOB_ID_RE.match(job_id):
+            raise KeyError(job_id)
+        found = self.run(table.get(UUID(job_id), LEASE_S))
+        if found is None:
+            raise KeyError(job_id)
+        job, owner, stale = found
+        if job.status in UNFINISHED and (stale or _owner_gone(owner)):
             return failed(job, "lost: the worker that held this job stopped before it finished")
         return job
 
@@ -99,27 +106,20 @@ class JobStore:
             accepted_at=time.time(),
             served_by=worker_id(),
         )
-        try:
-            self.save(job)
-        except OSError as exc:  # the directory is full (a size-limited tmpfs) or gone
-            raise ContractError(503, "jobs_unavailable", "Jobs cannot be recorded right now.") from exc
+        self.save(job)  # 503 database_unavailable when it cannot be recorded
         return job
 
+    def heartbeat(self, job_ids: list[str]) -> None:
+        if job_ids:
+            self.run(table.heartbeat([UUID(job_id) for job_id in job_ids]))
+
     def sweep(self) -> int:
-        """Delete records older than the retention, at most once a minute; returns how many."""
+        """Delete records past the retention, at most once a minute per worker; returns how many."""
         now = time.time()
         if now < self._next_sweep:
             return 0
         self._next_sweep = now + SWEEP_EVERY_S
-        removed = 0
-        for path in self.directory.iterdir():
-            try:
-                if now - path.stat().st_mtime > self.retention_s:
-                    path.unlink()
-                    removed += 1
-            except FileNotFoundError:  # another worker swept it first
-                pass
-        return removed
+        return self.run(table.sweep(self.retention_s, now))
 
 
 def failed(job: Job, reason: str) -> Job:
@@ -148,21 +148,41 @@ class JobRunner:
         self._slots = threading.BoundedSemaphore(capacity)
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._running: dict[str, Job] = {}
+        self._held: set[str] = set()  # accepted here and not finished: heartbeated
         self._lock = threading.Lock()
         self._stopping = False
+        self._stopped = threading.Event()
         self._threads = [threading.Thread(target=self._work, name=f"job-{i}", daemon=True) for i in range(threads)]
         for thread in self._threads:
             thread.start()
+        threading.Thread(target=self._heartbeat, name="job-heartbeat", daemon=True).start()
 
     def accept(self, request: JobRequest) -> Job:
         """Record a job if a slot is free (503 JSON at once if not); ``start`` runs it later."""
         if self._stopping or not self._slots.acquire(blocking=False):
             raise ContractError(503, "jobs_busy", "Too many jobs are waiting; try again later.")
         try:
-            return self.store.accept(request)
+            job = self.store.accept(request)
         except BaseException:
             self._slots.release()
             raise
+        with self._lock:
+            self._held.add(job.job_id)
+        return job
+
+    def _heartbeat(self) -> None:
+        """Every HEARTBEAT_S: this worker still holds its queued and running jobs."""
+        while not self._stopped.wait(HEARTBEAT_S) and not self._stopping:
+            with self._lock:
+                held = list(self._held)
+            # The database is away: a missed beat; the lease allows four.
+            with contextlib.suppress(Exception):
+                self.store.heartbeat(held)
+
+    def _record(self, job: Job) -> None:
+        """Save a final state; a database that is away leaves it to the lease (never raises)."""
+        with contextlib.suppress(Exception):
+            self.store.save(job)
 
     def start(self, job: Job) -> None:
         """Queue an accepted job; called once its 202 has been sent. Never blocks."""
@@ -172,7 +192,7 @@ class JobRunner:
         while (job := self._queue.get()) is not None:
             try:
                 if self._stopping:
-                    self.store.save(failed(job, "cancelled: the worker stopped before the job started"))
+                    self._record(failed(job, "cancelled: the worker stopped before the job started"))
                     continue
                 with self._lock:
                     self._running[job.job_id] = job
@@ -182,6 +202,7 @@ class JobRunner:
             finally:
                 with self._lock:
                     self._running.pop(job.job_id, None)
+                    self._held.discard(job.job_id)
                 self._slots.release()
 
     def stop(self, grace_s: float) -> None:
@@ -199,7 +220,10 @@ class JobRunner:
             except queue.Empty:
                 break
             if job is not None:
-                self.store.save(failed(job, "cancelled: the worker stopped before the job started"))
+                self._record(failed(job, "cancelled: the worker stopped before the job started"))
         with self._lock:
-            for job in self._running.values():
-                self.store.save(failed(job, "interrupted: the worker stopped while the job ran"))
+            running = list(self._running.values())
+            self._held.clear()
+        for job in running:
+            self._record(failed(job, "interrupted: the worker stopped while the job ran"))
+        self._stopped.set()

@@ -7,7 +7,6 @@ tests pass their own instance instead of patching the environment.
 from __future__ import annotations
 
 from ipaddress import IPv4Network, IPv6Network, ip_network
-from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, field_validator
@@ -32,7 +31,6 @@ class ServiceSettings(DatabaseSettings):
         default_factory=lambda: [ip_network("127.0.0.1/32"), ip_network("::1/128")],
         description="Peers whose X-Forwarded-* and X-Request-ID headers are believed (comma-separated CIDRs).",
     )
-    state_dir: Path = Field(Path("run/state"), description="Where background job records are kept.")
     job_threads: int = Field(2, ge=1, le=32, description="Threads per worker that run accepted /jobs.")
     job_capacity: int = Field(
         32, ge=1, le=10_000, description="Jobs one worker holds at once, waiting or running; then 503."

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, BackgroundTasks
 
 from twinstack_contract.errors import ContractError
@@ -28,7 +30,7 @@ async def post_job(body: JobRequest, jobs: JobsDep, background: BackgroundTasks)
     """Accept a job (503 at once if the worker's job queue is full); it is queued once this
     202 has been sent. Jobs run on threads of their own, never in the thread pool that
     serves FastAPI's plain ``def`` routes."""
-    job = jobs.accept(body)
+    job = await asyncio.to_thread(jobs.accept, body)  # a database write: off the loop's thread
     background.add_task(jobs.start, job)
     return job
 
@@ -36,6 +38,6 @@ async def post_job(body: JobRequest, jobs: JobsDep, background: BackgroundTasks)
 @router.get("/{job_id}", responses={404: {"model": ErrorBody}})
 async def get_job(job_id: str, jobs: JobsDep) -> Job:
     try:
-        return jobs.store.get(job_id)
+        return await asyncio.to_thread(jobs.store.get, job_id)
     except KeyError:
         raise ContractError(404, "not_found", "No such job.") from None

@@ -172,3 +172,15 @@ def test_the_pool_is_in_the_metrics(both: dict):
             f'twinstack_db_pool_limit{{service="{service}",limit="pool_size"}}' in text
         )
         assert f'twinstack_db_pool_wait_seconds_count{{service="{service}"}}' in text
+
+
+def test_a_job_accepted_by_one_service_is_read_by_the_other(both: dict):
+    """Jobs are rows of one table: any worker of either service answers for any job."""
+    for writer, reader in (SIDES, SIDES[::-1]):
+        accepted = both[writer]("POST", "/jobs", b'{"delay_ms": 1}', {**JSON, "X-Request-ID": REQUEST_ID})
+        assert accepted.status == 202, accepted.body
+        deadline = time.monotonic() + 10
+        while (read := both[reader]("GET", f"/jobs/{accepted.body['job_id']}", None, {})).body["status"] != "done":
+            assert read.status == 200 and time.monotonic() < deadline, read.body
+            time.sleep(0.05)
+        assert read.body["served_by"] == accepted.body["served_by"]

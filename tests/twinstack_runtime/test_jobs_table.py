@@ -1,0 +1,89 @@
+"""Jobs in the database (twinstack_runtime/jobs.py on the tests' PostgreSQL): a job whose
+worker is gone is reported failed, on this host at once and from any host once its lease
+ran out; old records are deleted."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from twinstack_contract.models import Job, JobRequest
+from twinstack_db.engine import sync_engine
+from twinstack_db.session import Database
+from twinstack_db.settings import DatabaseSettings, PoolLimits
+from twinstack_runtime import jobs
+from twinstack_runtime.jobs import JobRunner, JobStore
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[JobStore]:
+    db = Database(sync_engine(DatabaseSettings(database_url=database_url), PoolLimits(pool_size=2), "test-jobs"))
+    yield JobStore(db.run, retention_s=60)
+    db.close()
+
+
+def running(owner: str, store: JobStore, database_url: str, heartbeat_age_s: float = 0) -> str:
+    job = Job(job_id=uuid.uuid4().hex, status="running", delay_ms=1, work=0, accepted_at=time.time(), served_by="1")
+    store.save(job)
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "UPDATE jobs SET owner = %s, heartbeat_at = now() - make_interval(secs => %s) WHERE id = %s",
+            (owner, heartbeat_age_s, uuid.UUID(job.job_id)),
+        )
+    return job.job_id
+
+
+def test_a_job_of_a_live_owner_is_running(store: JobStore, database_url: str):
+    job_id = running(jobs._owner(), store, database_url)
+    assert store.get(job_id).status == "running"
+
+
+def test_a_job_whose_worker_died_on_this_host_is_failed_at_once(store: JobStore, database_url: str):
+    job_id = running(f"{jobs.HOST}:999999999:12345", store, database_url)  # no such process
+    job = store.get(job_id)
+    assert job.status == "failed" and job.error.startswith("lost")
+
+
+def test_another_hosts_job_is_failed_once_its_heartbeat_is_older_than_the_lease(store: JobStore, database_url: str):
+    fresh = running("other-host:1:1", store, database_url, heartbeat_age_s=jobs.LEASE_S - 5)
+    assert store.get(fresh).status == "running"  # its owner may well be alive: not ours to say
+    stale = running("other-host:1:1", store, database_url, heartbeat_age_s=jobs.LEASE_S + 1)
+    assert store.get(stale).status == "failed"
+
+
+def test_a_runner_heartbeats_the_jobs_it_holds(store: JobStore, database_url: str, monkeypatch):
+    monkeypatch.setattr(jobs, "HEARTBEAT_S", 0.2)
+    runner = JobRunner(store, threads=1, capacity=2)
+    try:
+        job = runner.accept(JobRequest(delay_ms=1500))
+        runner.start(job)
+        with psycopg.connect(database_url) as conn:
+            conn.execute(
+                "UPDATE jobs SET heartbeat_at = now() - interval '1 hour' WHERE id = %s", (uuid.UUID(job.job_id),)
+            )
+        time.sleep(0.6)
+        assert store.get(job.job_id).status == "running"  # beaten again since
+    finally:
+        runner.stop(0)
+
+
+def test_old_records_are_deleted_and_recent_ones_kept(store: JobStore, database_url: str):
+    finished = time.time() - 120
+    old_done = Job(
+        job_id=uuid.uuid4().hex, status="done", delay_ms=1, work=0, accepted_at=0, finished_at=finished, served_by="1"
+    )
+    new_done = old_done.model_copy(update={"job_id": uuid.uuid4().hex, "finished_at": time.time()})
+    for job in (old_done, new_done):
+        store.save(job)
+    abandoned = running("other-host:1:1", store, database_url, heartbeat_age_s=120)
+    assert store.sweep() >= 2
+    with pytest.raises(KeyError):
+        store.get(old_done.job_id)
+    with pytest.raises(KeyError):
+        store.get(abandoned)
+    assert store.get(new_done.job_id).status == "done"
+    assert store.sweep() == 0  # at most once a minute per worker
