@@ -9,14 +9,22 @@ to the stack's nginx). Select workloads with tags: ``--tags io cpu``.
 from __future__ import annotations
 
 import random
+import uuid
 
 from locust import FastHttpUser, between, tag, task
 
 from loadtest import gate  # noqa: F401  (registers the CI gate's options and listeners)
-from loadtest.checks import check, check_error
+from loadtest.checks import check, check_created, check_db, check_error, check_page, check_replayed, check_same_order
 
 ORDER = {"sku": "TS-1001", "quantity": 2, "unit_price_cents": 1999, "customer_email": "ada@example.com"}
 BAD_ORDER = {"sku": "not a sku", "quantity": 0, "unit_price_cents": -1, "customer_email": "nope"}
+PAGE_LIMIT = 5
+
+
+def new_order() -> dict:
+    """A valid order that differs from the last one: a read-back or a replay that returns
+    another order's values is then caught by its fields, not only by its id."""
+    return {**ORDER, "sku": f"TS-{random.randint(1000, 9999)}", "quantity": random.randint(1, 9)}
 
 
 class ContractUser(FastHttpUser):
@@ -47,11 +55,54 @@ class ContractUser(FastHttpUser):
     def fanout(self) -> None:
         self.get_checked("/fanout?calls=3&delay_ms=50", "elapsed_ms", "/fanout")
 
+    @tag("db")
+    @task(1)
+    def db(self) -> None:
+        """One pg_sleep query on a pooled connection: I/O-bound on the database."""
+        delay_ms = random.choice((5, 20, 50))
+        with self.client.get(
+            f"{self.prefix}/db?delay_ms={delay_ms}", name=f"{self.prefix}/db", catch_response=True
+        ) as resp:
+            check_db(resp, delay_ms)
+
     @tag("orders")
     @task(2)
     def order(self) -> None:
-        with self.client.post(f"{self.prefix}/orders", json=ORDER, catch_response=True) as resp:
-            check(resp, 201, "order_id", "total_cents")
+        """The order flow: create with a fresh Idempotency-Key, read it back by its Location,
+        retry the POST with the same key. One order, the same everywhere: anything else
+        (another order_id, another field, a second order) is a failure."""
+        sent, key = new_order(), {"Idempotency-Key": str(uuid.uuid4())}
+        with self.client.post(f"{self.prefix}/orders", json=sent, headers=key, catch_response=True) as resp:
+            first = check_created(resp, sent, self.prefix)
+        if first is None:
+            return  # recorded as a failure; nothing to read back
+        # check_created found the Location to be this path.
+        with self.client.get(
+            f"{self.prefix}/orders/{first['order_id']}", name=f"{self.prefix}/orders/{{order_id}}", catch_response=True
+        ) as resp:
+            check_same_order(resp, first)
+        with self.client.post(
+            f"{self.prefix}/orders", json=sent, headers=key, name=f"{self.prefix}/orders [retry]", catch_response=True
+        ) as resp:
+            check_replayed(resp, first, self.prefix)
+
+    @tag("orders")
+    @task(1)
+    def order_pages(self) -> None:
+        """The newest orders, a page at a time: newest first, and the next page (when there is
+        one, by next_after) older than the first one's last order."""
+        with self.client.get(
+            f"{self.prefix}/orders?limit={PAGE_LIMIT}", name=f"{self.prefix}/orders", catch_response=True
+        ) as resp:
+            page = check_page(resp, PAGE_LIMIT)
+        if page is None or page["next_after"] is None:
+            return
+        with self.client.get(
+            f"{self.prefix}/orders?limit={PAGE_LIMIT}&after={page['next_after']}",
+            name=f"{self.prefix}/orders [next page]",
+            catch_response=True,
+        ) as resp:
+            check_page(resp, PAGE_LIMIT, older_than=page["orders"][-1])
 
     @tag("orders")
     @task(1)

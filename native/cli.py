@@ -34,8 +34,10 @@ MONITORING_PROGRAMS = ("nginx-exporter", "prometheus")
 
 
 def programs(settings: StackSettings) -> tuple[str, ...]:
-    """Every program supervisord was given (one file each), monitoring only when it is on."""
+    """Every program supervisord was given (one file each), monitoring only when it is on,
+    PostgreSQL only when the database is the private cluster."""
     names = sorted(path.stem for path in PROGRAM_FILES.glob("*.conf"))
+    names = [n for n in names if not (n == "postgres" and settings.external_database())]
     return tuple(n for n in names if settings.monitoring or n not in MONITORING_PROGRAMS)
 
 
@@ -122,12 +124,16 @@ def start_programs(settings: StackSettings, env: dict[str, str]) -> None:
 
 def migrate(settings: StackSettings, env: dict[str, str]) -> None:
     """Wait for PostgreSQL, create the database on first start, apply the migrations: once,
-    here, before any pool starts (never in a worker, never in a gunicorn hook)."""
-    binaries = settings.postgres_bin()
-    assert binaries is not None  # checked by up()
+    here, before any pool starts (never in a worker, never in a gunicorn hook). An external
+    database is waited for by connecting to it; its owner has created it."""
     try:
-        postgres.wait_ready(binaries, settings.db_port, settings.ready_timeout_s)
-        postgres.ensure_database(env["TWINSTACK_DATABASE_URL"])
+        if settings.external_database():
+            postgres.wait_connectable(env["TWINSTACK_DATABASE_URL"], settings.ready_timeout_s)
+        else:
+            binaries = settings.postgres_bin()
+            assert binaries is not None  # checked by up()
+            postgres.wait_ready(binaries, settings.db_port, settings.ready_timeout_s)
+            postgres.ensure_database(env["TWINSTACK_DATABASE_URL"])
     except (postgres.PostgresError, OSError) as exc:
         raise StackError(f"{exc} (see {settings.log_dir}/postgres.log)") from None
     result = subprocess.run(
@@ -143,7 +149,8 @@ def up(settings: StackSettings) -> None:
     if _pid(settings):
         if settings.monitoring:
             render_monitoring(settings)
-        _ctl(env, "start", "postgres")
+        if not settings.external_database():
+            _ctl(env, "start", "postgres")
         migrate(settings, env)  # new migrations since the stack started
         start_programs(settings, env)  # whatever was stopped
         wait_ready(settings)
@@ -160,14 +167,22 @@ def up(settings: StackSettings) -> None:
             "logrotate is not installed (it rotates the logs nginx and the pools write). Install it from "
             "your OS packages (Debian/Ubuntu: sudo apt-get install logrotate), or set TWINSTACK_LOGROTATE_BIN."
         )
-    if settings.postgres_bin() is None or not (settings.postgres_bin() / "initdb").exists():
+    if not settings.external_database() and (
+        settings.postgres_bin() is None or not (settings.postgres_bin() / "initdb").exists()
+    ):
         raise StackError(
             "PostgreSQL is not installed. Install it from your OS packages "
             "(Debian/Ubuntu: sudo apt-get install postgresql), or set TWINSTACK_PG_BIN_DIR."
         )
     try:  # the masters check it too; here it is one clear message before anything starts
-        budget.check(settings.connection_budget(), settings.max_connections())
+        limit = settings.max_connections()
+        if settings.external_database():  # its own max_connections is the limit, whatever is set
+            limit = postgres.max_connections(env["TWINSTACK_DATABASE_URL"], settings.ready_timeout_s)
+            env["TWINSTACK_DB_MAX_CONNECTIONS"] = str(limit)
+        budget.check(settings.connection_budget(), limit)
     except budget.BudgetError as exc:
+        raise StackError(str(exc)) from None
+    except postgres.PostgresError as exc:
         raise StackError(str(exc)) from None
     busy = [f"{name} ({port})" for name, port in settings.ports().items() if _port_busy(port)]
     if busy:
@@ -184,11 +199,12 @@ def up(settings: StackSettings) -> None:
     nginx_config.check(nginx, prefix, env["TWINSTACK_NGINX_GLOBALS"])
     render_logrotate(env, settings.run_dir.resolve())
     try:
-        postgres.ensure_cluster(
-            settings.postgres_bin(),
-            settings.postgres_data(),
-            postgres.password(settings.run_dir.resolve(), settings.db_password),
-        )
+        if not settings.external_database():
+            postgres.ensure_cluster(
+                settings.postgres_bin(),
+                settings.postgres_data(),
+                postgres.password(settings.run_dir.resolve(), settings.db_password),
+            )
     except postgres.PostgresError as exc:
         raise StackError(str(exc)) from None
     subprocess.run([str(Path(sys.prefix) / "bin" / "supervisord"), "-c", str(CONF)], env=env, check=True)

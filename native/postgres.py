@@ -128,6 +128,31 @@ def wait_ready(binaries: Path, port: int, timeout_s: float) -> None:
         time.sleep(0.2)
 
 
+def wait_connectable(url: str, timeout_s: float) -> None:
+    """An external database: wait until a connection succeeds (no pg_isready needed here)."""
+    import psycopg
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            psycopg.connect(url, connect_timeout=5).close()
+            return
+        except psycopg.Error as exc:
+            if time.monotonic() > deadline:
+                host = url.rpartition("@")[2]  # no password in the message
+                raise PostgresError(f"cannot connect to the external database at {host}: {exc}") from None
+        time.sleep(0.5)
+
+
+def max_connections(url: str, timeout_s: float) -> int:
+    """The server's own max_connections (an external database: the budget's real limit)."""
+    import psycopg
+
+    wait_connectable(url, timeout_s)
+    with psycopg.connect(url, connect_timeout=5) as conn:
+        return int(conn.execute("SHOW max_connections").fetchone()[0])
+
+
 def ensure_database(url: str) -> None:
     """Create the application's database on first start (initdb makes only ``postgres``)."""
     import psycopg

@@ -129,6 +129,11 @@ class StackSettings(BaseSettings):
         None, description="The cluster's data folder; default run/postgres/data, or /var/lib/twinstack/<stack> as root."
     )
     pg_bin_dir: str | None = Field(None, description="Where initdb and postgres are; Debian's newest if unset.")
+    database_url: str | None = Field(
+        None,
+        description="An external PostgreSQL (a libpq URL, its database created): native mode then runs no "
+        "cluster of its own, and migrates that one. Unset: the private cluster.",
+    )
 
     def nginx(self) -> str | None:
         if self.nginx_bin:
@@ -145,7 +150,7 @@ class StackSettings(BaseSettings):
             "nginx": self.http_port,
             **{half.program: half.port(self) for half in deployed()},
             "downstream": self.downstream_port,
-            "postgres": self.db_port,
+            **({} if self.external_database() else {"postgres": self.db_port}),
             "locust": self.locust_port,
             "nginx status": self.nginx_status_port,
             **(
@@ -200,8 +205,14 @@ class StackSettings(BaseSettings):
     def postgres_data(self) -> Path:
         return self.db_data_dir or postgres.data_dir(self.run_dir)
 
-    def database_url(self) -> str:
-        """A libpq URL for the private cluster (password quoted), as both services read it."""
+    def external_database(self) -> bool:
+        return bool(self.database_url)
+
+    def service_database_url(self) -> str:
+        """What both services and the migrator connect to: the external database, or the
+        private cluster (its password quoted)."""
+        if self.database_url:
+            return self.database_url
         secret = quote(postgres.password(self.run_dir.resolve(), self.db_password), safe="")
         return f"postgresql://{postgres.ROLE}:{secret}@127.0.0.1:{self.db_port}/{postgres.DATABASE}"
 
@@ -272,7 +283,8 @@ class StackSettings(BaseSettings):
             TWINSTACK_DB_PORT=str(self.db_port),
             TWINSTACK_DB_MAX_CONNECTIONS=str(self.max_connections()),
             TWINSTACK_DB_CLIENTS=",".join(self.db_clients()),
-            TWINSTACK_DATABASE_URL=self.database_url(),
+            TWINSTACK_DATABASE_URL=self.service_database_url(),
+            TWINSTACK_PG_AUTOSTART="false" if self.external_database() else "true",
             TWINSTACK_PG_BIN_DIR=str(self.postgres_bin() or "/usr/lib/postgresql/bin"),
             TWINSTACK_PG_DATA=str(self.postgres_data()),
             TWINSTACK_PG_USER=postgres.server_user(),

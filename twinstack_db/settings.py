@@ -22,9 +22,9 @@ STATEMENT_TIMEOUT_MS = MAX_REQUEST_MS + 2_000
 # A connect attempt that takes longer fails (503 database_unavailable) instead of holding the
 # request: a server that is down refuses at once, one that is unreachable hangs.
 CONNECT_TIMEOUT_S = 3
-# How many connections to keep free of the pools: the migrator (one, while it runs), an
-# operator's psql, pg_dump, a monitoring probe. PostgreSQL keeps its own three for superusers
-# (superuser_reserved_connections) on top of max_connections' count for everyone else.
+# How many connections to keep free of the pools besides the migrator's one: an operator's
+# psql, pg_dump, a monitoring probe. (PostgreSQL's superuser_reserved_connections, 3, are part
+# of max_connections and refused to other roles only.)
 RESERVED_CONNECTIONS = 5
 MIGRATOR_CONNECTIONS = 1
 # PostgreSQL's own default max_connections: the server's, unless the budget needs more.

@@ -235,3 +235,35 @@ def test_a_killed_database_loses_no_created_order(db_stack: Stack, clients: int)
         assert rows == load.created  # every 201 stored, with the id that was answered
         assert twice == []
         assert worker_pids(db_stack) == workers
+
+
+def test_native_mode_uses_an_external_database_when_given_one(tmp_path: Path, database_url: str, nginx_bin: str):
+    """TWINSTACK_DATABASE_URL set: no private cluster is made or started, the migrations run on
+    that database, and the orders land there (here the tests' own server stands in for a
+    managed PostgreSQL)."""
+    with running_stack(tmp_path, TWINSTACK_DATABASE_URL=database_url) as own:
+        (program,) = [line for line in own.ctl("status").splitlines() if line.startswith("postgres ")]
+        assert "STOPPED" in program and "Not started" in program, program
+        assert not (own.run_dir / "postgres.password").exists()  # no private cluster was made
+        with own.client() as client:
+            created = post(client, "/sync", str(uuid.uuid4()))
+            assert created.status_code == 201, created.text
+        with psycopg.connect(database_url) as conn:
+            found = conn.execute("SELECT count(*) FROM orders WHERE id = %s", (created.json()["order_id"],)).fetchone()
+        assert found == (1,)
+
+
+def test_an_unreachable_external_database_stops_make_up_with_a_clear_message(tmp_path: Path, nginx_bin: str):
+    from tests.integration.conftest import make_stack
+    from tests.support import free_port
+
+    url = f"postgresql://twinstack:s3cret-value@127.0.0.1:{free_port()}/twinstack"
+    own = make_stack(tmp_path, TWINSTACK_DATABASE_URL=url, TWINSTACK_READY_TIMEOUT_S="2")
+    try:
+        result = own.native("up", check=False)
+        assert result.returncode != 0
+        assert "cannot connect to the external database at 127.0.0.1:" in result.stderr, result.stderr
+        assert "s3cret-value" not in result.stdout + result.stderr  # never the password
+        assert "Traceback" not in result.stderr
+    finally:
+        own.stop()

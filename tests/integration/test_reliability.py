@@ -4,6 +4,7 @@ recycling lose no idempotent request. Every load loop is bounded in time and cou
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -15,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from tests.integration import logs
@@ -306,12 +308,12 @@ def test_a_request_past_the_proxy_timeout_gets_504_json_and_frees_the_worker(tmp
 
 def test_a_post_in_flight_on_a_killed_worker_is_a_clean_502_never_a_duplicate(tmp_path, nginx_bin):
     """A POST delivered to a worker that dies before answering: nginx answers 502 JSON after
-    one upstream attempt, and no job exists. Made deterministic: one async worker; one client
+    one upstream attempt, and no job row exists. Made deterministic: one async worker; one client
     connection, so one nginx worker, which keeps the upstream connection of a first GET alive;
     the worker's event loop blocked by a request sent straight to the pool; the POST then sits
     in that kept-alive connection's receive queue (seen with ss) when the worker is killed."""
     with running_stack(tmp_path, TWINSTACK_ASYNC_WORKERS="1") as own:
-        jobs_dir = tmp_path / "run" / "state" / "async-jobs"
+        url = json.loads(own.native("env").stdout)["TWINSTACK_DATABASE_URL"]
         port = own.env["TWINSTACK_ASYNC_PORT"]
         limits = httpx.Limits(max_connections=1)
         with httpx.Client(base_url=own.base_url, timeout=30, limits=limits) as client, ThreadPoolExecutor(2) as pool:
@@ -334,11 +336,16 @@ def test_a_post_in_flight_on_a_killed_worker_is_a_clean_502_never_a_duplicate(tm
         assert response.status_code == 502 and response.json()["error"]["code"] == "bad_gateway", response.text
         (edge,) = logs.by_request_id(own.log_dir, "nginx", [response.headers["x-request-id"]]).values()
         assert edge["upstream_addr"] == f"127.0.0.1:{port}"  # one attempt: never sent again
-        assert not list(jobs_dir.glob("*.json"))  # not processed, not half-done
+        assert job_rows(url) == 0  # not processed, not half-done
         # The replacement worker serves the next POST exactly once.
         with httpx.Client(base_url=own.base_url, timeout=30) as client:
             assert client.post("/async/jobs", json={"delay_ms": 0}).status_code == 202
-        assert len(list(jobs_dir.glob("*.json"))) == 1
+        assert job_rows(url) == 1
+
+
+def job_rows(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT count(*) FROM jobs").fetchone()[0]
 
 
 def queued_bytes(port: str, worker: int) -> int:

@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 import pytest
+from geventhttpclient.header import Headers
 from locust.contrib.fasthttp import ResponseContextManager
 from locust.exception import CatchResponseError
 
@@ -19,14 +20,21 @@ from loadtest.checks import check, check_error
 
 
 class FakeResponse:
-    """The part of Locust's ResponseContextManager the checks use: the status, the body, and
-    success()/failure(message), recorded in order. Locust keeps the last one called
+    """The part of Locust's ResponseContextManager the checks use: the status, the body, the
+    headers, and success()/failure(message), recorded in order. Locust keeps the last one called
     (test_locust_keeps_the_last_verdict_called checks that on the real class)."""
 
-    def __init__(self, status: int, body: Any = None, raw: bytes | None = None) -> None:
+    def __init__(
+        self, status: int, body: Any = None, raw: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         self.status_code = status
         self.content = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
         self.text = self.content.decode(errors="replace") if self.content else None
+        # Locust's FastHttpUser answers with geventhttpclient's Headers, whose get() ignores
+        # case (test_locust_response_headers_ignore_case checks it): so does this one.
+        self.headers = Headers()
+        for name, value in (headers or {}).items():
+            self.headers.add(name, value)
         self.calls: list[tuple[str, str | None]] = []
 
     def success(self) -> None:

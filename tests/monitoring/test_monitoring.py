@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from sqlalchemy.pool import QueuePool
 
 from native import monitoring
 from native.settings import StackSettings
@@ -22,6 +23,12 @@ from twinstack_runtime.metrics import Metrics
 
 MONITORING = ROOT / "monitoring"
 DASHBOARD = json.loads((MONITORING / "grafana/dashboards/twinstack.json").read_text())
+# Rows group the panels below them; they query nothing themselves.
+PANELS = [p for p in DASHBOARD["panels"] if p["type"] != "row"]
+ROWS = [p for p in DASHBOARD["panels"] if p["type"] == "row"]
+# The service label of each pool's metrics, as its package names it (Metrics("fastapi")), and
+# so the dashboard. A project made with one half still has both halves' panels.
+SERVICE_LABELS = {"fastapi_service": "fastapi", "flask_service": "flask"}
 
 
 @pytest.fixture(scope="module")
@@ -55,16 +62,35 @@ def test_promtool_rejects_a_broken_config(promtool, tmp_path):
     assert subprocess.run([promtool, "check", "config", tmp_path / "prometheus.yml"], capture_output=True).returncode
 
 
-def test_metric_names_follow_prometheus_conventions(promtool):
-    m = Metrics("lint")
+def exposing_everything(service: str) -> Metrics:
+    """Metrics with a value in every series: a labelled gauge appears once it has one."""
+    m = Metrics(service)
     m.started()
     m.finished("/io", "GET", 200, 0.01)
+    m.loop_lag.labels(service).set(0)
+    # What each worker does with its database pool (twinstack_db/engine.py): a pool that is
+    # never connected is enough, the limits and the open/checked-out series are set at once.
+    m.watch_db(QueuePool(lambda: None, pool_size=10, max_overflow=5), 10, 5)
+    m.observe_db_wait(0.002)
+    return m
+
+
+def test_metric_names_follow_prometheus_conventions(promtool):
+    m = exposing_everything("lint")
     result = subprocess.run([promtool, "check", "metrics"], input=m.exposition()[0], capture_output=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def dashboard_exprs() -> list[str]:
-    return [t["expr"] for p in DASHBOARD["panels"] for t in p["targets"]]
+def dashboard_exprs(panels: list[dict] = PANELS) -> list[str]:
+    return [t["expr"] for p in panels for t in p["targets"]]
+
+
+def row_panels(title: str) -> list[dict]:
+    """The panels of the row ``title``: below it, above the next row."""
+    (row,) = [r for r in ROWS if r["title"] == title]
+    below = [r["gridPos"]["y"] for r in ROWS if r["gridPos"]["y"] > row["gridPos"]["y"]]
+    end = min(below, default=float("inf"))
+    return [p for p in PANELS if row["gridPos"]["y"] < p["gridPos"]["y"] < end]
 
 
 def test_dashboard_is_provisioned_against_the_provisioned_datasource():
@@ -75,27 +101,87 @@ def test_dashboard_is_provisioned_against_the_provisioned_datasource():
     assert DASHBOARD["uid"] and DASHBOARD["title"]
     ids = [p["id"] for p in DASHBOARD["panels"]]
     assert len(ids) == len(set(ids))
-    for panel in DASHBOARD["panels"]:
+    for panel in PANELS:
         assert panel["datasource"]["uid"] == uid, panel["title"]
         assert panel["targets"] and all(t["expr"] and t["datasource"]["uid"] == uid for t in panel["targets"])
+    for row in ROWS:  # an open row: its panels follow it on the grid, none is hidden inside
+        assert not row.get("targets") and row["collapsed"] is False and row["panels"] == [], row["title"]
 
 
 def test_dashboard_shows_what_the_issue_asks_for():
-    titles = " | ".join(p["title"].lower() for p in DASHBOARD["panels"])
+    titles = " | ".join(p["title"].lower() for p in PANELS)
     for word in ("throughput", "p50", "p95", "p99", "errors", "in flight", "loop lag", "busy"):
         assert word in titles, word
 
 
+def test_dashboard_has_a_database_pool_row_for_each_pool():
+    """Per pool: open and checked-out connections against pool_size and pool_size +
+    max_overflow, the overflow in use, and the wait for a connection as quantiles."""
+    panels = row_panels("Database pool")
+    for service in SERVICE_LABELS.values():
+        (connections,) = [p for p in panels if f'service="{service}"' in " ".join(dashboard_exprs([p]))]
+        queried = " | ".join(dashboard_exprs([connections]))
+        for series in (
+            'twinstack_db_connections{service="%s",state="open"}',
+            'twinstack_db_connections{service="%s",state="checked_out"}',
+            'twinstack_db_pool_limit{service="%s",limit="pool_size"}',
+            'twinstack_db_pool_limit{service="%s",limit=~"pool_size|max_overflow"}',
+        ):
+            assert series % service in queried, (connections["title"], series)
+    exprs = dashboard_exprs(panels)
+    # Overflow in use: open minus pool_size per pool, never below 0.
+    open_ = 'sum by (service) (twinstack_db_connections{state="open"})'
+    size = 'sum by (service) (twinstack_db_pool_limit{limit="pool_size"})'
+    assert f"clamp_min({open_} - {size}, 0)" in exprs
+    waits = [p for p in panels if "twinstack_db_pool_wait_seconds" in " ".join(dashboard_exprs([p]))]
+    assert [p["fieldConfig"]["defaults"]["unit"] for p in waits] == ["s"]
+    for q in ("0.5", "0.95", "0.99"):
+        rate = "rate(twinstack_db_pool_wait_seconds_bucket[1m])"
+        assert f"histogram_quantile({q}, sum by (le, service) ({rate}))" in dashboard_exprs(waits), q
+
+
+def exposed_series() -> dict[str, dict[str, set[str]]]:
+    """Every series both pools expose: metric -> label -> the values it takes."""
+    series: dict[str, dict[str, set[str]]] = {}
+    for service in SERVICE_LABELS.values():
+        text = exposing_everything(service).exposition()[0].decode()
+        for name, labels in re.findall(r"^(\w+)(?:\{([^}]*)\})? ", text, re.M):
+            values = series.setdefault(name, {})
+            for label, value in re.findall(r'(\w+)="([^"]*)"', labels):
+                values.setdefault(label, set()).add(value)
+    return series
+
+
+def test_the_service_labels_are_the_pools_own():
+    for package, label in SERVICE_LABELS.items():
+        if (ROOT / package).is_dir():  # where the half is part of the project
+            sources = " ".join(path.read_text() for path in (ROOT / package).rglob("*.py"))
+            assert f'Metrics("{label}")' in sources, package
+
+
 def test_dashboard_queries_only_metrics_that_exist():
-    m = Metrics("names")
-    m.finished("/io", "GET", 200, 0.01)
-    m.loop_lag.labels("names").set(0)  # a gauge is exposed once it has a value
-    exposed = set(re.findall(r"^(\w+)(?:\{| )", m.exposition()[0].decode(), re.M))
+    exposed = exposed_series()
     used = {name for expr in dashboard_exprs() for name in re.findall(r"\b(twinstack_\w+)", expr)}
-    assert used and used <= exposed, used - exposed
+    assert used and used <= set(exposed), used - set(exposed)
     # nginx-prometheus-exporter's names for stub_status.
     nginx = {name for expr in dashboard_exprs() for name in re.findall(r"\b(nginx_\w+)", expr)}
     assert nginx <= {"nginx_http_requests_total", "nginx_connections_active", "nginx_up"}
+
+
+def test_dashboard_selects_only_label_values_that_exist():
+    """A selector on a label the metric does not have, or a value it never takes
+    (state="checkedout"), matches nothing: the panel is silently empty."""
+    exposed = exposed_series()
+    checked = 0
+    for expr in dashboard_exprs():
+        for name, selectors in re.findall(r"\b(twinstack_\w+)\{([^}]*)\}", expr):
+            for label, op, value in re.findall(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"', selectors):
+                assert label in exposed[name], f"{expr}: {name} has no label {label}"
+                if op in ("=", "=~") and re.fullmatch(r"[\w|]+", value):  # a value, or values by |
+                    missing = set(value.split("|")) - exposed[name][label]
+                    assert not missing, f"{expr}: {name}{{{label}}} never is {', '.join(sorted(missing))}"
+                    checked += 1
+    assert checked
 
 
 @pytest.mark.integration
