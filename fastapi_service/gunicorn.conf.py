@@ -19,6 +19,10 @@ raw_env = [f"PROMETHEUS_MULTIPROC_DIR={pool.metrics_dir('async')}"]
 # 127.0.0.1:8001 natively (nginx is the only public entry), 0.0.0.0:8001 in its container.
 bind = pool.bind()
 wsgi_app = "fastapi_service.main:create_app()"
+# No preload_app: the app, and with it the database engine (made in the lifespan of each worker),
+# is loaded after the fork, so no two workers share a connection's socket. Turned on to save
+# memory, it would hand every worker the master's sockets: read twinstack_db/engine.py first.
+preload_app = False
 proc_name = "twinstack-async"
 
 # --- Workers ------------------------------------------------------------------------------

@@ -19,6 +19,10 @@ raw_env = [f"PROMETHEUS_MULTIPROC_DIR={pool.metrics_dir('sync')}"]
 # 127.0.0.1:8002 natively (nginx is the only public entry), 0.0.0.0:8002 in its container.
 bind = pool.bind()
 wsgi_app = "flask_service.main:create_app()"
+# No preload_app: the app, and with it the database engine (made in the app factory, in each worker),
+# is loaded after the fork, so no two workers share a connection's socket. Turned on to save
+# memory, it would hand every worker the master's sockets: read twinstack_db/engine.py first.
+preload_app = False
 proc_name = "twinstack-sync"
 
 # --- Workers ------------------------------------------------------------------------------
