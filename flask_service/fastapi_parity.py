@@ -11,15 +11,23 @@ fastapi_service/flask_parity.py.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TypeVar
 
 from flask import request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from twinstack_contract.errors import from_validation_errors, invalid_json, require_json
+from twinstack_contract.errors import (
+    ContractError,
+    from_validation_errors,
+    invalid_json,
+    require_json,
+    validation_details,
+)
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 
 def query(model: type[M]) -> M:
@@ -49,17 +57,37 @@ def _body() -> bytes:
 
 
 def json_body(model: type[M]) -> M:
+    return json_body_and_header(model, lambda: None)[0]
+
+
+def json_body_and_header(model: type[M], header: Callable[[], T]) -> tuple[M, T]:
+    """The body, and a header checked by ``header`` (which raises a 422 ContractError), in
+    FastAPI's order: 415, then 400 for a body that is not JSON, then one 422 that lists the
+    header's errors before the body's."""
     require_json(request.content_type)
     raw = _body()
+    data = None
+    if raw:
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError):  # bad syntax, bad UTF-8, nesting too deep
+            raise invalid_json() from None
+    details = []
+    value = None
+    try:
+        value = header()
+    except ContractError as exc:
+        details += exc.details
+    body = None
     if not raw:
         # An empty body is a missing body: 422, as FastAPI reports it.
-        raise from_validation_errors([{"loc": (), "msg": "Field required", "type": "missing"}], "body")
-    try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError):  # bad syntax, bad UTF-8, nesting too deep
-        raise invalid_json() from None
-    try:
-        # from_attributes, as FastAPI validates bodies: the same error for a non-object body.
-        return model.model_validate(data, from_attributes=True)
-    except ValidationError as exc:
-        raise from_validation_errors(exc.errors(), "body") from None
+        details += validation_details([{"loc": (), "msg": "Field required", "type": "missing"}], "body")
+    else:
+        try:
+            # from_attributes, as FastAPI validates bodies: the same error for a non-object body.
+            body = model.model_validate(data, from_attributes=True)
+        except ValidationError as exc:
+            details += from_validation_errors(exc.errors(), "body").details
+    if details:
+        raise ContractError(422, "validation_error", "The request is not valid.", details)
+    return body, value

@@ -12,7 +12,7 @@ from twinstack_db import orders
 from twinstack_runtime.work import worker_id
 
 from ..extensions import db
-from ..fastapi_parity import json_body, query
+from ..fastapi_parity import json_body_and_header, query
 
 bp = Blueprint("orders", __name__, url_prefix="/orders")
 
@@ -21,8 +21,7 @@ bp = Blueprint("orders", __name__, url_prefix="/orders")
 def post_order() -> ResponseReturnValue:
     """Store an order: 201 with its Location. 415 unless JSON, 400 if unparseable, 422 with
     details if invalid; with an Idempotency-Key, a retry returns the first order (no second row)."""
-    order = json_body(Order)
-    key = idempotency_key(request.headers.get("Idempotency-Key"))
+    order, key = json_body_and_header(Order, lambda: idempotency_key(request.headers.get("Idempotency-Key")))
     stored, created = db.database.run(orders.create(order, key, worker_id()))
     headers = {"Location": f"{request.script_root}/orders/{stored.order_id}"}
     if not created:

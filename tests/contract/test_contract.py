@@ -216,6 +216,26 @@ CASES = [
         {**JSON, "Idempotency-Key": ""},
         422,
     ),
+    # A bad key and a bad body: one 422 listing both, the header's first (FastAPI's order).
+    (
+        "order-bad-key-and-body",
+        "POST",
+        "/orders",
+        json.dumps({**ORDER, "quantity": 0}).encode(),
+        {**JSON, "Idempotency-Key": "a b"},
+        422,
+    ),
+    ("order-bad-key-empty-body", "POST", "/orders", b"", {**JSON, "Idempotency-Key": "k" * 256}, 422),
+    # Before the key is looked at: the media type (415), then JSON itself (400).
+    ("order-bad-key-not-json", "POST", "/orders", b'{"sku": ', {**JSON, "Idempotency-Key": "a b"}, 400),
+    (
+        "order-bad-key-text-plain",
+        "POST",
+        "/orders",
+        b"{}",
+        {"Content-Type": "text/plain", "Idempotency-Key": "a b"},
+        415,
+    ),
     ("order-unknown", "GET", f"/orders/{uuid.UUID(int=0)}", None, {}, 404),
     ("order-malformed-id", "GET", "/orders/not-a-uuid", None, {}, 422),
     ("order-id-injection", "GET", "/orders/1%27%20OR%20%271%27%3D%271", None, {}, 422),

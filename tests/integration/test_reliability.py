@@ -124,8 +124,9 @@ def responses_cut_after_headers(stack: Stack) -> int:
     return errors.count("upstream prematurely closed connection while reading upstream,")
 
 
-# Five runs of up to 30 s each at each load: at 200 clients (no per-client limit) about a
-# minute here. A kill caught a response between headers and body about once in twenty kills.
+# Three runs of up to 30 s each at each load, six kills of each pool in all: at 200 clients (no
+# per-client limit) about 40 s here. A kill caught a response between headers and body about
+# once in twenty kills.
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("clients", [40, 200])
 def test_a_killed_worker_never_costs_a_get_over_repeated_runs(tmp_path, nginx_bin, clients: int):
@@ -140,7 +141,7 @@ def test_a_killed_worker_never_costs_a_get_over_repeated_runs(tmp_path, nginx_bi
     exactly that ("prematurely closed ... while reading upstream", the body phase); seen about
     once in twenty kills."""
     with running_stack(tmp_path, **ONE_CLIENT_LOAD, TWINSTACK_CLIENT_MAX_CONNS="1000") as own:
-        for run in range(5):
+        for run in range(3):
             begun_before = responses_cut_after_headers(own)
             with SteadyLoad(own.base_url, per_pool=clients, sync_clients=clients // 10, max_s=30) as load:
                 while min(load.ok(p) for p in PREFIXES) < 20 and time.monotonic() < load.deadline:

@@ -56,7 +56,13 @@ def test_a_budget_over_max_connections_names_every_number():
     assert budget.check(pools, 177) == 177  # at the limit exactly: fits
 
 
-@pytest.mark.parametrize("conf", ["fastapi_service/gunicorn.conf.py", "flask_service/gunicorn.conf.py"])
+# The pools this project has (a half may have been lifted out).
+CONFS = [
+    conf for conf in ("fastapi_service/gunicorn.conf.py", "flask_service/gunicorn.conf.py") if (ROOT / conf).exists()
+]
+
+
+@pytest.mark.parametrize("conf", CONFS)
 def test_a_master_refuses_to_start_over_budget_before_any_worker(conf: str, tmp_path):
     """Not a late "too many clients" under load: the master exits at once with the sum."""
     env = {
