@@ -55,19 +55,10 @@ def test_the_files_listed_are_every_file_of_each_half():
         assert not strays, strays
 
 
-@pytest.fixture(scope="module")
-def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One virtualenv for both copies, built from nothing by the first copy's `make up` (the
-    second's only adds its own editable install): the build is what is tested, once."""
-    return tmp_path_factory.mktemp("lifted-out") / "venv"
-
-
 @pytest.mark.integration
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("half", ["async", "sync"])
-def test_a_project_without_one_half_starts_and_passes_its_tests(
-    tmp_path: Path, half: str, nginx_bin: str, page: Page, venv: Path
-):
+def test_a_project_without_one_half_starts_and_passes_its_tests(tmp_path: Path, half: str, nginx_bin: str, page: Page):
     project = without(half, tmp_path / "project")
     kept = [h for h in HALVES if h.prefix != half]
     # The very tree `copier copy` makes with the other half kept (tests/test_template.py shows
@@ -75,7 +66,7 @@ def test_a_project_without_one_half_starts_and_passes_its_tests(
     generated = generate(snapshot(tmp_path / "template"), tmp_path / "generated", halves=kept[0].prefix)
     template_only = {"copier.yml", *(name for name in tree(project) if name.endswith(".jinja"))}
     assert tree(generated) - RENDERED == tree(project) - RENDERED - template_only
-    with running(project, venv) as stack:
+    with running(project) as stack:
         base = stack.base_url
         with httpx.Client(base_url=base, timeout=10) as client:
             assert client.get("/").status_code == 200
