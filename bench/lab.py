@@ -24,6 +24,8 @@ from typing import Any
 from twinstack_runtime.serving import async_workers, sync_workers
 
 from . import registry, runner
+from .database import MAX_CONNECTIONS as DB_MAX_CONNECTIONS
+from .database import LabDatabase
 from .load import Generator
 from .machine import machine_info
 from .modes import Mode
@@ -73,6 +75,11 @@ class Lab:
         self.logs.mkdir(parents=True, exist_ok=True)  # nginx -t opens its log files there
         self.servers = Servers(self.logs, self.layout)
         self.scratch = Path(tempfile.mkdtemp(prefix="twinstack-bench-"))
+        try:
+            self.database = LabDatabase()
+        except BaseException:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            raise
         self.gen = Generator(
             self.layout.generator, self.total_cpus, self._progress, shared=not self.layout.pinned,
             scratch=self.scratch, out=out,
@@ -84,6 +91,7 @@ class Lab:
             self.async_one_server = self.pool("async-1-worker", "async", workers=1)
         except BaseException:
             shutil.rmtree(self.scratch, ignore_errors=True)
+            self.database.delete()
             raise
 
     def _environment(self, ports: Mapping[str, int]) -> dict[str, str]:
@@ -93,6 +101,9 @@ class Lab:
                 **{f"TWINSTACK_{name.upper()}_PORT": str(port) for name, port in ports.items()},
                 "TWINSTACK_RUN_DIR": str(self.scratch / "stack"),
                 "TWINSTACK_LOG_DIR": str(self.logs.resolve()),
+                # Every pool connects to the lab's own PostgreSQL (bench/database.py).
+                "TWINSTACK_DATABASE_URL": self.database.url,
+                "TWINSTACK_DB_MAX_CONNECTIONS": str(DB_MAX_CONNECTIONS),
                 **LAB_SETTINGS,
             }
         )
@@ -254,6 +265,9 @@ class Lab:
         sections: dict[str, Any] = {}
         try:
             stack = self.stack
+            self.section("starting the lab's PostgreSQL and applying the migrations")
+            self.servers.start(self.database.server)
+            self.database.prepare()
             self.section("starting the stack (downstream, async pool, sync pool, nginx)")
             self.servers.start(stack.downstream, stack.async_pool, stack.sync_pool, stack.nginx)
             for experiment in self.experiments:
@@ -267,6 +281,7 @@ class Lab:
         finally:
             self.servers.stop_all()
             shutil.rmtree(self.scratch, ignore_errors=True)
+            self.database.delete()
         compress_logs(self.logs)
         return Results(
             mode=self.mode,

@@ -26,7 +26,7 @@ Scalar = bool | int | float | str
 # A server's or a run's settings as the report shows them: server, worker class, workers...
 Settings = dict[str, Scalar]
 Verdict = Literal["holds", "does not hold", "inconclusive"]
-Chart = Literal["", "io", "cpu", "stall", "scaling", "memory"]
+Chart = Literal["", "io", "cpu", "stall", "scaling", "memory", "pool"]
 R = TypeVar("R", bound="Run")
 
 
@@ -143,9 +143,9 @@ class Run(Record):
     beside: str | None = None
     """Claims 3 and 9: what loaded the worker meanwhile."""
     family: str | None = None
-    """Claim 5: sync workers or gthread threads."""
+    """Claim 5: sync workers or gthread threads; claim 12: the pool and its connections."""
     slots: int | None = None
-    """Claim 5: workers, or threads of one worker."""
+    """Claim 5: workers, or threads of one worker; claim 12: the database connections."""
     pss_kb_per_connection: float | None = None
     """Claim 1: memory each held connection added to the idle worker."""
     pss_mb_per_request: float | None = None

@@ -49,6 +49,10 @@ CAPTIONS = {
     "The anti-patterns (red) add roughly their own duration to every other request; the fixes (green) do not.",
     "scaling": "Requests per second of 50 ms waits against the number of slots (sync workers, or threads of one "
     "gthread worker). Dashed: Little's law, slots / latency. Points on the line: every slot adds one request's worth.",
+    "pool": "Requests per second of GET /db (one query holding a pooled database connection for the wait) "
+    "against concurrency, for an async pool with few and with more connections a worker and for the sync pool. "
+    "Dashed: Little's law with the connections as the slots, min(C, connections) / latency. Past the "
+    "connections, more concurrency only queues for one: the pool, not the event loop, is the limit.",
     "memory": "Memory (PSS: shared pages split between the processes sharing them) per request in flight, holding "
     "the same number of concurrent requests three ways: the whole server's peak divided by the requests it held. "
     "The table beside it also gives what the requests added to the idle server.",
@@ -109,8 +113,8 @@ def chart_curve(curve: Curve, unit: str) -> Markup:
 
 
 def chart_stall(experiments: Sequence[ClaimRecord]) -> Markup:
-    stall = [e for e in experiments if e.claim in (3, 9) and e.runs]
-    fig, axes = plt.subplots(1, len(stall), figsize=(10, 3.2), squeeze=False)
+    stall = [e for e in experiments if e.claim in (3, 9, 14) and e.runs]
+    fig, axes = plt.subplots(1, len(stall), figsize=(5 * len(stall), 3.2), squeeze=False)
     for ax, exp in zip(axes[0], stall, strict=True):
         labels = [r.beside or "" for r in exp.runs]
         values = [r.latency_ms.p99 for r in exp.runs]
@@ -118,6 +122,22 @@ def chart_stall(experiments: Sequence[ClaimRecord]) -> Markup:
         ax.set_xticks(range(len(values)), [label.replace(" (", "\n(") for label in labels], fontsize=7)
         ax.set_ylabel("p99 of 20 ms waits (ms)")
         ax.set_title(f"claim {exp.claim}")
+    return _svg(fig)
+
+
+def chart_pool(exp: ClaimRecord) -> Markup:
+    """Claim 12: throughput against concurrency for each pool, its connections' limit dashed."""
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    colors = ["#cf222e", "#1a7f37", COLORS["sync"]]
+    for family, color in zip(dict.fromkeys(r.family for r in exp.runs), colors, strict=False):
+        runs = [r for r in exp.runs if r.family == family]
+        xs = [r.concurrency for r in runs]
+        ax.plot(xs, [r.throughput_rps for r in runs], "o-", color=color, label=family)
+        ax.plot(xs, [r.limits.little_rps if r.limits else 0 for r in runs], "--", color=color, alpha=0.6)
+    _log_axes(ax, sorted({r.concurrency for r in exp.runs}), logy=False)
+    ax.set_xlabel("concurrency")
+    ax.set_ylabel("requests / s (dashed: min(C, connections) / latency)")
+    ax.legend(fontsize=7)
     return _svg(fig)
 
 
@@ -385,6 +405,7 @@ def claim_views(results: Results) -> list[ClaimView]:
         "cpu": lambda: chart_curve(results.curves.cpu, "(CPU-bound)"),
         "stall": lambda: chart_stall(results.experiments),
         "scaling": lambda: chart_scaling(exps[5]),
+        "pool": lambda: chart_pool(exps[12]),
         "memory": lambda: chart_bars(
             [r.label for r in exps[6].runs], [r.pss_mb_per_request for r in exps[6].runs],
             "PSS MiB per request in flight",

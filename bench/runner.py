@@ -11,6 +11,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .procs import ROOT, LabError
 
@@ -44,3 +45,19 @@ def render_nginx(env: Mapping[str, str], prefix: Path, templates: Sequence[Path]
     args = ["render-nginx", str(prefix), *(f"--template={t}" for t in templates)]
     out = json.loads(_native(args, env))
     return NginxPrefix(Path(out["prefix"]), out["argv"])
+
+
+@dataclass(frozen=True)
+class Cluster:
+    argv: list[str]
+    """The server in the foreground."""
+    ready: list[str]
+    """Exits 0 once it accepts connections (pg_isready)."""
+    run_as: dict[str, Any]
+    """subprocess arguments (user, group) when the lab runs as root: PostgreSQL refuses root."""
+    url: str
+
+
+def cluster(folder: Path, port: int) -> Cluster:
+    """A PostgreSQL cluster in ``folder``, made as native mode makes its own."""
+    return Cluster(**json.loads(_native(["cluster", str(folder), f"--port={port}"], os.environ)))

@@ -46,6 +46,8 @@ CLAIMS = {
     9: "A blocking call inside async def stalls the loop; asyncio.to_thread fixes it.",
     10: "Background work runs after the response is sent.",
     11: "WSGI cannot hold a WebSocket; ASGI can.",
+    12: "With a database, the connection pool is the limit: throughput close to connections / latency.",
+    14: "A blocking database driver inside async def stalls the loop; the same call in a thread does not.",
 }
 
 

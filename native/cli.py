@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -265,6 +266,27 @@ def delete_data(settings: StackSettings) -> None:
         print(f"deleted the database in {folder}")
 
 
+def make_cluster(settings: StackSettings, folder: Path, port: int) -> dict:
+    """A cluster of the stack's PostgreSQL in ``folder`` (which the server's user may enter),
+    for a runner that starts it itself: the command, the user to run it as (PostgreSQL refuses
+    root), and a URL to its ``postgres`` database on 127.0.0.1:``port``."""
+    binaries = settings.postgres_bin()
+    if binaries is None or not (binaries / "initdb").exists():
+        raise StackError("PostgreSQL is not installed (Debian/Ubuntu: apt-get install postgresql).")
+    secret = secrets.token_hex(16)
+    try:
+        postgres.ensure_cluster(binaries, folder / "data", secret)
+    except postgres.PostgresError as exc:
+        raise StackError(str(exc)) from None
+    server = [str(binaries / "postgres"), "-D", str(folder / "data"), "-p", str(port)]
+    return {
+        "argv": [*server, "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="],
+        "ready": [str(binaries / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)],
+        "run_as": postgres.as_server_user(),
+        "url": f"postgresql://{postgres.ROLE}:{secret}@127.0.0.1:{port}/postgres",
+    }
+
+
 def reload(settings: StackSettings) -> None:
     """Graceful reload: gunicorn (HUP) starts new workers with the current config and code,
     then retires the old ones after their requests; nginx re-renders and reloads the same way."""
@@ -391,6 +413,13 @@ def main(argv: list[str] | None = None) -> int:
     render.add_argument(
         "--template", type=Path, action="append", default=[], help="Also render this file into conf.d/ (repeatable)."
     )
+    cluster = sub.add_parser(
+        "cluster",
+        help="Make a PostgreSQL cluster in FOLDER, as make up makes its own, for another runner (the lab); "
+        "print how to run it on PORT and its URL (JSON).",
+    )
+    cluster.add_argument("folder", type=Path)
+    cluster.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
     try:
         settings = StackSettings()
@@ -406,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
             delete_data(settings)
         elif args.command == "render-nginx":
             print(json.dumps(render_nginx(settings, args.prefix, args.template), indent=1))
+        elif args.command == "cluster":
+            print(json.dumps(make_cluster(settings, args.folder, args.port), indent=1))
         elif args.command == "up":
             up(settings)
         elif args.command == "down":

@@ -1,5 +1,6 @@
-"""Claims 3 and 9: CPU work or a blocking call inside ``async def`` stalls every request on
-that worker; a process pool or ``asyncio.to_thread`` is the fix.
+"""Claims 3, 9 and 14: CPU work, a blocking call or a blocking database driver inside
+``async def`` stalls every request on that worker; a process pool or ``asyncio.to_thread`` is
+the fix.
 
 One experiment shape serves both: p99 of short waits on one uvicorn worker, alone, beside the
 anti-pattern, and beside its fix.
@@ -79,6 +80,27 @@ def claims_3_and_9(lab: Context) -> list[ClaimRecord]:
         fix_decides=True,
     )
     return [claim3, claim9]
+
+
+# After claims 3 and 9: the same one-worker server, the same probe.
+@experiment("claim-14", "a blocking database driver inside async def", claims=(14,), after=("claims-3-9",))
+def claim_14(lab: Context) -> ClaimRecord:
+    query_ms = 100.0
+    lab.section(f"claim 14: /io p99 on one worker beside a {query_ms:.0f} ms query on a sync driver in async def")
+    return _stall_claim(
+        lab,
+        14,
+        "blocking-db",
+        "/io?delay_ms=20",
+        query_ms,
+        ("a sync driver in async def (anti-pattern)", f"/lab/blocking-db?delay_ms={query_ms:.0f}"),
+        ("the sync driver in asyncio.to_thread (fix)", f"/lab/to-thread-db?delay_ms={query_ms:.0f}"),
+        what=f"one uvicorn worker (direct) and the lab's PostgreSQL: 8 GET /io?delay_ms=20 in flight; alone, "
+        f"beside /lab/blocking-db (SELECT pg_sleep({query_ms / 1000}) on SQLAlchemy's sync engine inside async "
+        "def), beside /lab/to-thread-db (the same call in asyncio.to_thread); GET /db, the async driver, is the "
+        "deployment's way",
+        fix_decides=True,
+    )
 
 
 def _stall_claim(

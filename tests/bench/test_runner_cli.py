@@ -138,3 +138,28 @@ def test_make_loadtest_asks_the_runner_for_the_url():
     )
     line = next(line for line in result.stdout.splitlines() if "-m loadtest" in line)
     assert '-m native url)"' in line and '--host "$host"' in line
+
+
+def test_cluster_makes_a_postgresql_cluster_another_runner_starts_itself(tmp_path):
+    """``python -m native cluster FOLDER --port P``: initdb'd as make up does its own, and how to
+    run it, check it and reach it (the lab's PostgreSQL, bench/database.py)."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="twinstack-cluster-", dir="/var/tmp"))  # the server's user may enter
+    try:
+        result = native("cluster", str(folder), "--port", "15999")
+        assert result.returncode == 0, result.stderr
+        out = json.loads(result.stdout)
+        assert (folder / "data" / "PG_VERSION").exists()
+        assert out["argv"][:5] == [out["argv"][0], "-D", str(folder / "data"), "-p", "15999"]
+        assert "listen_addresses=127.0.0.1" in out["argv"] and out["ready"][-1] == "15999"
+        assert out["url"].startswith("postgresql://twinstack:") and out["url"].endswith("@127.0.0.1:15999/postgres")
+        assert set(out["run_as"]) <= {"user", "group", "extra_groups"}
+    finally:
+        subprocess.run(["rm", "-rf", str(folder)], check=False)
+
+
+def test_cluster_without_postgresql_says_what_to_install(tmp_path):
+    result = native("cluster", str(tmp_path / "c"), "--port", "15999", TWINSTACK_PG_BIN_DIR=str(tmp_path / "none"))
+    assert result.returncode == 1
+    assert "PostgreSQL is not installed" in result.stderr and "Traceback" not in result.stderr
