@@ -11,8 +11,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Sequence
 from pathlib import Path
 
 from . import runner
@@ -23,29 +21,12 @@ MAX_CONNECTIONS = 300
 
 
 class PostgresServer(Server):
-    """PostgreSQL as one of the lab's servers: ready when it accepts connections (pg_isready),
-    run as the server's own user when the lab runs as root."""
+    """PostgreSQL as one of the lab's servers: ready when it accepts connections (pg_isready)."""
 
     cluster: runner.Cluster
 
-    def start(self, log_dir: Path, cpus: Sequence[int]) -> None:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = log_dir / f"{self.name}.log"
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                self.argv, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, **self.cluster.run_as,
-            )  # fmt: skip
-
-    def wait_ready(self, timeout_s: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc is None or self.proc.poll() is not None:
-                raise LabError(f"{self.name} exited while starting:\n{self.log_tail()}")
-            if subprocess.run(self.cluster.ready, capture_output=True).returncode == 0:
-                return
-            time.sleep(0.2)
-        raise LabError(f"{self.name} not ready after {timeout_s:.0f} s:\n{self.log_tail()}")
+    def ready(self) -> bool:
+        return subprocess.run(self.cluster.ready, capture_output=True).returncode == 0
 
 
 class LabDatabase:
@@ -63,7 +44,10 @@ class LabDatabase:
         self.url = self.cluster.url
         argv = [*self.cluster.argv, "-c", f"max_connections={MAX_CONNECTIONS}"]
         # SIGINT: PostgreSQL's fast shutdown.
-        self.server = PostgresServer("postgres", argv, port, dict(os.environ), stop_signal=2, settings={})
+        # As the server's own user when the lab runs as root (PostgreSQL refuses root).
+        self.server = PostgresServer(
+            "postgres", argv, port, dict(os.environ), stop_signal=2, run_as=self.cluster.run_as
+        )
         self.server.cluster = self.cluster
 
     def prepare(self) -> None:

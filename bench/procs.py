@@ -90,6 +90,8 @@ class Server:
     health_path: str = "/health"
     stop_signal: int = signal.SIGTERM
     settings: Settings = field(default_factory=dict)
+    run_as: dict = field(default_factory=dict)
+    """subprocess's user/group arguments, for a server that must not run as root (PostgreSQL)."""
     proc: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
@@ -109,19 +111,24 @@ class Server:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 preexec_fn=_pinned(cpus),
+                **self.run_as,
             )
+
+    def ready(self) -> bool:
+        """Whether it serves yet: its health path answers 200."""
+        try:
+            with urllib.request.urlopen(self.base_url + self.health_path, timeout=2) as resp:
+                return resp.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc is None or self.proc.poll() is not None:
                 raise LabError(f"{self.name} exited while starting:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(self.base_url + self.health_path, timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
+            if self.ready():
+                return
             time.sleep(0.2)
         raise LabError(f"{self.name} not ready after {timeout_s:.0f} s:\n{self.log_tail()}")
 

@@ -84,29 +84,29 @@ def page(browser: Browser) -> Iterator[Page]:
 
 @pytest.fixture(scope="session")
 def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A PostgreSQL of the tests' own (Debian's, as native mode runs it: native/postgres.py) on
-    a free port, with the application's database created and nothing else: a libpq URL."""
+    """A PostgreSQL of the tests' own, made as native mode makes its own (``python -m native
+    cluster``, native/cli.py) on a free port, with the application's database created and
+    nothing else: a libpq URL."""
     import signal
     import subprocess
     import tempfile
 
     from native import postgres
+    from native.cli import make_cluster
+    from native.settings import StackSettings
 
-    binaries = require_binary(str(postgres.bin_dir() or ""), "PostgreSQL (initdb)")
+    settings = StackSettings()
+    binaries = Path(require_binary(str(settings.postgres_bin() or ""), "PostgreSQL (initdb)"))
     # Where the server's user may enter: as root it runs as postgres, and pytest's tmp is 0700.
     home = Path(tempfile.mkdtemp(prefix="twinstack-pg-", dir="/var/tmp"))
-    port, secret = free_port(), "tests-only"
+    port = free_port()
     log = (tmp_path_factory.mktemp("postgres") / "postgres.log").open("w")
     try:
-        postgres.ensure_cluster(Path(binaries), home / "data", secret)
-        server = subprocess.Popen(
-            [f"{binaries}/postgres", "-D", str(home / "data"), "-p", str(port), "-c", "listen_addresses=127.0.0.1",
-             "-c", "unix_socket_directories="],
-            stdout=subprocess.DEVNULL, stderr=log, **postgres.as_server_user(),
-        )  # fmt: skip
+        cluster = make_cluster(settings, home, port)
+        server = subprocess.Popen(cluster["argv"], stdout=subprocess.DEVNULL, stderr=log, **cluster["run_as"])
         try:
-            postgres.wait_ready(Path(binaries), port, 30)
-            url = f"postgresql://{postgres.ROLE}:{secret}@127.0.0.1:{port}/{postgres.DATABASE}"
+            postgres.wait_ready(binaries, port, 30)
+            url = cluster["url"].rsplit("/", 1)[0] + f"/{postgres.DATABASE}"
             postgres.ensure_database(url)
             yield url
         finally:

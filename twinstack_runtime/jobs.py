@@ -23,6 +23,7 @@ are deleted, and so are unfinished ones nobody heartbeated for as long: the tabl
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import queue
 import re
@@ -64,7 +65,12 @@ def _process_start(pid: int) -> str | None:
 
 
 def _owner() -> str:
-    pid = os.getpid()
+    return _owner_of(os.getpid())
+
+
+@functools.cache
+def _owner_of(pid: int) -> str:
+    """Read from /proc once per process (every save of a job names its owner)."""
     return f"{HOST}:{pid}:{_process_start(pid)}"
 
 
