@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import httpx
 from fastapi import FastAPI
 
 from twinstack_db.engine import async_engine, sync_engine
-from twinstack_db.orders import Operation
 from twinstack_db.session import AsyncDatabase, Database
 from twinstack_db.settings import PoolLimits
 from twinstack_runtime.jobs import JobRunner, JobStore
@@ -47,16 +45,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.db = AsyncDatabase(engine, app.state.metrics.observe_db_wait)
             if settings.lab_routes:  # the sync driver the blocking-db anti-pattern misuses
                 app.state.lab_sync_db = Database(sync_engine(settings, LAB_SYNC_POOL, "twinstack-async-lab"))
-            loop = asyncio.get_running_loop()
-
-            def run_from_thread(operation: Operation) -> Any:
-                """The job threads' way to the worker's async engine: the operation runs on the
-                loop, the thread waits for it (bounded by the statement timeout)."""
-                if loop.is_closed():  # a job thread outliving the worker's loop: nothing to run on
-                    raise RuntimeError("the worker's event loop has stopped")
-                return asyncio.run_coroutine_threadsafe(app.state.db.run(operation), loop).result()
-
-            store = JobStore(run_from_thread, settings.job_retention_s)
+            # The job threads reach the same engine through the loop (run_from_thread).
+            store = JobStore(app.state.db.run_from_thread, settings.job_retention_s)
             app.state.jobs = JobRunner(store, settings.job_threads, settings.job_capacity)
             app.state.process_pool = lab.ProcessPool(settings.process_pool_workers)
             app.state.started = True

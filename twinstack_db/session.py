@@ -13,6 +13,7 @@ Flask service, awaited for the FastAPI service. Both drivers do the same four th
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -97,8 +98,17 @@ class AsyncDatabase:
     """An async engine, for one ASGI worker's event loop."""
 
     def __init__(self, engine: AsyncEngine, observe_wait: Observe = lambda s: None) -> None:
+        """Made inside the worker's running loop, which its connections belong to."""
         self.engine = engine
         self.observe_wait = observe_wait
+        self.loop = asyncio.get_running_loop()
+
+    def run_from_thread(self, operation: Operation) -> Any:
+        """For a thread of the worker (its job threads): the operation runs on the loop, the
+        thread waits for it (bounded by the statement timeout)."""
+        if self.loop.is_closed():  # a thread outliving the worker's loop: nothing to run on
+            raise RuntimeError("the worker's event loop has stopped")
+        return asyncio.run_coroutine_threadsafe(self.run(operation), self.loop).result()
 
     async def run(self, operation: Operation) -> Any:
         start = time.perf_counter()
