@@ -129,9 +129,9 @@ $(STAMP): pyproject.toml $(REQUIREMENTS)
 	@scripts/system-deps.sh nginx logrotate postgresql
 # The browser tests drive Debian's chromium through Playwright; promtool checks the
 # Prometheus config and the monitoring test runs Prometheus and the nginx exporter; the lab's
-# test runs wrk.
+# test runs wrk, and pgbouncer in front of its PostgreSQL.
 .test-deps:
-	@scripts/system-deps.sh nginx logrotate postgresql chromium prometheus prometheus-nginx-exporter wrk
+	@scripts/system-deps.sh nginx logrotate postgresql chromium prometheus prometheus-nginx-exporter wrk pgbouncer
 
 # The lab's targets (make bench, make bench-compare), where the project has the lab.
 -include bench/lab.mk

@@ -26,6 +26,7 @@ bench-compare: $(STAMP) ## Two lab runs side by side, B as ratios of A: make ben
 		exit 2; fi
 	@$(PY) -m bench compare "$(A)" "$(B)"
 
-# The lab drives the servers with wrk, a C load generator, from the OS packages.
+# The lab drives the servers with wrk, a C load generator, from the OS packages; its own
+# PostgreSQL (pgbench ships with it) and pgbouncer come from them too.
 .bench-deps:
-	@scripts/system-deps.sh nginx wrk
+	@scripts/system-deps.sh nginx wrk postgresql pgbouncer

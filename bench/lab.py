@@ -230,11 +230,12 @@ class Lab:
         self.servers.start(self.async_one_server)
         return self.async_one_server
 
-    def render_nginx(self, name: str, template: str, port: int, env: Mapping[str, str]) -> Server:
+    def render_nginx(self, name: str, template: str | None, port: int, env: Mapping[str, str]) -> Server:
         """twinstack's nginx configuration rendered by the runner from the stack's environment
         with ``env`` over it, one of the lab's own server files beside it, in a prefix of its
-        own; its logs in logs/<name>-access.log and logs/<name>-error.log (logs/<name>.log keeps
-        what nginx prints at start). ``port`` answers its health check on /."""
+        own (none: twinstack's configuration alone); its logs in logs/<name>-access.log and
+        logs/<name>-error.log (logs/<name>.log keeps what nginx prints at start). ``port``
+        answers its health check on /."""
         logs = self.logs.resolve()
         env = {
             **self.env,
@@ -242,7 +243,8 @@ class Lab:
             "TWINSTACK_NGINX_ERROR_LOG": str(logs / f"{name}-error.log"),
             **env,
         }
-        rendered = runner.render_nginx(env, self.scratch / name / "nginx", [Path(__file__).with_name(template)])
+        templates = [Path(__file__).with_name(template)] if template else []
+        rendered = runner.render_nginx(env, self.scratch / name / "nginx", templates)
         return Server(name, rendered.argv, port, env, health_path="/", settings={"server": "nginx"})
 
     def limits(

@@ -21,14 +21,17 @@ import csv
 import json
 import math
 import os
+import re
 import resource
 import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -38,6 +41,8 @@ from .records import Background, Latency, Run, Settings
 WRK_SCRIPT = Path(__file__).with_name("wrk_json.lua")
 # wrk reads one script: the staggered runs get wrk_json.lua with wrk_stagger.lua after it.
 WRK_STAGGER = Path(__file__).with_name("wrk_stagger.lua")
+# A Lua file that makes wrk's requests, and the arguments it is given.
+Script = tuple[Path, Sequence[str]]
 SATURATED = 0.9
 # Above this share of all CPUs busy, the box itself is the limit of the run.
 BOX_SATURATED = 0.95
@@ -151,24 +156,30 @@ class Generator:
         self.wrk_threads = max(1, min(2, len(self.cpus)))
 
     # --- wrk ---------------------------------------------------------------------------------
-    def _start_wrk(self, url: str, concurrency: int, duration_s: int, stagger_ms: int = 0) -> subprocess.Popen:
+    def _start_wrk(
+        self, url: str, concurrency: int, duration_s: int, stagger_ms: int = 0, script: Script | None = None
+    ) -> subprocess.Popen:
         threads = min(self.wrk_threads, concurrency)
-        script, args = WRK_SCRIPT, []
+        path, args = WRK_SCRIPT, []
         if stagger_ms:
-            script = self._stagger_script()
+            path = self._script(WRK_STAGGER)
             args = ["--", str(stagger_ms), str(concurrency // threads)]  # wrk: connections // threads each
+        elif script is not None:
+            path = self._script(script[0])
+            args = ["--", *script[1]]
         cmd = [
             wrk_binary(), f"-t{threads}", f"-c{concurrency}", f"-d{duration_s}s", "--timeout", "30s",
-            "-s", str(script), url, *args,
+            "-s", str(path), url, *args,
         ]  # fmt: skip
         return subprocess.Popen(
             cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=_pinned(self.cpus)
         )
 
-    def _stagger_script(self) -> Path:
-        script = self.scratch / "wrk_stagger.lua"
+    def _script(self, extra: Path) -> Path:
+        """wrk reads one script: wrk_json.lua (the summary the lab parses) with ``extra`` after it."""
+        script = self.scratch / extra.name
         if not script.exists():
-            script.write_text(WRK_SCRIPT.read_text() + "\n" + WRK_STAGGER.read_text())
+            script.write_text(WRK_SCRIPT.read_text() + "\n" + extra.read_text())
         return script
 
     @staticmethod
@@ -190,10 +201,12 @@ class Generator:
         settings: Settings | None = None,
         background: tuple[str, int] | None = None,
         stagger_ms: int = 0,
+        script: Script | None = None,
     ) -> Run:
         """One wrk run against ``url``; ``background`` = (url, concurrency) of a second wrk that
         loads the same server meanwhile (the stall experiments), summarised in the run;
-        ``stagger_ms`` spreads the connections' first requests over that long (wrk_stagger.lua)."""
+        ``stagger_ms`` spreads the connections' first requests over that long (wrk_stagger.lua);
+        ``script`` = (a Lua file of bench/, its arguments) makes the requests (wrk_orders.lua)."""
         settled = settle(watch)
         other = self._start_wrk(background[0], background[1], duration_s + 1) if background else None
         side = None
@@ -201,7 +214,7 @@ class Generator:
             if other is not None:
                 time.sleep(0.3)  # let the interfering load reach the server first
             with Sampler(watch) as sampler:
-                result, gen_cpu = self._finish_wrk(self._start_wrk(url, concurrency, duration_s, stagger_ms))
+                result, gen_cpu = self._finish_wrk(self._start_wrk(url, concurrency, duration_s, stagger_ms, script))
             if other is not None:
                 side, side_cpu = self._finish_wrk(other)
                 gen_cpu += side_cpu * duration_s / (duration_s + 1)
@@ -239,6 +252,66 @@ class Generator:
                 errors=_wrk_errors(side),
                 latency_ms_p50=side["p50"] / 1000,
             )
+        self.progress(measured)
+        return measured
+
+    # --- pgbench: the database's own limit (claim 13) ------------------------------------------
+    def pgbench(
+        self,
+        label: str,
+        binary: str,
+        url: str,
+        script: str,
+        clients: int,
+        duration_s: int,
+        watch: Sequence[Server],
+        settings: Settings | None = None,
+    ) -> Run:
+        """pgbench running ``script`` on ``clients`` connections for ``duration_s``, prepared
+        statements (the protocol psycopg uses after a statement's fifth run), every transaction's
+        latency logged and read back for the percentiles."""
+        settled = settle(watch)
+        folder = Path(tempfile.mkdtemp(prefix="pgbench-", dir=self.scratch))
+        (folder / "script.sql").write_text(script)
+        threads = max(1, min(self.wrk_threads, clients))
+        # The password goes in pgbench's environment, not its command line (which ps shows).
+        parts = urlsplit(url)
+        public = parts._replace(netloc=f"{parts.username}@{parts.hostname}:{parts.port}").geturl()
+        cmd = [
+            binary, "--no-vacuum", "--protocol=prepared", f"--file={folder / 'script.sql'}", f"--client={clients}",
+            f"--jobs={threads}", f"--time={duration_s}", "--log", f"--log-prefix={folder / 'tx'}", public,
+        ]  # fmt: skip
+        with Sampler(watch) as sampler:
+            proc = subprocess.Popen(
+                cmd, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                env={**os.environ, "PGPASSWORD": parts.password or ""}, preexec_fn=_pinned(self.cpus),
+            )  # fmt: skip
+            _, usage = _wait(proc)
+        out = proc.stdout.read() if proc.stdout else ""
+        summary = pgbench_summary(out)
+        if proc.returncode != 0 or summary is None:
+            raise LabError(f"pgbench failed ({proc.returncode}): {out.strip()[-500:]}")
+        done, failed, tps = summary
+        ms = pgbench_latencies(folder.glob("tx.*"))
+        measured = record(
+            label=label,
+            tool="pgbench",
+            url=public,
+            concurrency=clients,
+            duration_s=float(duration_s),
+            requests=done + failed,
+            errors=failed,
+            latency_ms=_summary(ms),
+            sampler=sampler,
+            generator_cpu_s=usage.ru_utime + usage.ru_stime,
+            generator_cores=threads,
+            total_cpus=self.total_cpus,
+            shared=self.shared,
+            settled=settled,
+            settings=settings,
+        )
+        measured.throughput_rps = tps
+        shutil.rmtree(folder, ignore_errors=True)
         self.progress(measured)
         return measured
 
@@ -455,6 +528,35 @@ def _wait(proc: subprocess.Popen) -> tuple[int, resource.struct_rusage]:
         raise
     proc.returncode = os.waitstatus_to_exitcode(status)
     return proc.returncode, usage
+
+
+def pgbench_summary(out: str) -> tuple[int, int, float] | None:
+    """From pgbench's report: the transactions done, those that failed, and the rate
+    (without the initial connection time); None when the report is not there."""
+    found = {
+        key: re.search(pattern, out)
+        for key, pattern in (
+            ("done", r"number of transactions actually processed: (\d+)"),
+            ("failed", r"number of failed transactions: (\d+)"),
+            ("tps", r"tps = ([\d.]+) \(without initial connection time\)"),
+        )
+    }
+    if found["done"] is None or found["tps"] is None:
+        return None
+    failed = int(found["failed"].group(1)) if found["failed"] else 0
+    return int(found["done"].group(1)), failed, float(found["tps"].group(1))
+
+
+def pgbench_latencies(logs: Iterable[Path]) -> list[float]:
+    """Every transaction's latency in ms from pgbench's per-transaction logs (``--log``): the
+    third field of a line is its time in microseconds ("failed" or "skipped" when it has none)."""
+    ms = []
+    for log in logs:
+        for line in log.read_text().splitlines():
+            fields = line.split()
+            if len(fields) >= 3 and fields[2].isdigit():
+                ms.append(int(fields[2]) / 1000)
+    return ms
 
 
 def _wrk_errors(result: dict) -> int:

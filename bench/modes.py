@@ -31,6 +31,7 @@ class Mode(BaseModel):
     peer_rounds: int = 2  # interleaved rounds per peer: a win must beat every round
     peer_duration_s: int = 1
     proxy_concurrency: int = 32
+    query_concurrency: int = 64  # claim 13: clients reading orders through nginx
     # The overhead experiment's waits through nginx: (delay in ms, concurrency) points.
     overhead_io: tuple[tuple[int, int], ...] = ((100, 200), (100, 500), (1000, 2000))
 
@@ -78,6 +79,7 @@ MODES = {
         locust_users=4,
         cpu_work=2_000,
         overhead_io=((100, 50), (100, 100), (200, 200)),
+        query_concurrency=16,
         # One round of each contender: tiny mode checks that every row is there, never which
         # contender wins (interleaved rounds are for make bench).
         peer_rounds=1,

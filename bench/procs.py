@@ -351,19 +351,15 @@ def settle(servers: Sequence[Server], timeout_s: float = 30.0) -> tuple[float, b
     A load generator that stops leaves requests behind: sent, queued in the listen backlog,
     their clients gone. A sync worker still accepts and serves every one of them (the request
     is already in the socket), so the next run would queue behind the previous run's ghosts.
-    Idle means: a health check answers within 50 ms and the processes use < 5 % of a core."""
+    Idle means: each server's readiness probe (``Server.ready``: a health check, or a connection
+    for a server that speaks no HTTP) answers within 50 ms and the processes use < 5 % of a core."""
     start = time.monotonic()
     while time.monotonic() - start < timeout_s:
         before, t0 = _cpu_seconds(servers), time.monotonic()
         quick = True
         for server in servers:
             sent = time.monotonic()
-            try:
-                with urllib.request.urlopen(server.base_url + server.health_path, timeout=2) as resp:
-                    resp.read()
-            except (urllib.error.URLError, OSError):
-                quick = False
-            quick = quick and time.monotonic() - sent < 0.05
+            quick = server.ready() and quick and time.monotonic() - sent < 0.05
         time.sleep(max(0.0, 0.1 - (time.monotonic() - t0)))
         busy = (_cpu_seconds(servers) - before) / (time.monotonic() - t0)
         if quick and busy < 0.05:

@@ -152,6 +152,18 @@ class Run(Record):
     """Claim 6: the server's peak PSS over the requests it held."""
     pss_mb_added_per_request: float | None = None
     """Claim 6: what holding the requests added to the idle server, per request."""
+    db_budget: str | None = None
+    """Claim 13: the database connections this stack was given, and how they are made up."""
+    db_connections: int | None = None
+    """Claim 13: the server connections of that budget (pgbench: its clients)."""
+    db_connections_used: int | None = None
+    """Claim 13: distinct server connections that ran a statement during the run (pg_stat_activity)."""
+    db_connections_peak: int | None = None
+    """Claim 13: the most of them running a statement at one sample."""
+    database_ratio: float | None = None
+    """Claim 13: throughput over pgbench's, same table, same number of server connections."""
+    bound_by: str | None = None
+    """Claim 13: what limited the run, as measured (the box, the generator, PostgreSQL, the app)."""
 
     def extended(self, model: type[R], **fields: object) -> R:
         """This run as a row of a table whose model adds figures of its own."""

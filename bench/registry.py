@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from pydantic import TypeAdapter
 
+from .database import LabDatabase
 from .load import Generator
 from .modes import Mode
 from .procs import LabError, Server, Servers
@@ -77,6 +78,8 @@ class Context(Protocol):
     servers: Servers
     """Starts and stops the servers an experiment makes (``pool``, ``peer``, ``render_nginx``)."""
     stack: Stack
+    database: LabDatabase
+    """The lab's PostgreSQL, running and migrated, which every pool connects to."""
     scratch: Path
     """The lab's temporary folder (control sockets); removed when the run ends."""
 
@@ -112,9 +115,9 @@ class Context(Protocol):
     def async_one(self) -> Server:
         """The one-worker async server, started (it stays up for the next claim that asks)."""
 
-    def render_nginx(self, name: str, template: str, port: int, env: Mapping[str, str]) -> Server:
+    def render_nginx(self, name: str, template: str | None, port: int, env: Mapping[str, str]) -> Server:
         """An nginx of its own: twinstack's configuration rendered from the stack's environment
-        with ``env`` over it, and ``template`` (a file of bench/) beside it; not started."""
+        with ``env`` over it, and ``template`` (a file of bench/, if any) beside it; not started."""
 
 
 class RegistryError(RuntimeError):

@@ -24,12 +24,11 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from .records import ClaimRecord, Curve, OverheadPool, Peers, Results, Run, Target, Workload
+from .verdicts import NOISE
 
 TEMPLATES = Path(__file__).with_name("templates")
 plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.grid": True, "grid.alpha": 0.3})
 COLORS = {"async": "#1f77b4", "sync": "#d62728", "gthread": "#ff7f0e", "gevent": "#2ca02c"}
-# Differences smaller than this between two runs are within a shared machine's run-to-run noise.
-NOISE = 0.05
 BADGE = {"holds": "#1a7f37", "does not hold": "#cf222e", "inconclusive": "#9a6700"}
 
 CAPTIONS = {
@@ -278,6 +277,10 @@ def claim_columns(runs: Sequence[Run]) -> tuple[Column, ...]:
         )
     if any(r.finished_after_response is not None for r in runs):
         cols += (Column("jobs done after their 202", lambda r: f"{r.finished_after_response} / {r.requests}"),)
+    if any(r.db_budget is not None for r in runs):
+        cols += DATABASE_COLUMNS
+    if any(r.bound_by is not None for r in runs):
+        cols += (Column("bound by", lambda r: r.bound_by or "-", numeric=False),)
     return cols
 
 
@@ -290,6 +293,13 @@ def _cpu_by(run: Run) -> str:
     return ", ".join(f"{name} {cores:.2f}" for name, cores in by)
 
 
+# Claim 13: the connection budget beside every figure, and the database's own limit.
+DATABASE_COLUMNS = (
+    Column("round", lambda r: r.settings.get("round", "-")),
+    Column("DB connections given", lambda r: r.db_budget or "-", numeric=False),
+    Column("used / most at once", lambda r: f"{r.db_connections_used} / {r.db_connections_peak}"),
+    Column("vs pgbench", lambda r: "-" if r.database_ratio is None else f"{r.database_ratio:.3f}x"),
+)
 OVERHEAD_COLUMNS = (
     Column("vs bare app", lambda r: _times(r.ratio_to_bare)),
     Column("vs twinstack", lambda r: _times(r.ratio_to_twinstack)),

@@ -29,8 +29,14 @@ from .records import ClaimRecord, Limits, Measured, Run, Settings, Yardstick
 HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
 VERDICTS = (HOLDS, FAILS, INCONCLUSIVE)
 MAX_ERROR_RATE = 0.01
+# Differences smaller than this between two runs are within a shared machine's run-to-run noise.
+NOISE = 0.05
 # The servers used at least this share of the cores they could use: the CPU set the pace.
 CPU_BUSY = 0.8
+# A process that kept this share of the CPU it could use was limited by its CPU.
+BUSY = 0.9
+# All CPUs this busy (the servers, the generator, the lab itself): the box set the pace.
+BOX_BUSY = 0.85
 # The status a server that has no WebSocket to offer answers a handshake with, instead of 101.
 REFUSALS = (400, 403, 404, 405, 426)
 
@@ -47,6 +53,7 @@ CLAIMS = {
     10: "Background work runs after the response is sent.",
     11: "WSGI cannot hold a WebSocket; ASGI can.",
     12: "With a database, the connection pool is the limit: throughput close to connections / latency.",
+    13: "Async is faster than sync for database queries (one indexed read a request, the same connections).",
     14: "A blocking database driver inside async def stalls the loop; the same call in a thread does not.",
 }
 
@@ -126,6 +133,26 @@ def physical_limits(
     limits["binding"] = "cpu" if cpu_bound else "little"
     limits["ratio"] = throughput / bound if bound else 0.0
     return Limits(**{k: (round(v, 3) if isinstance(v, float) else v) for k, v in limits.items()})
+
+
+def bound_by(run: Run, app: Sequence[str], workers: int, connections: int, cores: int) -> str:
+    """What limited one run against the lab's PostgreSQL, from what it measured: the load
+    generator, the box's CPUs (and who used them), PostgreSQL's CPU, the app's, or nothing
+    saturated (then the round trips did). ``app`` names the servers that are the app (its pool,
+    and its nginx where there is one); PostgreSQL and pgbouncer are found by their names."""
+    by = run.server_cpu_cores_by
+    pg = by.get("postgres", 0.0) + by.get("pgbouncer", 0.0)
+    app_cpu = sum(cores_used for name, cores_used in by.items() if name in app)
+    figures = f"app {app_cpu:.2f}, PostgreSQL {pg:.2f}, generator {run.generator_cpu_cores:.2f} cores"
+    if run.generator_saturated:
+        return f"the load generator ({figures})"
+    if run.box_saturated or run.box_cpu_utilisation >= BOX_BUSY:
+        return f"the box's CPUs, {run.box_cpu_utilisation:.0%} busy ({figures})"
+    if pg >= BUSY * min(connections, cores):
+        return f"PostgreSQL's CPU ({figures})"
+    if app and app_cpu >= BUSY * min(workers, cores):
+        return f"the app's CPU ({figures})"
+    return f"nothing saturated: the round trips ({figures})"
 
 
 def describe(settings: Settings) -> str:

@@ -11,6 +11,7 @@ have() {
     python3-venv) python3 -c 'import ensurepip, venv' 2>/dev/null ;;
     prometheus)   command -v prometheus >/dev/null && command -v promtool >/dev/null ;;
     postgresql)   command -v initdb >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null ;;
+    pgbouncer)    command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] ;;
     *)            command -v "$1" >/dev/null ;;
   esac
 }

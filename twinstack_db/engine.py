@@ -38,6 +38,8 @@ def _options(database: DatabaseSettings, limits: PoolLimits, application_name: s
             # pg_stat_activity shows which pool each connection belongs to.
             "application_name": application_name,
             "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+            # psycopg prepares a statement run five times on a connection (None: never).
+            **({} if database.db_prepared_statements else {"prepare_threshold": None}),
         },
     }
 

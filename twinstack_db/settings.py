@@ -58,6 +58,12 @@ class DatabaseSettings(BaseSettings):
     db_pool_timeout_s: float = Field(
         5.0, gt=0, le=30, description="How long a request waits for a free pooled connection; then 503 pool_exhausted."
     )
+    db_prepared_statements: bool = Field(
+        True,
+        description="Let psycopg prepare a statement on the server after its fifth run on a connection. Set false "
+        "behind a transaction-pooling pgbouncer older than 1.21: a statement prepared on one server connection is "
+        "missing on the next one the pooler hands out.",
+    )
 
 
 class PoolLimits(BaseSettings):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ..records import ClaimRecord, Run
 from ..registry import Context, experiment
-from ..verdicts import claim_record, decide
+from ..verdicts import bound_by, claim_record, decide
 
 SMALL, LARGE = 2, 8  # connections per async worker (pool_size, no overflow)
 # Queued for a connection rather than refused: the pool timeout is above any wait here.
@@ -43,16 +43,18 @@ def claim_12(lab: Context) -> ClaimRecord:
     per_worker = {f"async, {SMALL} connections a worker": SMALL, f"async, {LARGE} connections a worker": LARGE}
     lab.section(f"claim 12: {path} against concurrency {levels[0]} -> {levels[-1]}, the pool as the limit")
     runs: list[Run] = []
+    postgres = lab.database.server
     with lab.servers.started(*pools.values()):
         for label, server in pools.items():
             workers = int(server.settings["workers"])
             slots = workers * per_worker.get(label, 1)
             for c in levels:
                 run = lab.gen.wrk(
-                    f"{label}: {path}", server.base_url + path, c, m.duration_s, [server],
+                    f"{label}: {path}", server.base_url + path, c, m.duration_s, [server, postgres],
                     {**server.settings, "db_connections": slots},
                 )  # fmt: skip
                 run.limits = lab.limits(run, server.settings, min(c, slots), delay_ms / 1000)
+                run.bound_by = bound_by(run, [server.name], workers, slots, lab.cores)
                 run.family = label
                 run.slots = slots
                 runs.append(run)

@@ -62,6 +62,7 @@ def check_run(run: dict, where: str) -> None:
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory, nginx_bin: str) -> Path:
     require_binary(shutil.which("wrk"), "wrk")
+    require_binary(shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin"), "pgbouncer")
     out = tmp_path_factory.mktemp("bench") / "report"
     result = subprocess.run(
         [sys.executable, "-m", "bench", "run", "--mode", "tiny", "--out", str(out)],
@@ -111,6 +112,27 @@ def test_every_claim_is_one_experiment_with_a_verdict(results):
             if e["claim"] == 11 and run["label"].startswith("sync"):
                 continue  # the refused WSGI handshake: no request is the point
             check_run(run, where)
+
+
+def test_claim_13_puts_the_connection_budget_beside_every_run(results, report):
+    """Every stack and pgbench ran, each run carries its budget and the connections it really
+    used (never more than it was given: through pgbouncer, its server pool, however many client
+    connections the workers keep), its ratio to pgbench on as many connections, and
+    what bound it; no request failed (a wrong id would be a 404)."""
+    record = next(e for e in results["experiments"] if e["claim"] == 13)
+    families = {run["family"] for run in record["runs"]}
+    assert {"q-sync", "q-sync-pgbouncer", "q-async-pgbouncer"} <= families
+    assert any(f.startswith("q-async-") and "pgbouncer" not in f for f in families)
+    assert any(f.startswith("pgbench-") for f in families)
+    for run in record["runs"]:
+        where = f"claim 13: {run['label']}"
+        assert run["errors"] == 0, where
+        assert run["db_budget"] and run["bound_by"], where
+        assert 1 <= run["db_connections_used"] <= run["db_connections"], where
+        assert run["db_connections_peak"] <= run["db_connections_used"], where
+        assert number(run["database_ratio"]) and run["database_ratio"] > 0, where
+    page = (report / "index.html").read_text()
+    assert "vs pgbench" in page and "DB connections given" in page and "via pgbouncer" in page
 
 
 def test_curves_cover_every_configuration_and_level_with_limits(results):
@@ -253,6 +275,7 @@ def test_ctrl_c_stops_every_server_and_generator_and_writes_no_report(tmp_path, 
     import psutil
 
     require_binary(shutil.which("wrk"), "wrk")
+    require_binary(shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin"), "pgbouncer")
     out = tmp_path / "report"
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench", "run", "--mode", "tiny", "--out", str(out)],

@@ -1,0 +1,228 @@
+"""Claim 13: async is faster than sync for database queries, measured with its controls named.
+
+Each request of ``GET /orders/{id}`` is one indexed read of a table of at least 100 000 orders
+(ids spread at random, each request picking one: bench/wrk_orders.lua), through twinstack's
+nginx, on each serving model at the worker count twinstack deploys on this machine: sync with
+2 x cores + 1 workers, async with one worker a core. What a comparison of the two is worth
+depends on the database connections each side was allowed, so every row carries its budget:
+
+- direct to PostgreSQL, sync's workers are its connections (a sync worker runs one query at a
+  time, so one connection each); an async pool's connections are ``workers x pool_size``,
+  which cannot equal an odd number of sync workers on an even number of async ones, so async
+  runs once with the nearest budget below and once with the nearest above;
+- through pgbouncer (transaction pooling, Debian's package; the lab's runs only), both models
+  share exactly the same number of server connections, however many client connections their
+  workers keep.
+
+The yardstick is the database's own limit on this box: pgbench running the same statement
+(compiled from the same table, bench/database.py) on as many connections, prepared as psycopg
+prepares it. Every contender, pgbench included, runs several rounds in a random order that
+changes each round, so a drift of the machine is shared out. The claim holds only where async
+answered more than sync in every round, by more than the noise, at every budget.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from twinstack_runtime.serving import async_workers, sync_workers
+
+from ..database import SEED_ROWS, Activity, Pgbouncer, pgbench_script
+from ..procs import LabError, Server, free_port
+from ..records import ClaimRecord, Run
+from ..registry import Context, experiment
+from ..verdicts import NOISE, bound_by, claim_record, decide
+
+WRK_ORDERS = Path(__file__).parent.parent / "wrk_orders.lua"
+# Client connections each async worker keeps to pgbouncer: more than the server connections
+# behind it, so the pooler, not the worker's pool, is what limits them.
+POOLED_ASYNC_CONNECTIONS = 10
+POOL_TIMEOUT_S = "30"  # queued for a connection rather than refused, as in claim 12
+
+
+@dataclass
+class Contender:
+    name: str
+    service: str  # async, sync, or pgbench
+    connections: int  # server connections it may use
+    budget: str
+    servers: list[Server] = field(default_factory=list)
+    """What it loads: nginx and the pool (and pgbouncer), or nothing but PostgreSQL."""
+    url: str = ""
+    pooled: bool = False
+    runs: list[Run] = field(default_factory=list)
+
+
+def _pool_env(prefix: str, connections: int, database: dict[str, str]) -> dict[str, str]:
+    return {
+        f"TWINSTACK_{prefix}_DB_POOL_SIZE": str(connections),
+        f"TWINSTACK_{prefix}_DB_MAX_OVERFLOW": "0",
+        "TWINSTACK_DB_POOL_TIMEOUT_S": POOL_TIMEOUT_S,
+        **database,
+    }
+
+
+def _stack(lab: Context, c: Contender, workers: int, per_worker: int, database: dict[str, str]) -> None:
+    """The contender's pool and an nginx of twinstack's configuration in front of it."""
+    prefix = c.service.upper()
+    pool = lab.pool(c.name, c.service, workers=workers, env=_pool_env(prefix, per_worker, database))
+    port = free_port()
+    nginx = lab.render_nginx(
+        f"{c.name}-nginx",
+        None,
+        port,
+        {
+            "TWINSTACK_HTTP_PORT": str(port),
+            "TWINSTACK_NGINX_STATUS_LISTEN": f"127.0.0.1:{free_port()}",
+            # Only /<service>/ is loaded: both upstreams are this pool.
+            "TWINSTACK_ASYNC_UPSTREAM": f"127.0.0.1:{pool.port}",
+            "TWINSTACK_SYNC_UPSTREAM": f"127.0.0.1:{pool.port}",
+            "TWINSTACK_WEB_ROOT_COPY": "false",
+        },
+    )
+    c.servers = [nginx, pool]
+    c.url = f"http://127.0.0.1:{port}/{c.service}/orders/"
+
+
+def contenders(lab: Context, bouncer: Pgbouncer | None) -> list[Contender]:
+    n = lab.cores
+    sync_n, async_n = sync_workers(n), async_workers(n)
+    budget = sync_n
+    out = [Contender("q-sync", "sync", budget, f"{budget}: {sync_n} workers x 1")]
+    _stack(lab, out[0], sync_n, 1, {})
+    for per_worker in sorted({budget // async_n, -(-budget // async_n)} - {0}):
+        connections = async_n * per_worker
+        c = Contender(f"q-async-{per_worker}", "async", connections, f"{connections}: {async_n} workers x {per_worker}")
+        _stack(lab, c, async_n, per_worker, {})
+        out.append(c)
+    if bouncer is not None:
+        via = {"TWINSTACK_DATABASE_URL": bouncer.url, "TWINSTACK_DB_PREPARED_STATEMENTS": "false"}
+        for service, workers, per_worker in (("sync", sync_n, 1), ("async", async_n, POOLED_ASYNC_CONNECTIONS)):
+            c = Contender(
+                f"q-{service}-pgbouncer", service, bouncer.pool_size,
+                f"{bouncer.pool_size} via pgbouncer: {workers} workers x {per_worker} client connections",
+                pooled=True,
+            )  # fmt: skip
+            _stack(lab, c, workers, per_worker, via)
+            c.servers.append(bouncer.server)
+            out.append(c)
+    for connections in sorted({c.connections for c in out}):
+        out.append(Contender(f"pgbench-{connections}", "pgbench", connections, f"{connections}: pgbench clients"))
+    return out
+
+
+def compare(faster: Sequence[float], slower: Sequence[float]) -> tuple[float, str]:
+    """The first side's median over the second's, and what the rounds say: ahead or behind
+    only when every round of one beat every round of the other, by more than the noise."""
+    ratio = statistics.median(faster) / statistics.median(slower) if slower and statistics.median(slower) else 0.0
+    if min(faster) > max(slower) and ratio > 1 + NOISE:
+        return ratio, "faster"
+    if max(faster) < min(slower) and ratio < 1 - NOISE:
+        return ratio, "slower"
+    return ratio, "a tie"
+
+
+@experiment(
+    "claim-13", "one indexed read a request: sync vs async, same connections", claims=(13,), after=("claim-12",)
+)
+def claim_13(lab: Context) -> ClaimRecord:
+    m = lab.mode
+    ids = lab.scratch / "order-ids.txt"
+    lab.section(f"claim 13: seeding {SEED_ROWS} orders, ids spread at random")
+    lab.database.seed(SEED_ROWS, ids)
+    try:
+        bouncer: Pgbouncer | None = Pgbouncer(lab.database, sync_workers(lab.cores))
+    except LabError as exc:  # the direct runs still stand
+        lab.failed("claim 13 through pgbouncer", exc)
+        bouncer = None
+    entries = contenders(lab, bouncer)
+    stacks = [c for c in entries if c.service != "pgbench"]
+    pgbench = {c.connections: c for c in entries if c.service == "pgbench"}
+    seed = int(time.time())
+    rng = random.Random(seed)
+    c_wrk = m.query_concurrency
+    postgres = lab.database.server
+    script = pgbench_script(SEED_ROWS)
+    lab.section(
+        f"claim 13: GET /orders/{{id}} through nginx, c={c_wrk}, {len(stacks)} stacks and pgbench, "
+        f"{m.peer_rounds} rounds in random order (seed {seed})"
+    )
+    with lab.servers.started(*{id(s): s for c in stacks for s in c.servers}.values()):
+        for round_no in range(1, m.peer_rounds + 1):
+            for c in rng.sample(entries, len(entries)):
+                settings = {"round": round_no, "db_connections": c.connections}
+                with Activity(lab.database.url) as activity:
+                    if c.service == "pgbench":
+                        run = lab.gen.pgbench(
+                            f"pgbench, {c.connections} connections", lab.database.pgbench(), lab.database.url,
+                            script, c.connections, m.peer_duration_s, [postgres], settings,
+                        )  # fmt: skip
+                    else:
+                        pool = c.servers[1]
+                        run = lab.gen.wrk(
+                            f"{c.service}, {c.budget}", c.url, c_wrk, m.peer_duration_s, [*c.servers, postgres],
+                            {**pool.settings, **settings}, script=(WRK_ORDERS, [str(ids)]),
+                        )  # fmt: skip
+                run.family, run.db_budget, run.db_connections = c.name, c.budget, c.connections
+                run.db_connections_used, run.db_connections_peak = activity.used, activity.peak
+                c.runs.append(run)
+    for c in entries:
+        workers = int(c.servers[1].settings["workers"]) if c.servers else 0
+        app = [s.name for s in c.servers if s is not postgres and s.name != "pgbouncer"]
+        for i, run in enumerate(c.runs):
+            yard = pgbench[c.connections].runs[i].throughput_rps
+            run.database_ratio = round(run.throughput_rps / yard, 4) if yard else 0.0
+            run.bound_by = bound_by(run, app, workers, c.connections, lab.cores)
+    return _record(m.query_concurrency, entries, pgbench, bouncer is not None)
+
+
+def _median(c: Contender) -> float:
+    return statistics.median(r.throughput_rps for r in c.runs) if c.runs else 0.0
+
+
+def _record(concurrency: int, entries: list[Contender], pgbench: dict[int, Contender], pooled: bool) -> ClaimRecord:
+    by = {c.name: c for c in entries}
+    sync = by["q-sync"]
+    pairs = [(by["q-async-pgbouncer"], by["q-sync-pgbouncer"])] if pooled else []
+    pairs += [(c, sync) for c in entries if c.name.startswith("q-async-") and not c.pooled]
+    findings, held = [], []
+    for a, s in pairs:
+        ratio, outcome = compare([r.throughput_rps for r in a.runs], [r.throughput_rps for r in s.runs])
+        held.append(outcome == "faster")
+        where = "through pgbouncer, both" if a.pooled else "direct"
+        findings.append(
+            f"{where} with {a.connections} vs {s.connections} server connections: async {_median(a):.0f} req/s "
+            f"({_median(a) / _median(pgbench[a.connections]):.3f} x pgbench), sync {_median(s):.0f} "
+            f"({_median(s) / _median(pgbench[s.connections]):.3f} x pgbench), async / sync {ratio:.2f}: {outcome}"
+        )
+    head, _ = pairs[0]
+    yard = pgbench[head.connections]
+    runs = [r for c in entries for r in c.runs]
+    runs.sort(key=lambda r: (r.family or "", r.settings.get("round", 0)))
+    bound = head.runs[len(head.runs) // 2].bound_by if head.runs else ""
+    reason = "; ".join(findings) + f". The async run with the head budget was bound by {bound}"
+    if not pooled:
+        reason += "; pgbouncer could not run: only the direct budgets were measured"
+    return claim_record(
+        13,
+        what=f"GET /orders/{{id}} (one indexed read, {SEED_ROWS} orders, random ids) through nginx, c={concurrency}: "
+        f"sync with {sync.runs[0].settings.get('workers', '?') if sync.runs else '?'} workers and async with "
+        f"{head.runs[0].settings.get('workers', '?') if head.runs else '?'}, direct to PostgreSQL and through "
+        "pgbouncer (transaction pooling, native only), against pgbench on the same connections",
+        runs=runs,
+        yardstick=(
+            f"pgbench, {yard.connections} connections",
+            "the same statement, prepared, median round",
+            _median(yard),
+            "req/s",
+        ),
+        measured=(f"async, {head.budget} (median round)", _median(head), "req/s"),
+        ratio=_median(head) / _median(yard) if _median(yard) else 0.0,
+        band=f"holds where async answered more than sync in every round, by more than {NOISE:.0%}, at every budget",
+        verdict=decide(all(held), reason, runs),
+    )
