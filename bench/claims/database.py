@@ -10,6 +10,10 @@ it: a small pool per worker, and one four times larger.
 
 from __future__ import annotations
 
+from twinstack_db import budget
+from twinstack_db.settings import DEFAULT_MAX_CONNECTIONS, SyncDbPool
+from twinstack_runtime.serving import sync_workers
+
 from ..records import ClaimRecord, Run
 from ..registry import Context, experiment
 from ..verdicts import bound_by, claim_record, decide
@@ -19,6 +23,14 @@ SMALL, LARGE = 2, 8  # connections per async worker (pool_size, no overflow)
 POOL_TIMEOUT_S = "30"
 MAX_LEVEL = 64  # a higher concurrency only queues longer behind the same few connections
 LOW, HIGH = 0.7, 1.1
+
+
+def most_per_worker(async_n: int, sync_n: int, max_connections: int = DEFAULT_MAX_CONNECTIONS) -> int:
+    """The most connections an async worker may have (pool_size + max_overflow) before the
+    budget (twinstack_db/budget.py) exceeds ``max_connections``, the sync pool at its defaults."""
+    sync = budget.PoolBudget("sync", sync_n, SyncDbPool.model_construct())
+    spare = max_connections - budget.needed([sync])
+    return max(0, spare // async_n)
 
 
 def _pool_env(prefix: str, connections: int) -> dict[str, str]:
@@ -67,11 +79,16 @@ def claim_12(lab: Context) -> ClaimRecord:
     knee = top.concurrency > top.slots
     raised = top_large.throughput_rps / top.throughput_rps if top.throughput_rps else 0.0
     ok = knee and LOW <= ratio <= HIGH
+    workers = top.slots // SMALL
+    most = most_per_worker(workers, sync_workers(lab.cores))
     reason = (
         f"at c={top.concurrency}, {top.slots} connections: {top.throughput_rps:.0f} req/s, "
         f"{ratio:.2f} x connections / latency ({pool_rps:.0f}) and {top.throughput_rps / loop_rps:.2f} x what the "
         f"event loops could hold (c / latency, {loop_rps:.0f}); {top_large.slots} connections: "
-        f"{top_large.throughput_rps:.0f} req/s ({raised:.1f} x)"
+        f"{top_large.throughput_rps:.0f} req/s ({raised:.1f} x). Raising the pool goes on raising that limit until "
+        f"max_connections binds: under PostgreSQL's default ({DEFAULT_MAX_CONNECTIONS}), beside the sync pool's "
+        f"defaults, the budget check lets an async worker have at most {most} connections "
+        f"({workers * most / (delay_ms / 1000):.0f} req/s at this latency), and refuses to start the masters beyond"
     )
     if not knee:
         reason = (

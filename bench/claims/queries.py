@@ -155,7 +155,7 @@ def claim_13(lab: Context) -> ClaimRecord:
     with lab.servers.started(*{id(s): s for c in stacks for s in c.servers}.values()):
         for round_no in range(1, m.peer_rounds + 1):
             for c in rng.sample(entries, len(entries)):
-                settings = {"round": round_no, "db_connections": c.connections}
+                settings = {"round": round_no, "round_order_seed": seed, "db_connections": c.connections}
                 with Activity(lab.database.url) as activity:
                     if c.service == "pgbench":
                         run = lab.gen.pgbench(

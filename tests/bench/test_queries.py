@@ -134,3 +134,23 @@ def test_claim_13_without_pgbouncer_says_only_the_direct_budgets_were_measured()
     record = _record(16, entries, pgbench, pooled=False)
     assert record.reason.startswith("direct with 4 vs 5")
     assert "pgbouncer could not run" in record.reason
+
+
+@pytest.mark.parametrize(("async_n", "sync_n"), [(1, 3), (2, 5), (4, 9), (8, 17)])
+def test_claim_12_names_the_largest_pool_the_budget_check_lets_start(async_n, sync_n):
+    """Claim 12 says how far raising the pool goes before max_connections binds: the number
+    it names is the last one twinstack_db.budget accepts."""
+    from bench.claims.database import most_per_worker
+    from twinstack_db import budget
+    from twinstack_db.settings import AsyncDbPool, SyncDbPool
+
+    most = most_per_worker(async_n, sync_n)
+    sync = budget.PoolBudget("sync", sync_n, SyncDbPool.model_construct())
+
+    def pools(per_worker: int) -> list[budget.PoolBudget]:
+        limits = AsyncDbPool.model_construct(pool_size=per_worker, max_overflow=0)
+        return [budget.PoolBudget("async", async_n, limits), sync]
+
+    budget.check(pools(most), 100)
+    with pytest.raises(budget.BudgetError):
+        budget.check(pools(most + 1), 100)

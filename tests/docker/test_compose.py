@@ -364,6 +364,9 @@ def test_database_settings_reach_the_services_that_use_the_database():
         for variable, value in expected.items():
             assert env[variable] == f"${{{variable}:-{value:g}}}", (name, variable)
             assert variable.startswith(gone) or float(env_example()[variable]) == value, variable
+        prepared = str(DatabaseSettings.model_fields["db_prepared_statements"].default).lower()
+        assert env["TWINSTACK_DB_PREPARED_STATEMENTS"] == f"${{TWINSTACK_DB_PREPARED_STATEMENTS:-{prepared}}}", name
+        assert env_example()["TWINSTACK_DB_PREPARED_STATEMENTS"] == prepared
     for half in deployed():
         env = SERVICES[half.program]["environment"]
         assert {"TWINSTACK_ASYNC_WORKERS", "TWINSTACK_SYNC_WORKERS"} <= set(env), half.program
