@@ -68,7 +68,10 @@ def _pool_env(prefix: str, connections: int, database: dict[str, str]) -> dict[s
 
 
 def _stack(lab: Context, c: Contender, workers: int, per_worker: int, database: dict[str, str]) -> None:
-    """The contender's pool and an nginx of twinstack's configuration in front of it."""
+    """The contender's pool and an nginx of twinstack's configuration in front of it, which lets
+    every client of the run in: the sync pool's in-flight limit (10 x its workers by default)
+    would otherwise answer the clients beyond it with 503 at once, and the run would measure
+    nginx shedding load instead of the pool serving it."""
     prefix = c.service.upper()
     pool = lab.pool(c.name, c.service, workers=workers, env=_pool_env(prefix, per_worker, database))
     port = free_port()
@@ -83,6 +86,7 @@ def _stack(lab: Context, c: Contender, workers: int, per_worker: int, database: 
             "TWINSTACK_ASYNC_UPSTREAM": f"127.0.0.1:{pool.port}",
             "TWINSTACK_SYNC_UPSTREAM": f"127.0.0.1:{pool.port}",
             "TWINSTACK_WEB_ROOT_COPY": "false",
+            "TWINSTACK_SYNC_MAX_INFLIGHT": str(lab.mode.query_concurrency),
         },
     )
     c.servers = [nginx, pool]
