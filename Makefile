@@ -1,6 +1,7 @@
 # twinstack: `make` lists the targets. Every public target carries a `## description`.
 # Runner: Docker Compose when a Docker engine answers, native mode (supervisord + nginx from
-# the OS packages) otherwise. STACK=docker or STACK=native forces one.
+# the OS packages) otherwise. STACK=docker or STACK=native forces one; STACK=kubernetes
+# applies deploy/kubernetes (OVERLAY=local|production) to the cluster kubectl reaches.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -20,11 +21,15 @@ MONITORING ?=
 MONITORING_ENV := $(if $(MONITORING),TWINSTACK_MONITORING=$(MONITORING))
 COMPOSE_PROFILES_ARGS := $(if $(filter 1 true,$(MONITORING)),--profile monitoring)
 
-ifeq ($(filter $(STACK),docker native),)
-$(error STACK must be docker or native, not '$(STACK)')
+# make up STACK=kubernetes OVERLAY=local|production; make k8s-render OVERLAY=...
+OVERLAY ?= local
+CHECKOV := .venv-checkov/bin/checkov
+
+ifeq ($(filter $(STACK),docker native kubernetes),)
+$(error STACK must be docker, native or kubernetes, not '$(STACK)')
 endif
 
-.PHONY: help up down restart reload status logs loadtest test lint check tls-cert clean
+.PHONY: help up down restart reload status logs loadtest test lint check tls-cert clean k8s-render k8s-check
 
 help: ## Show this help
 	@echo "twinstack: FastAPI and Flask side by side behind one nginx (runner: $(STACK))"
@@ -55,8 +60,14 @@ loadtest: up ## Headless Locust run against the stack (PROFILE=mixed, WORKERS=0)
 check: $(STAMP) .system-deps ## Validate the nginx configuration (nginx -t on the rendered templates)
 	@$(PY) -m native check
 
-test: lint .test-deps ## Lint, then run the whole test suite (unit, contract, the real stack through nginx)
+test: lint .test-deps $(CHECKOV) ## Lint, then run the whole test suite (unit, contract, the real stack through nginx)
 	@$(PY) -m pytest
+
+k8s-render: $(STAMP) ## Print the Kubernetes manifests of an overlay (OVERLAY=local|production)
+	@$(PY) -m deploy.kubernetes render $(OVERLAY)
+
+k8s-check: $(STAMP) $(CHECKOV) ## Render every overlay; validate it (strict schemas) and run checkov, offline
+	@$(PY) -m deploy.kubernetes check
 
 lint: $(STAMP) ## Check the code with ruff (style, imports, likely bugs)
 	@$(PY) -m ruff check .
@@ -71,7 +82,7 @@ tls-cert: ## Make a self-signed certificate for localhost (nginx/tls/certs, for 
 
 clean: down ## Stop the stack and remove the virtualenv, the database, runtime files and logs
 	@if [ -x $(PY) ]; then $(PY) -m native delete-data; fi
-	rm -rf $(VENV) run logs reports .pytest_cache
+	rm -rf $(VENV) .venv-checkov run logs reports .pytest_cache
 
 # --- native mode (not listed) ---------------------------------------------------------------
 .PHONY: _up-native _down-native _status-native _logs-native _loadtest-native
@@ -106,6 +117,22 @@ _logs-docker:
 _loadtest-docker:
 	$(COMPOSE) --profile loadtest run --rm --entrypoint python locust-master \
 		-m loadtest $(PROFILE) --host http://nginx:8080 --workers $(WORKERS)
+
+# --- Kubernetes (not listed): scripts/kubernetes.sh -----------------------------------------
+.PHONY: _up-kubernetes _down-kubernetes _status-kubernetes _logs-kubernetes _reload-kubernetes _loadtest-kubernetes
+_up-kubernetes _down-kubernetes _status-kubernetes _logs-kubernetes: $(STAMP)
+	@OVERLAY=$(OVERLAY) scripts/kubernetes.sh $(patsubst _%-kubernetes,%,$@)
+_reload-kubernetes: _up-kubernetes
+_loadtest-kubernetes: $(STAMP)
+	@$(VENV)/bin/kubectl -n twinstack delete job locust-headless --ignore-not-found
+	@$(PY) -m deploy.kubernetes render locust-headless | $(VENV)/bin/kubectl apply -f -
+	@echo "Running: kubectl -n twinstack logs -f job/locust-headless"
+
+# checkov in a virtualenv of its own (deploy/kubernetes/requirements-checkov.txt).
+$(CHECKOV): deploy/kubernetes/requirements-checkov.txt
+	@test -x .venv-checkov/bin/python || $(PYTHON) -m venv .venv-checkov
+	@.venv-checkov/bin/python -m pip install -q -r deploy/kubernetes/requirements-checkov.txt
+	@touch $@
 
 # The compose file requires TWINSTACK_PUBLIC_PORT: start from the documented example.
 .env:

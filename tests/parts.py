@@ -53,7 +53,15 @@ def half_files(half: str) -> list[str]:
 
 # The files a generated project gets with its answers rendered in (their *.jinja twins); every
 # other file is this repository's, unchanged.
-RENDERED = {"pyproject.toml", "docker-compose.yml", "README.md", ".env.example", ".copier-answers.yml"}
+RENDERED = {
+    "pyproject.toml",
+    "docker-compose.yml",
+    "README.md",
+    ".env.example",
+    ".copier-answers.yml",
+    "deploy/kubernetes/base/kustomization.yaml",
+    "deploy/kubernetes/overlays/production/kustomization.yaml",
+}
 
 
 GIT = ["git", "-c", "user.name=twinstack", "-c", "user.email=twinstack@localhost"]

@@ -126,6 +126,8 @@ def test_stack_choice_drives_every_lifecycle_target():
         assert docker_cmd in make(DRY_RUN, target, stack="docker").stdout, target
         native = make(DRY_RUN, target).stdout
         assert "docker compose" not in native and "native" in native, target
+        kubernetes = make(DRY_RUN, target, "OVERLAY=production", stack="kubernetes").stdout
+        assert f"OVERLAY=production scripts/kubernetes.sh {target}" in kubernetes, target
 
 
 def test_without_a_docker_engine_make_uses_native_mode():
@@ -138,10 +140,11 @@ def test_without_a_docker_engine_make_uses_native_mode():
     assert f"(runner: {expected})" in make(DRY_RUN, "help", stack=None).stdout
 
 
-def test_an_unknown_stack_is_a_clear_error():
-    result = make(DRY_RUN, "up", stack="kubernetes")  # refused while the Makefile is read
+@pytest.mark.parametrize("stack", ["podman", "k8s", "Native"])
+def test_an_unknown_stack_is_a_clear_error(stack):
+    result = make(DRY_RUN, "up", stack=stack)  # refused while the Makefile is read
     assert result.returncode != 0
-    assert "STACK must be docker or native" in result.stderr
+    assert f"STACK must be docker, native or kubernetes, not '{stack}'" in result.stderr
 
 
 def test_monitoring_switch():

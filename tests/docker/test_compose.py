@@ -479,16 +479,15 @@ def test_same_variable_names():
 # --- nginx -t with the compose values -----------------------------------------------------------
 
 
-@pytest.fixture
-def docker_like_nginx(tmp_path, nginx_bin):
-    """Render the templates with compose's nginx environment and run nginx -t where the
-    compose service names resolve, as Docker's DNS would make them (a private mount
-    namespace with its own /etc/hosts; the host's is untouched)."""
+def service_names_nginx(env: dict[str, str], tmp_path: Path, nginx_bin: str):
+    """Render the templates with a runner's nginx environment (Compose's, Kubernetes's) and
+    run nginx -t where the service names resolve, as the runner's DNS would make them (a
+    private mount namespace with its own /etc/hosts; the host's is untouched)."""
     import os
 
     if os.geteuid() != 0 or not shutil.which("unshare"):
         pytest.skip("needs root and unshare to give nginx -t its own /etc/hosts")
-    env = environment("nginx")
+    env = dict(env)
     env["TWINSTACK_NGINX_TEMP_DIR"] = str(tmp_path / "nginx" / "temp")  # a path, not a port: may differ
     prefix = nginx_config.render(env, tmp_path / "nginx")
     hosts = tmp_path / "hosts"
@@ -502,6 +501,11 @@ def docker_like_nginx(tmp_path, nginx_bin):
         return subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True)
 
     return prefix, nginx_t
+
+
+@pytest.fixture
+def docker_like_nginx(tmp_path, nginx_bin):
+    return service_names_nginx(environment("nginx"), tmp_path, nginx_bin)
 
 
 def test_nginx_t_passes_with_the_compose_upstream_names(docker_like_nginx):

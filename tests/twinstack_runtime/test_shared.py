@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from ipaddress import ip_network
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -12,7 +13,7 @@ from native.settings import deployed
 from tests.support import load_conf
 from twinstack_runtime import serving
 from twinstack_runtime.proxy import clean_prefix, is_trusted, request_id
-from twinstack_runtime.serving import SyncPool, usable_cpus
+from twinstack_runtime.serving import AsyncPool, SyncPool, usable_cpus
 from twinstack_runtime.settings import ServiceSettings
 
 LOOPBACK = [ip_network("127.0.0.1/32"), ip_network("::1/128")]
@@ -76,6 +77,26 @@ def test_usable_cpus_capped_by_cgroup_quota(monkeypatch, tmp_path):
     assert usable_cpus() == 2
     cpu_max.write_text("max 100000\n")
     assert usable_cpus() == 4
+
+
+@pytest.mark.parametrize(("limit", "cpus"), [("1", 1), ("3", 3), ("16", 4)])
+def test_a_cpu_limit_given_by_the_orchestrator_sizes_both_pools(monkeypatch, limit, cpus):
+    """Kubernetes hands a container its limits.cpu through the downward API
+    (TWINSTACK_CPU_LIMIT); the worker counts follow it, never above the CPUs usable here."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.setattr(serving, "Path", lambda p: Path("/nonexistent/cpu.max"))
+    monkeypatch.setenv("TWINSTACK_CPU_LIMIT", limit)
+    assert AsyncPool().worker_count() == cpus
+    assert SyncPool().worker_count() == 2 * cpus + 1
+    monkeypatch.setenv("TWINSTACK_SYNC_WORKERS", "7")  # an explicit count still wins
+    assert SyncPool().worker_count() == 7
+
+
+@pytest.mark.parametrize("limit", ["0", "-1", "two", "1.5"])
+def test_a_cpu_limit_that_is_not_a_whole_positive_number_is_refused(monkeypatch, limit):
+    monkeypatch.setenv("TWINSTACK_CPU_LIMIT", limit)
+    with pytest.raises(ValidationError, match="TWINSTACK_CPU_LIMIT"):
+        AsyncPool()
 
 
 def test_pool_settings_reject_unknown_worker_class(monkeypatch):
