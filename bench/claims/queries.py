@@ -189,6 +189,10 @@ def _median(c: Contender) -> float:
     return statistics.median(r.throughput_rps for r in c.runs) if c.runs else 0.0
 
 
+def _p99(c: Contender) -> float:
+    return statistics.median(r.latency_ms.p99 for r in c.runs) if c.runs else 0.0
+
+
 def _record(concurrency: int, entries: list[Contender], pgbench: dict[int, Contender], pooled: bool) -> ClaimRecord:
     by = {c.name: c for c in entries}
     sync = by["q-sync"]
@@ -202,14 +206,18 @@ def _record(concurrency: int, entries: list[Contender], pgbench: dict[int, Conte
         findings.append(
             f"{where} with {a.connections} vs {s.connections} server connections: async {_median(a):.0f} req/s "
             f"({_median(a) / _median(pgbench[a.connections]):.3f} x pgbench), sync {_median(s):.0f} "
-            f"({_median(s) / _median(pgbench[s.connections]):.3f} x pgbench), async / sync {ratio:.2f}: {outcome}"
+            f"({_median(s) / _median(pgbench[s.connections]):.3f} x pgbench), async / sync {ratio:.2f}: {outcome}; "
+            f"p99 {_p99(a):.0f} ms async, {_p99(s):.0f} ms sync"
         )
-    head, _ = pairs[0]
+    head, other = pairs[0]
     yard = pgbench[head.connections]
     runs = [r for c in entries for r in c.runs]
     runs.sort(key=lambda r: (r.family or "", r.settings.get("round", 0)))
-    bound = head.runs[len(head.runs) // 2].bound_by if head.runs else ""
-    reason = "; ".join(findings) + f". The async run with the head budget was bound by {bound}"
+
+    def bound(c: Contender) -> str:
+        return c.runs[len(c.runs) // 2].bound_by or "" if c.runs else "nothing measured"
+
+    reason = "; ".join(findings) + f". Bound by, at {head.budget}: async, {bound(head)}; sync, {bound(other)}"
     if not pooled:
         reason += "; pgbouncer could not run: only the direct budgets were measured"
     return claim_record(
