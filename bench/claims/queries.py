@@ -33,7 +33,7 @@ from pathlib import Path
 from twinstack_runtime.serving import async_workers, sync_workers
 
 from ..database import SEED_ROWS, Activity, Pgbouncer, pgbench_script
-from ..procs import LabError, Server, free_port
+from ..procs import LabError, Server, free_port, settle
 from ..records import ClaimRecord, Run
 from ..registry import Context, experiment
 from ..verdicts import NOISE, bound_by, claim_record, decide
@@ -160,6 +160,9 @@ def claim_13(lab: Context) -> ClaimRecord:
         for round_no in range(1, m.peer_rounds + 1):
             for c in rng.sample(entries, len(entries)):
                 settings = {"round": round_no, "round_order_seed": seed, "db_connections": c.connections}
+                # Idle first (what the last run left queued is served), then count: the
+                # connections this run used, not the last run's stragglers.
+                settle([*c.servers, postgres])
                 with Activity(lab.database.url) as activity:
                     if c.service == "pgbench":
                         run = lab.gen.pgbench(
