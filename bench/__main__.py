@@ -10,6 +10,7 @@ schema                        the JSON schema of results.json (bench/results.sch
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -25,6 +26,9 @@ def _run(args: argparse.Namespace) -> int:
     from .report import write_report
 
     mode = MODES[args.mode]
+    # Ctrl-C stops every server and generator the lab started (Lab.run), also when the lab was
+    # started in the background, where the shell has SIGINT ignored and Python would keep it so.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     wrk_binary()  # fail before starting anything when the generator is missing
     out = args.out or (ROOT / "reports" / f"bench-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)

@@ -41,6 +41,8 @@ from .records import Background, Latency, Run, Settings
 WRK_SCRIPT = Path(__file__).with_name("wrk_json.lua")
 # wrk reads one script: the staggered runs get wrk_json.lua with wrk_stagger.lua after it.
 WRK_STAGGER = Path(__file__).with_name("wrk_stagger.lua")
+# The share of pgbench's transactions whose latency is logged for the percentiles.
+PGBENCH_SAMPLING = 0.1
 # A Lua file that makes wrk's requests, and the arguments it is given.
 Script = tuple[Path, Sequence[str]]
 SATURATED = 0.9
@@ -268,8 +270,9 @@ class Generator:
         settings: Settings | None = None,
     ) -> Run:
         """pgbench running ``script`` on ``clients`` connections for ``duration_s``, prepared
-        statements (the protocol psycopg uses after a statement's fifth run), every transaction's
-        latency logged and read back for the percentiles."""
+        statements (the protocol psycopg uses after a statement's fifth run), one transaction in
+        ``PGBENCH_SAMPLING`` logged and read back for the percentiles (logging them all, some
+        150 000 lines a run, would cost the CPUs it measures)."""
         settled = settle(watch)
         folder = Path(tempfile.mkdtemp(prefix="pgbench-", dir=self.scratch))
         (folder / "script.sql").write_text(script)
@@ -279,7 +282,8 @@ class Generator:
         public = parts._replace(netloc=f"{parts.username}@{parts.hostname}:{parts.port}").geturl()
         cmd = [
             binary, "--no-vacuum", "--protocol=prepared", f"--file={folder / 'script.sql'}", f"--client={clients}",
-            f"--jobs={threads}", f"--time={duration_s}", "--log", f"--log-prefix={folder / 'tx'}", public,
+            f"--jobs={threads}", f"--time={duration_s}", "--log", f"--sampling-rate={PGBENCH_SAMPLING}",
+            f"--log-prefix={folder / 'tx'}", public,
         ]  # fmt: skip
         with Sampler(watch) as sampler:
             proc = subprocess.Popen(

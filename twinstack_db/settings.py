@@ -61,8 +61,8 @@ class DatabaseSettings(BaseSettings):
     db_prepared_statements: bool = Field(
         True,
         description="Let psycopg prepare a statement on the server after its fifth run on a connection. Set false "
-        "behind a transaction-pooling pgbouncer older than 1.21: a statement prepared on one server connection is "
-        "missing on the next one the pooler hands out.",
+        "behind a transaction-pooling pgbouncer that keeps no prepared statements (before 1.21, or with "
+        "max_prepared_statements = 0): a statement prepared on one server connection is missing on the next.",
     )
 
 

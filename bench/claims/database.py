@@ -14,6 +14,8 @@ from twinstack_db import budget
 from twinstack_db.settings import DEFAULT_MAX_CONNECTIONS, SyncDbPool
 from twinstack_runtime.serving import sync_workers
 
+from ..database import MAX_CONNECTIONS as DB_MAX_CONNECTIONS
+from ..procs import LabError
 from ..records import ClaimRecord, Run
 from ..registry import Context, experiment
 from ..verdicts import bound_by, claim_record, decide
@@ -33,12 +35,27 @@ def most_per_worker(async_n: int, sync_n: int, max_connections: int = DEFAULT_MA
     return max(0, spare // async_n)
 
 
-def _pool_env(prefix: str, connections: int) -> dict[str, str]:
+def pool_env(prefix: str, connections: int, **more: str) -> dict[str, str]:
+    """A pool's settings for ``connections`` a worker (no overflow), queued rather than refused."""
     return {
         f"TWINSTACK_{prefix}_DB_POOL_SIZE": str(connections),
         f"TWINSTACK_{prefix}_DB_MAX_OVERFLOW": "0",
         "TWINSTACK_DB_POOL_TIMEOUT_S": POOL_TIMEOUT_S,
+        **more,
     }
+
+
+def refused(lab: Context, per_worker: int) -> str:
+    """Start an async pool asking for ``per_worker`` connections a worker: what its master said
+    when it refused to start (the budget check, before any worker), or "" if it started."""
+    server = lab.pool("db-async-over-budget", "async", env=pool_env("ASYNC", per_worker))
+    try:
+        lab.servers.start(server)
+    except LabError as exc:
+        said = next((line for line in str(exc).splitlines() if "does not fit" in line), "")
+        return said.strip() or str(exc).splitlines()[0]
+    lab.servers.stop(server)
+    return ""
 
 
 @experiment("claim-12", "the database pool as the limit of /db", claims=(12,), after=("claims-3-9",))
@@ -48,9 +65,9 @@ def claim_12(lab: Context) -> ClaimRecord:
     path = f"/db?delay_ms={delay_ms}"
     levels = [c for c in m.io_levels if c <= MAX_LEVEL]
     pools = {
-        f"async, {SMALL} connections a worker": lab.pool("db-async-small", "async", env=_pool_env("ASYNC", SMALL)),
-        f"async, {LARGE} connections a worker": lab.pool("db-async-large", "async", env=_pool_env("ASYNC", LARGE)),
-        "sync, one connection in use a worker": lab.pool("db-sync", "sync", env=_pool_env("SYNC", 2)),
+        f"async, {SMALL} connections a worker": lab.pool("db-async-small", "async", env=pool_env("ASYNC", SMALL)),
+        f"async, {LARGE} connections a worker": lab.pool("db-async-large", "async", env=pool_env("ASYNC", LARGE)),
+        "sync, one connection in use a worker": lab.pool("db-sync", "sync", env=pool_env("SYNC", 2)),
     }
     per_worker = {f"async, {SMALL} connections a worker": SMALL, f"async, {LARGE} connections a worker": LARGE}
     lab.section(f"claim 12: {path} against concurrency {levels[0]} -> {levels[-1]}, the pool as the limit")
@@ -78,17 +95,25 @@ def claim_12(lab: Context) -> ClaimRecord:
     ratio = top.throughput_rps / pool_rps if pool_rps else 0.0
     knee = top.concurrency > top.slots
     raised = top_large.throughput_rps / top.throughput_rps if top.throughput_rps else 0.0
-    ok = knee and LOW <= ratio <= HIGH
     workers = top.slots // SMALL
-    most = most_per_worker(workers, sync_workers(lab.cores))
+    # Where max_connections binds: the most a worker may have beside the sync pool's defaults,
+    # and a master asked for one more, started for real.
+    most = most_per_worker(workers, sync_workers(lab.cores), DB_MAX_CONNECTIONS)
+    said = refused(lab, most + 1)
+    ok = knee and LOW <= ratio <= HIGH and bool(said)
     reason = (
         f"at c={top.concurrency}, {top.slots} connections: {top.throughput_rps:.0f} req/s, "
         f"{ratio:.2f} x connections / latency ({pool_rps:.0f}) and {top.throughput_rps / loop_rps:.2f} x what the "
         f"event loops could hold (c / latency, {loop_rps:.0f}); {top_large.slots} connections: "
-        f"{top_large.throughput_rps:.0f} req/s ({raised:.1f} x). Raising the pool goes on raising that limit until "
-        f"max_connections binds: under PostgreSQL's default ({DEFAULT_MAX_CONNECTIONS}), beside the sync pool's "
-        f"defaults, the budget check lets an async worker have at most {most} connections "
-        f"({workers * most / (delay_ms / 1000):.0f} req/s at this latency), and refuses to start the masters beyond"
+        f"{top_large.throughput_rps:.0f} req/s ({raised:.1f} x). Raising the pool raises that limit until "
+        f"max_connections binds: {DB_MAX_CONNECTIONS} on the lab's server allow an async worker at most {most} "
+        f"connections beside the sync pool's defaults (a limit of {workers * most / (delay_ms / 1000):.0f} req/s "
+        f"at this latency, computed); a master asked for {most + 1} "
+        + (
+            f"refused to start, before any worker (measured): {said[:160]}"
+            if said
+            else "started: the check did not bind"
+        )
     )
     if not knee:
         reason = (

@@ -37,12 +37,12 @@ from ..procs import LabError, Server, free_port, settle
 from ..records import ClaimRecord, Run
 from ..registry import Context, experiment
 from ..verdicts import NOISE, bound_by, claim_record, decide
+from .database import pool_env
 
 WRK_ORDERS = Path(__file__).parent.parent / "wrk_orders.lua"
 # Client connections each async worker keeps to pgbouncer: more than the server connections
 # behind it, so the pooler, not the worker's pool, is what limits them.
 POOLED_ASYNC_CONNECTIONS = 10
-POOL_TIMEOUT_S = "30"  # queued for a connection rather than refused, as in claim 12
 
 
 @dataclass
@@ -58,22 +58,13 @@ class Contender:
     runs: list[Run] = field(default_factory=list)
 
 
-def _pool_env(prefix: str, connections: int, database: dict[str, str]) -> dict[str, str]:
-    return {
-        f"TWINSTACK_{prefix}_DB_POOL_SIZE": str(connections),
-        f"TWINSTACK_{prefix}_DB_MAX_OVERFLOW": "0",
-        "TWINSTACK_DB_POOL_TIMEOUT_S": POOL_TIMEOUT_S,
-        **database,
-    }
-
-
 def _stack(lab: Context, c: Contender, workers: int, per_worker: int, database: dict[str, str]) -> None:
     """The contender's pool and an nginx of twinstack's configuration in front of it, which lets
     every client of the run in: the sync pool's in-flight limit (10 x its workers by default)
     would otherwise answer the clients beyond it with 503 at once, and the run would measure
     nginx shedding load instead of the pool serving it."""
     prefix = c.service.upper()
-    pool = lab.pool(c.name, c.service, workers=workers, env=_pool_env(prefix, per_worker, database))
+    pool = lab.pool(c.name, c.service, workers=workers, env=pool_env(prefix, per_worker, **database))
     port = free_port()
     nginx = lab.render_nginx(
         f"{c.name}-nginx",
@@ -141,6 +132,7 @@ def claim_13(lab: Context) -> ClaimRecord:
     lab.database.seed(SEED_ROWS, ids)
     try:
         bouncer: Pgbouncer | None = Pgbouncer(lab.database, sync_workers(lab.cores))
+        lab.servers.start(bouncer.server)
     except LabError as exc:  # the direct runs still stand
         lab.failed("claim 13 through pgbouncer", exc)
         bouncer = None
@@ -156,6 +148,7 @@ def claim_13(lab: Context) -> ClaimRecord:
         f"claim 13: GET /orders/{{id}} through nginx, c={c_wrk}, {len(stacks)} stacks and pgbench, "
         f"{m.peer_rounds} rounds in random order (seed {seed})"
     )
+    # pgbouncer, started above, is stopped with the stacks that use it.
     with lab.servers.started(*{id(s): s for c in stacks for s in c.servers}.values()):
         for round_no in range(1, m.peer_rounds + 1):
             for c in rng.sample(entries, len(entries)):
@@ -192,6 +185,11 @@ def _median(c: Contender) -> float:
     return statistics.median(r.throughput_rps for r in c.runs) if c.runs else 0.0
 
 
+def _vs_pgbench(c: Contender) -> float:
+    """The median of each round's throughput over pgbench's in the same round, on as many connections."""
+    return statistics.median(r.database_ratio or 0.0 for r in c.runs) if c.runs else 0.0
+
+
 def _p99(c: Contender) -> float:
     return statistics.median(r.latency_ms.p99 for r in c.runs) if c.runs else 0.0
 
@@ -208,8 +206,8 @@ def _record(concurrency: int, entries: list[Contender], pgbench: dict[int, Conte
         where = "through pgbouncer, both" if a.pooled else "direct"
         findings.append(
             f"{where} with {a.connections} vs {s.connections} server connections: async {_median(a):.0f} req/s "
-            f"({_median(a) / _median(pgbench[a.connections]):.3f} x pgbench), sync {_median(s):.0f} "
-            f"({_median(s) / _median(pgbench[s.connections]):.3f} x pgbench), async / sync {ratio:.2f}: {outcome}; "
+            f"({_vs_pgbench(a):.3f} x pgbench), sync {_median(s):.0f} ({_vs_pgbench(s):.3f} x pgbench), "
+            f"async / sync {ratio:.2f}: {outcome}; "
             f"p99 {_p99(a):.0f} ms async, {_p99(s):.0f} ms sync"
         )
     head, other = pairs[0]
@@ -232,12 +230,12 @@ def _record(concurrency: int, entries: list[Contender], pgbench: dict[int, Conte
         runs=runs,
         yardstick=(
             f"pgbench, {yard.connections} connections",
-            "the same statement, prepared, median round",
+            "the same statement, prepared, median round; the ratio is the median of each round's",
             _median(yard),
             "req/s",
         ),
         measured=(f"async, {head.budget} (median round)", _median(head), "req/s"),
-        ratio=_median(head) / _median(yard) if _median(yard) else 0.0,
+        ratio=_vs_pgbench(head),
         band=f"holds where async answered more than sync in every round, by more than {NOISE:.0%}, at every budget",
         verdict=decide(all(held), reason, runs),
     )

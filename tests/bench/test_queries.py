@@ -89,7 +89,14 @@ def _contender(name: str, service: str, connections: int, rps: list[float], pool
     c = Contender(name, service, connections, f"{connections}: {name}", pooled=pooled)
     settings = SYNC if service == "sync" else {"workers": 2}
     c.runs = [
-        run(x, c=16, settings={**settings, "round": i + 1}, family=name, bound_by="the box's CPUs")
+        run(
+            x,
+            c=16,
+            settings={**settings, "round": i + 1},
+            family=name,
+            bound_by="the box's CPUs",
+            database_ratio=x / 5000,
+        )
         for i, x in enumerate(rps)
     ]
     return c

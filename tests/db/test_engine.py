@@ -6,13 +6,14 @@ next)."""
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import select, text
 
 from twinstack_db.engine import async_engine, sync_engine
 from twinstack_db.orders import orders
-from twinstack_db.settings import DatabaseSettings, SyncDbPool
+from twinstack_db.settings import AsyncDbPool, DatabaseSettings, SyncDbPool
 
 RUNS = 8  # psycopg prepares a statement on its fifth run on a connection
 PREPARED = text("SELECT count(*) FROM pg_prepared_statements")
@@ -37,7 +38,7 @@ def test_sync_engine_prepares_statements_only_when_allowed(database_url: str, pr
 @pytest.mark.parametrize(("prepared", "expect"), [("true", True), ("false", False)])
 def test_async_engine_prepares_statements_only_when_allowed(database_url: str, prepared: str, expect: bool):
     async def count() -> int:
-        engine = async_engine(settings(database_url, prepared), SyncDbPool(pool_size=1, max_overflow=0), "test")
+        engine = async_engine(settings(database_url, prepared), AsyncDbPool(pool_size=1, max_overflow=0), "test")
         try:
             async with engine.connect() as conn:
                 for _ in range(RUNS):
@@ -46,7 +47,10 @@ def test_async_engine_prepares_statements_only_when_allowed(database_url: str, p
         finally:
             await engine.dispose()
 
-    assert (asyncio.run(count()) > 0) is expect
+    # In a thread of its own: a loop left running in this one (Playwright's sync API) would
+    # refuse asyncio.run.
+    with ThreadPoolExecutor(1) as pool:
+        assert (pool.submit(lambda: asyncio.run(count())).result() > 0) is expect
 
 
 def test_a_setting_that_is_not_a_boolean_is_refused(monkeypatch: pytest.MonkeyPatch):
