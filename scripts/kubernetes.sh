@@ -45,11 +45,23 @@ case "${1:-}" in
     # A Job cannot be changed: this release's migration replaces the last one's.
     "$KUBECTL" -n "$NS" delete job migrate --ignore-not-found >/dev/null
     "$PY" -m deploy.kubernetes render "$OVERLAY" | "$KUBECTL" apply -f -
-    "$KUBECTL" -n "$NS" wait --for=condition=complete job/migrate --timeout=300s
+    # The migration: done, or failed (its log, and stop), within 5 minutes.
+    for _ in $(seq 150); do
+      state="$("$KUBECTL" -n "$NS" get job migrate -o jsonpath='{.status.succeeded},{.status.conditions[?(@.type=="Failed")].status}')"
+      case "$state" in
+        1,*) break ;;
+        *,True) "$KUBECTL" -n "$NS" logs job/migrate --tail=50 >&2 || true
+                echo "error: the migration failed (kubectl -n $NS describe job/migrate)." >&2; exit 1 ;;
+      esac
+      sleep 2
+    done
+    [ "${state%%,*}" = 1 ] || { echo "error: the migration did not finish in 5 minutes." >&2; exit 1; }
     for name in "${DEPLOYMENTS[@]}"; do "$KUBECTL" -n "$NS" rollout status "deployment/$name" --timeout=300s; done
     echo "twinstack is up (Kubernetes, $OVERLAY): kubectl -n $NS port-forward svc/nginx 8080:8080, then http://localhost:8080/"
     ;;
-  down) "$PY" -m deploy.kubernetes render "$OVERLAY" | "$KUBECTL" delete --ignore-not-found -f - ;;
+  # The namespace stays, and with it the Secret and the database's volume claim: data outlives
+  # `down` here as it does natively and under Compose.
+  down) "$PY" -m deploy.kubernetes render "$OVERLAY" --without-namespace | "$KUBECTL" delete --ignore-not-found -f - ;;
   status) "$KUBECTL" -n "$NS" get deployments,statefulsets,jobs,pods,services,hpa,pdb ;;
   logs) "$KUBECTL" -n "$NS" logs -f --all-containers --max-log-requests=20 --prefix -l app.kubernetes.io/part-of=twinstack ;;
   *) echo "usage: $0 up|down|status|logs" >&2; exit 2 ;;

@@ -34,6 +34,24 @@ def without(half: str, dest: Path) -> Path:
     line = f"  - {package}/compose.yaml\n"
     assert line in compose.read_text()
     compose.write_text(compose.read_text().replace(line, ""))
+    # And the lines that name its files in the Kubernetes kustomizations (README, "Start your own project").
+    (program,) = [h.program for h in HALVES if h.prefix == half]
+    base = [
+        f"  - {program}.yaml\n",
+        f"  - {{name: twinstack-{program}, newTag: 0.1.0}}\n",
+        f"      - ../../../nginx/templates/{half}.conf.template\n",
+        f"      - ../../../nginx/locations/{half}.conf\n",
+    ]
+    for kustomization, lines in (
+        ("deploy/kubernetes/base/kustomization.yaml", base),
+        ("deploy/kubernetes/overlays/production/kustomization.yaml", [f"  - {program}.yaml\n"]),
+    ):
+        path = dest / kustomization
+        text = path.read_text()
+        for line in lines:
+            assert line in text, (kustomization, line)
+            text = text.replace(line, "")
+        path.write_text(text)
     # A project of its own, under version control as a user's would be.
     commit(dest, f"without the {half} half")
     return dest

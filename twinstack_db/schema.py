@@ -24,14 +24,23 @@ from .settings import DatabaseSettings, sqlalchemy_url
 CONFIG = Path("migrations") / "alembic.ini"
 
 
-def heads(config: Path = CONFIG) -> set[str]:
-    """The revisions the migrations end in."""
+def _script(config: Path):
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
     if not config.is_file():
         raise FileNotFoundError(f"no Alembic configuration at {config}")
-    return set(ScriptDirectory.from_config(Config(str(config))).get_heads())
+    return ScriptDirectory.from_config(Config(str(config)))
+
+
+def heads(config: Path = CONFIG) -> set[str]:
+    """The revisions the migrations end in."""
+    return set(_script(config).get_heads())
+
+
+def known(config: Path = CONFIG) -> set[str]:
+    """Every revision these migrations hold."""
+    return {revision.revision for revision in _script(config).walk_revisions()}
 
 
 def current(url: str) -> set[str]:
@@ -53,9 +62,11 @@ def wait(
     interval_s: float = 2,
     say: Callable[[str], None] = print,
 ) -> None:
-    """Return once the database is at the migrations' heads; TimeoutError after ``timeout_s``,
-    saying what it saw last (a database that cannot be reached is waited for too)."""
-    wanted = heads(config)
+    """Return once the database is at the migrations' heads, or ahead of them (a revision these
+    migrations do not hold: a rollback's pods run on the newer schema, which migrations keep
+    compatible for a release); TimeoutError after ``timeout_s``, saying what it saw last (a
+    database that cannot be reached is waited for too)."""
+    wanted, ours = heads(config), known(config)
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -63,6 +74,9 @@ def wait(
             last = f"the database is at {sorted(seen) or 'no revision'}, the migrations end at {sorted(wanted)}"
             if seen == wanted:
                 say(f"schema at head: {', '.join(sorted(wanted))}")
+                return
+            if seen - ours:
+                say(f"schema ahead of these migrations ({', '.join(sorted(seen - ours))}): serving on it")
                 return
         except SQLAlchemyError as exc:
             # The driver's first line names the host and the reason, never the password.

@@ -121,12 +121,21 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m deploy.kubernetes")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("render", help="Print a rendered target.").add_argument("target", choices=sorted(TARGETS))
+    rendering = sub.add_parser("render", help="Print a rendered target.")
+    rendering.add_argument("target", choices=sorted(TARGETS))
+    rendering.add_argument(
+        "--without-namespace", action="store_true",
+        help="Leave the Namespace out (what `down` deletes: the namespace keeps the Secret and the volume claims).",
+    )  # fmt: skip
     sub.add_parser("check", help="Render, validate and checkov every target.")
     args = parser.parse_args(argv)
     try:
         if args.command == "render":
-            print(render(args.target), end="")
+            text = render(args.target)
+            if args.without_namespace:
+                kept = [o for o in objects(text) if o["kind"] != "Namespace"]
+                text = yaml.safe_dump_all(kept, sort_keys=False)
+            print(text, end="")
             return 0
         with tempfile.TemporaryDirectory() as folder:
             problems = check(Path(folder))

@@ -54,3 +54,19 @@ def test_an_unreachable_database_is_waited_for_then_named_without_its_password()
     done = run_wait(url, "--timeout", "1")
     assert done.returncode == 1
     assert "cannot be reached" in done.stderr and "s3cret-word" not in done.stderr + done.stdout
+
+
+def test_a_database_ahead_of_these_migrations_is_served_on_as_after_a_rollback(postgres_url: str):
+    """A rollback's pods carry the previous migrations; the database is at a newer revision
+    they do not know: they wait for nothing and serve on it."""
+    import psycopg
+
+    from tests.conftest import other_database
+
+    url = other_database(postgres_url, "ahead")
+    assert alembic(url, "upgrade", "head").returncode == 0
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = 'f00dcafe0099'")
+    done = run_wait(url, "--timeout", "5")
+    assert done.returncode == 0, done.stderr
+    assert "schema ahead of these migrations (f00dcafe0099)" in done.stdout

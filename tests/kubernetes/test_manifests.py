@@ -34,7 +34,10 @@ WORKLOADS = ("Deployment", "StatefulSet", "Job")
 # NetworkPolicy lets only nginx reach the pools), and nginx's stub_status is for its own pod.
 DIFFERENT = {"TWINSTACK_TRUSTED_PROXIES", "TWINSTACK_NGINX_STATUS_LISTEN", "TWINSTACK_NGINX_STATUS_ALLOW"}
 # The production overlay's external server allows more connections than Compose's default.
-SIZED = {"production": {"TWINSTACK_DB_MAX_CONNECTIONS"}, "local": set()}
+SIZED = {
+    "production": {"TWINSTACK_DB_MAX_CONNECTIONS", "TWINSTACK_ASYNC_DB_POOL_SIZE", "TWINSTACK_ASYNC_DB_MAX_OVERFLOW"},
+    "local": set(),
+}
 # The checks skipped, each with its reason in an annotation beside the object.
 SKIPPED = {"CKV_K8S_43", "CKV_K8S_35", "CKV_K8S_40"}
 
@@ -265,27 +268,29 @@ def workers(service: str, cpu_limit: str, monkeypatch: pytest.MonkeyPatch) -> in
 
 
 def pools_at_most(objs: list[dict], monkeypatch: pytest.MonkeyPatch, extra_replicas: int = 0) -> list:
-    """The pools as the budget counts them when every connection they may open is open: each
-    pool's most replicas (the autoscaler's maximum, or its replica count) plus a rollout's
-    surge, each pod's workers (from its CPU limit) x its pool. budget.check adds the migrator
-    and the reserve."""
+    """The pools as the budget counts them when every connection they may open is open. During
+    a rollout (maxUnavailable 0) a pool's pods are its new ones, at most its most replicas
+    (the autoscaler's maximum, or its replica count), beside old ones still draining, whose
+    pools stay open until they exit: at most as many again. So twice the most replicas, each
+    with its workers (from its CPU limit) x its pool; budget.check adds the migrator and the
+    reserve."""
     scalers = {o["spec"]["scaleTargetRef"]["name"]: o for o in objs if o["kind"] == "HorizontalPodAutoscaler"}
     pools = []
     for half in deployed():
         deployment = find(objs, "Deployment", half.program)
         container = deployment["spec"]["template"]["spec"]["containers"][0]
         env = env_of(objs, container)
-        replicas = (
+        most = (
             scalers[half.program]["spec"]["maxReplicas"] if half.program in scalers else deployment["spec"]["replicas"]
         )
-        surge = deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"]
+        assert deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"] <= most  # else the surge adds more
         per_pod = workers(half.prefix, container["resources"]["limits"]["cpu"], monkeypatch)
         prefix = half.prefix.upper()
         limits = (AsyncDbPool if half.prefix == "async" else SyncDbPool).model_construct(
             pool_size=int(env[f"TWINSTACK_{prefix}_DB_POOL_SIZE"]),
             max_overflow=int(env[f"TWINSTACK_{prefix}_DB_MAX_OVERFLOW"]),
         )
-        pools.append(budget.PoolBudget(half.prefix, (replicas + surge + extra_replicas) * per_pod, limits))
+        pools.append(budget.PoolBudget(half.prefix, (2 * most + extra_replicas) * per_pod, limits))
     return pools
 
 
@@ -362,6 +367,8 @@ def test_production_scales_each_pool_and_keeps_every_replicated_deployment_throu
     for name, spec in scaled.items():
         assert 2 <= spec["minReplicas"] < spec["maxReplicas"], name
     budgets = [o["spec"] for o in objs if o["kind"] == "PodDisruptionBudget"]
+    for name in scaled:  # the autoscaler alone sets the replicas: an apply must not reset them
+        assert "replicas" not in find(objs, "Deployment", name)["spec"], name
     for o in objs:
         if o["kind"] == "Deployment" and (o["spec"].get("replicas", 1) > 1 or o["metadata"]["name"] in scaled):
             labels = o["spec"]["template"]["metadata"]["labels"]
@@ -370,14 +377,46 @@ def test_production_scales_each_pool_and_keeps_every_replicated_deployment_throu
 
 
 def matches(selector: dict, labels: dict) -> bool:
+    """A label selector (matchLabels, and matchExpressions with In and NotIn) against labels."""
+    for expression in selector.get("matchExpressions", []):
+        inside = labels.get(expression["key"]) in expression["values"]
+        if inside != (expression["operator"] == "In"):
+            return False
     return selector.get("matchLabels", {}).items() <= labels.items()
+
+
+def may_leave(policies: list[dict], labels: dict, port: int, protocol: str = "TCP") -> bool:
+    """Whether a pod with ``labels`` may open a connection to ``port`` outside the cluster."""
+    selecting = [p["spec"] for p in policies if "Egress" in p["spec"]["policyTypes"]]
+    selecting = [spec for spec in selecting if matches(spec["podSelector"], labels)]
+    return not selecting or any(
+        not rule.get("ports")
+        or any(
+            p.get("protocol", "TCP") == protocol and p["port"] <= port <= p.get("endPort", p["port"])
+            for p in rule["ports"]
+        )
+        for spec in selecting
+        for rule in spec.get("egress", [])
+    )
+
+
+def test_in_production_only_the_pools_and_the_migration_reach_the_external_database(rendered):
+    objs = load(rendered, "production")
+    policies = [o for o in objs if o["kind"] == "NetworkPolicy"]
+    for o in objs:
+        if o["kind"] in WORKLOADS:
+            labels = o["spec"]["template"]["metadata"]["labels"]
+            client = labels["app.kubernetes.io/component"] in ("pool", "migration")
+            assert may_leave(policies, labels, 5432) == client, o["metadata"]["name"]
+            assert may_leave(policies, labels, 53, "UDP") and may_leave(policies, labels, 443)
 
 
 def reachable(policies: list[dict], source: tuple[str, dict], target: dict, port: int) -> bool:
     """Whether a connection from ``source`` (its namespace, its labels) to a pod of the
     namespace with ``target`` labels on ``port`` is let through by the NetworkPolicies."""
     namespace, labels = source
-    selecting = [p["spec"] for p in policies if matches(p["spec"]["podSelector"], target)]
+    selecting = [p["spec"] for p in policies if "Ingress" in p["spec"]["policyTypes"]]
+    selecting = [spec for spec in selecting if matches(spec["podSelector"], target)]
     if not selecting:
         return True
     for spec in selecting:
@@ -385,7 +424,11 @@ def reachable(policies: list[dict], source: tuple[str, dict], target: dict, port
             port_ok = not rule.get("ports") or any(p["port"] == port for p in rule["ports"])
             peers = rule.get("from")
             peer_ok = not peers or any(
-                ("namespaceSelector" in peer or namespace == "twinstack")
+                (
+                    matches(peer["namespaceSelector"], {"kubernetes.io/metadata.name": namespace})
+                    if "namespaceSelector" in peer
+                    else namespace == "twinstack"
+                )
                 and matches(peer.get("podSelector", {}), labels)
                 for peer in peers
             )
@@ -401,10 +444,12 @@ def test_only_the_named_paths_are_open(rendered):
         o["metadata"]["name"]: o["spec"]["template"]["metadata"]["labels"] for o in objs if o["kind"] in WORKLOADS
     }
     inside = {name: ("twinstack", pod) for name, pod in labels.items()}
+    prometheus = {"app.kubernetes.io/name": "prometheus"}
     everyone = {
         **inside,
         "outside": ("elsewhere", {}),
-        "prometheus": ("monitoring", {"app.kubernetes.io/name": "prometheus"}),
+        "prometheus": ("monitoring", prometheus),
+        "a pod calling itself prometheus elsewhere": ("elsewhere", prometheus),
     }
     pools = [h.program for h in deployed()]
     allowed = {
@@ -457,7 +502,7 @@ def test_prometheus_scrapes_each_pool_pod_on_its_own_port_and_nothing_else(rende
     for name, target in scraped.items():
         port = find(objs, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]
         assert target["__address__"] == f"10.1.2.3:{port}" and target["__metrics_path__"] == "/metrics"
-        assert target["pool"] == name
+        assert target["job"] == name and target["pool"] == {"fastapi": "async", "flask": "sync"}[name]
 
 
 def test_the_kubernetes_runner_applies_nothing_when_no_cluster_answers(tmp_path):
