@@ -19,6 +19,10 @@ from .modes import MODES
 from .procs import ROOT, LabError
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _run(args: argparse.Namespace) -> int:
     from .compare import write
     from .lab import Lab
@@ -27,8 +31,10 @@ def _run(args: argparse.Namespace) -> int:
 
     mode = MODES[args.mode]
     # Ctrl-C stops every server and generator the lab started (Lab.run), also when the lab was
-    # started in the background, where the shell has SIGINT ignored and Python would keep it so.
+    # started in the background, where the shell has SIGINT ignored and Python would keep it so;
+    # SIGTERM (kill, a CI runner's timeout) the same way.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     wrk_binary()  # fail before starting anything when the generator is missing
     out = args.out or (ROOT / "reports" / f"bench-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)

@@ -268,7 +268,10 @@ def test_bench_compare_without_two_reports_explains_its_usage():
     assert "usage: make bench-compare" in result.stderr
 
 
-def test_ctrl_c_stops_every_server_and_generator_and_writes_no_report(tmp_path, nginx_bin):
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_stops_every_server_and_generator_and_writes_no_report(tmp_path, nginx_bin, stop):
+    """Ctrl-C (SIGINT), or SIGTERM, while the lab measures: every server and load generator
+    it started is gone, and no report is written."""
     import signal
     import time
 
@@ -301,7 +304,7 @@ def test_ctrl_c_stops_every_server_and_generator_and_writes_no_report(tmp_path, 
                 break
             assert time.monotonic() < deadline, commands
             time.sleep(0.1)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(getattr(signal, stop))
         _, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
