@@ -81,9 +81,10 @@ def env_example() -> dict[str, str]:
     return dict(pairs)
 
 
-def interpolate(value: str) -> str:
-    """Compose's ${VAR}, ${VAR:-default}, ${VAR:?error}, resolved from .env.example."""
-    example = env_example()
+def interpolate(value: str, source: dict[str, str] | None = None) -> str:
+    """Compose's ${VAR}, ${VAR:-default}, ${VAR:?error}, resolved from .env.example (or from
+    ``source``: {} gives each default, as Compose does with no .env)."""
+    example = env_example() if source is None else source
 
     def one(m: re.Match) -> str:
         name, op, arg = m.group(1), m.group(2), m.group(3)

@@ -70,18 +70,9 @@ def containers(spec: dict) -> list[dict]:
     return spec.get("initContainers", []) + spec["containers"]
 
 
-def compose_defaults(service: str) -> dict[str, str | None]:
-    """A Compose service's environment as it is with no .env: each ${VAR:-default} its
-    default; a value that must come from .env (${VAR:?...}) None."""
-
-    def one(m: re.Match) -> str:
-        return m.group(2) if m.group(1) == ":-" else "\0"
-
-    out: dict[str, str | None] = {}
-    for name, value in SERVICES[service].get("environment", {}).items():
-        text = re.sub(r"\$\{[A-Z0-9_]+(?:(:-|:\?)([^}]*))?\}", one, str(value))
-        out[name] = None if "\0" in text else text
-    return out
+def compose_defaults(service: str) -> dict[str, str]:
+    """A Compose service's environment as it is with no .env: each ${VAR:-default} its default."""
+    return {name: interpolate(value, source={}) for name, value in SERVICES[service].get("environment", {}).items()}
 
 
 def env_of(objs: list[dict], container: dict) -> dict[str, object]:
@@ -199,7 +190,7 @@ def test_the_same_commands_ports_and_environment_as_compose(rendered, overlay):
             if not var.startswith("TWINSTACK_") or var in DIFFERENT | SIZED[overlay] or value == "":
                 continue
             assert var in kube_env, (name, var)
-            if isinstance(kube_env[var], str) and value is not None:
+            if isinstance(kube_env[var], str):
                 assert kube_env[var] == value, (name, var, kube_env[var], value)
         for var in kube_env:
             if var.startswith("TWINSTACK_") and not var.startswith(gone):
