@@ -142,7 +142,9 @@ def test_stub_status_on_loopback(stack):
 @pytest.mark.parametrize("prefix", ["/async", "/sync"])
 def test_server_timing_reaches_the_browser(client, prefix):
     timing = client.get(f"{prefix}/io?delay_ms=50").headers["server-timing"]
-    assert float(re.fullmatch(r"app;dur=([\d.]+)", timing).group(1)) >= 50
+    # asyncio runs a timer up to its clock's resolution early (loop._clock_resolution, about
+    # 1 ms): a 50 ms wait can measure 49.9 ms, never less than that.
+    assert float(re.fullmatch(r"app;dur=([\d.]+)", timing).group(1)) >= 49
 
 
 def test_a_dead_workers_gauges_leave_the_metrics(stack):
