@@ -19,6 +19,13 @@ WORKERS ?= 0
 # make up MONITORING=1: Prometheus (and Grafana under Docker) next to the stack.
 MONITORING ?=
 MONITORING_ENV := $(if $(MONITORING),TWINSTACK_MONITORING=$(MONITORING))
+# make up TLS=1: HTTPS on TWINSTACK_TLS_PORT (8443) as well, the plain port redirecting there;
+# TWINSTACK_TLS=true in .env keeps it on. Without a certificate of its own (TWINSTACK_TLS_CERTIFICATE)
+# it uses the one `make tls-cert` makes for localhost, made on first use.
+TLS ?=
+TLS_ON := $(filter 1 true,$(TLS))
+TLS_CERT := nginx/tls/certs/tls.crt
+NATIVE_ENV := $(MONITORING_ENV) $(if $(TLS),TWINSTACK_TLS=$(if $(TLS_ON),true,false))
 COMPOSE_PROFILES_ARGS := $(if $(filter 1 true,$(MONITORING)),--profile monitoring)
 
 # make up STACK=kubernetes OVERLAY=local|production; make k8s-render OVERLAY=...
@@ -58,7 +65,7 @@ loadtest: up ## Headless Locust run against the stack (PROFILE=mixed, WORKERS=0)
 	@$(MAKE) --no-print-directory _loadtest-$(STACK)
 
 check: $(STAMP) .system-deps ## Validate the nginx configuration (nginx -t on the rendered templates)
-	@$(PY) -m native check
+	@$(NATIVE_ENV) $(PY) -m native check
 
 test: lint .test-deps $(CHECKOV) ## Lint, then run the whole test suite (unit, contract, the real stack through nginx)
 	@$(PY) -m pytest
@@ -73,12 +80,12 @@ lint: $(STAMP) ## Check the code with ruff (style, imports, likely bugs)
 	@$(PY) -m ruff check .
 	@$(PY) -m ruff format --check .
 
-tls-cert: ## Make a self-signed certificate for localhost (nginx/tls/certs, for docker-compose.tls.yml)
-	@mkdir -p nginx/tls/certs
-	@openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=localhost" \
-		-addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-		-keyout nginx/tls/certs/tls.key -out nginx/tls/certs/tls.crt 2>/dev/null
-	@echo "nginx/tls/certs/tls.crt (self-signed, 30 days): for local use only"
+tls-cert: ## Make a self-signed certificate for localhost in nginx/tls/certs (make up TLS=1, docker-compose.tls.yml)
+	@rm -f $(TLS_CERT)
+	@$(MAKE) --no-print-directory $(TLS_CERT)
+
+$(TLS_CERT): | $(STAMP)
+	@$(PY) -m native tls-cert
 
 clean: down ## Stop the stack and remove the virtualenv, the database, runtime files and logs
 	@if [ -x $(PY) ]; then $(PY) -m native delete-data; fi
@@ -86,24 +93,24 @@ clean: down ## Stop the stack and remove the virtualenv, the database, runtime f
 
 # --- native mode (not listed) ---------------------------------------------------------------
 .PHONY: _up-native _down-native _status-native _logs-native _loadtest-native
-_up-native: $(STAMP) .system-deps
+_up-native: $(STAMP) .system-deps $(if $(TLS_ON),$(TLS_CERT))
 	@$(if $(filter 1 true,$(MONITORING)),scripts/system-deps.sh prometheus prometheus-nginx-exporter)
-	@$(MONITORING_ENV) $(PY) -m native up
+	@$(NATIVE_ENV) $(PY) -m native up
 _down-native:
 	@if [ -x $(PY) ]; then $(PY) -m native down; else echo "twinstack is not running."; fi
 _reload-native: $(STAMP)
-	@$(MONITORING_ENV) $(PY) -m native reload
+	@$(NATIVE_ENV) $(PY) -m native reload
 _status-native: $(STAMP)
-	@$(MONITORING_ENV) $(PY) -m native status
+	@$(NATIVE_ENV) $(PY) -m native status
 _logs-native: $(STAMP)
-	@$(MONITORING_ENV) $(PY) -m native logs
+	@$(NATIVE_ENV) $(PY) -m native logs
 _loadtest-native: $(STAMP)
-	@host="$$($(PY) -m native url)" && $(PY) -m loadtest $(PROFILE) --host "$$host" --workers $(WORKERS)
+	@host="$$($(NATIVE_ENV) $(PY) -m native url)" && $(PY) -m loadtest $(PROFILE) --host "$$host" --workers $(WORKERS)
 
 # --- Docker Compose (not listed) -----------------------------------------------------------
 .PHONY: _up-docker _down-docker _status-docker _logs-docker _loadtest-docker
-_up-docker: .env
-	$(COMPOSE) $(COMPOSE_PROFILES_ARGS) up -d --build --wait
+_up-docker: .env $(if $(TLS_ON),$(TLS_CERT))
+	$(COMPOSE) $(if $(TLS_ON),-f docker-compose.yml -f docker-compose.tls.yml) $(COMPOSE_PROFILES_ARGS) up -d --build --wait
 	@echo "twinstack is up (Docker Compose): http://localhost:$$(grep -E '^TWINSTACK_PUBLIC_PORT=' .env | cut -d= -f2)/"
 _down-docker:
 	$(COMPOSE) --profile loadtest --profile monitoring down

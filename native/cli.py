@@ -14,6 +14,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -83,9 +84,16 @@ def _port_busy(port: int) -> bool:
     return False
 
 
+# The readiness probes ask nginx on loopback, where a certificate made for the public name (or
+# a self-signed one) cannot match: the probe checks that HTTPS answers, not who signed it.
+_PROBE_TLS = ssl.create_default_context()
+_PROBE_TLS.check_hostname = False
+_PROBE_TLS.verify_mode = ssl.CERT_NONE
+
+
 def _get(url: str) -> int:
     try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
+        with urllib.request.urlopen(url, timeout=2, context=_PROBE_TLS) as resp:
             return resp.status
     except urllib.error.HTTPError as exc:
         return exc.code
@@ -94,7 +102,7 @@ def _get(url: str) -> int:
 
 
 def ready_urls(settings: StackSettings) -> list[str]:
-    base = f"http://127.0.0.1:{settings.http_port}"
+    base = public_url(settings)
     urls = [f"{base}/", *(f"{base}/{half.prefix}/ready" for half in deployed())]
     urls.append(f"http://127.0.0.1:{settings.locust_port}/")
     if settings.monitoring:
@@ -185,12 +193,14 @@ def up(settings: StackSettings) -> None:
         raise StackError(str(exc)) from None
     except postgres.PostgresError as exc:
         raise StackError(str(exc)) from None
+    if settings.tls:
+        check_certificate(settings)
     busy = [f"{name} ({port})" for name, port in settings.ports().items() if _port_busy(port)]
     if busy:
         raise StackError(
             f"port busy: {', '.join(busy)}. Stop what uses it, or choose other ports in .env "
-            "(TWINSTACK_HTTP_PORT, TWINSTACK_ASYNC_PORT, TWINSTACK_SYNC_PORT, TWINSTACK_DOWNSTREAM_PORT, "
-            "TWINSTACK_LOCUST_PORT, TWINSTACK_DB_PORT)."
+            "(TWINSTACK_HTTP_PORT, TWINSTACK_TLS_PORT, TWINSTACK_ASYNC_PORT, TWINSTACK_SYNC_PORT, "
+            "TWINSTACK_DOWNSTREAM_PORT, TWINSTACK_LOCUST_PORT, TWINSTACK_DB_PORT)."
         )
     for directory in (settings.run_dir, settings.log_dir):
         directory.mkdir(parents=True, exist_ok=True)
@@ -218,7 +228,7 @@ def up(settings: StackSettings) -> None:
         print(f"Logs: {settings.log_dir}/", file=sys.stderr)
         raise
     print(f"twinstack is up (native mode, logs in {settings.log_dir}/):")
-    base = f"http://localhost:{settings.http_port}"
+    base = public_url(settings, "localhost")
     print(f"  {'landing page':15} {base}/")
     for half in deployed():
         print(f"  {half.prefix + ' ' + half.page:15} {base}/{half.prefix}/{half.page}")
@@ -356,9 +366,50 @@ def environment(settings: StackSettings) -> dict[str, str]:
     return env
 
 
-def public_url(settings: StackSettings) -> str:
-    """The stack's one public entry: nginx."""
-    return f"http://127.0.0.1:{settings.http_port}"
+def public_url(settings: StackSettings, host: str = "127.0.0.1") -> str:
+    """The stack's one public entry: nginx, over HTTPS when it is on."""
+    return settings.public_url(host)
+
+
+# ECDSA P-256, as ACME clients issue by default: the cheapest handshake of the keys browsers
+# accept. 90 days, as a public CA's certificate.
+CERTIFICATE_DAYS = 90
+
+
+def make_certificate(folder: Path, days: int = CERTIFICATE_DAYS) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost (and 127.0.0.1, ::1) in ``folder``: tls.crt and
+    tls.key, the key readable by its owner only. For local use: no client trusts it unasked."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cert, key = folder / "tls.crt", folder / "tls.key"
+    key.unlink(missing_ok=True)
+    result = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-days", str(days), "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1",
+         "-addext", "extendedKeyUsage=serverAuth",
+         "-keyout", str(key), "-out", str(cert)],
+        capture_output=True, text=True, preexec_fn=lambda: os.umask(0o077),
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise StackError(f"openssl could not make the certificate: {result.stderr.strip()}")
+    cert.chmod(0o644)
+    return cert, key
+
+
+def check_certificate(settings: StackSettings) -> None:
+    """The certificate and key nginx will load: present, readable, PEM, and a pair; said in
+    one sentence before anything starts, rather than as nginx's failure to start."""
+    cert, key = settings.tls_certificate, settings.tls_certificate_key
+    made_here = cert == StackSettings.model_fields["tls_certificate"].default
+    hint = "make tls-cert makes one for localhost" if made_here else "set TWINSTACK_TLS_CERTIFICATE(_KEY)"
+    for name, path in (("certificate", cert), ("key", key)):
+        if not path.is_file():
+            raise StackError(f"TLS is on, but there is no {name} at {path} ({hint}).")
+    try:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        raise StackError(f"TLS is on, but {cert} and {key} are not a PEM certificate and its key: {exc}") from None
 
 
 def render_nginx(settings: StackSettings, prefix: Path, templates: list[Path]) -> dict:
@@ -420,6 +471,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     cluster.add_argument("folder", type=Path)
     cluster.add_argument("--port", type=int, required=True)
+    cert = sub.add_parser(
+        "tls-cert", help="Make a self-signed certificate for localhost: FOLDER/tls.crt and tls.key (local use only)."
+    )
+    cert.add_argument("folder", type=Path, nargs="?", default=ROOT / "nginx" / "tls" / "certs")
     args = parser.parse_args(argv)
     try:
         settings = StackSettings()
@@ -435,6 +490,9 @@ def main(argv: list[str] | None = None) -> int:
             delete_data(settings)
         elif args.command == "render-nginx":
             print(json.dumps(render_nginx(settings, args.prefix, args.template), indent=1))
+        elif args.command == "tls-cert":
+            cert, _ = make_certificate(args.folder)
+            print(f"{cert} (self-signed for localhost, {CERTIFICATE_DAYS} days): for local use only")
         elif args.command == "cluster":
             print(json.dumps(make_cluster(settings, args.folder, args.port), indent=1))
         elif args.command == "up":

@@ -8,6 +8,7 @@ template and its runners cannot silently disagree.
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import subprocess
@@ -32,8 +33,33 @@ def render_template(text: str, env: Mapping[str, str]) -> str:
     return PLACEHOLDER.sub(lambda m: env[m.group(1)], text)
 
 
+# nginx 1.25.1 made HTTP/2 a directive of its own (`http2 on;`) and deprecated the `http2`
+# parameter of `listen`, which is all that older versions (Debian 12's 1.22) know.
+HTTP2_DIRECTIVE_SINCE = (1, 25, 1)
+TLS_TEMPLATE = NGINX_DIR / "tls" / "twinstack-tls.conf.template"
+
+
+@functools.cache
+def version(nginx: str) -> tuple[int, int, int]:
+    """``nginx -v``'s version, as numbers."""
+    result = subprocess.run([nginx, "-v"], capture_output=True, text=True)
+    found = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", result.stderr + result.stdout)
+    if found is None:
+        raise RenderError(f"cannot tell {nginx}'s version from: {(result.stderr + result.stdout).strip()!r}")
+    major, minor, patch = map(int, found.groups())
+    return major, minor, patch
+
+
+def http2_variables(nginx_version: tuple[int, int, int]) -> dict[str, str]:
+    """How the HTTPS server turns HTTP/2 on for this nginx (nginx/tls/twinstack-tls.conf.template)."""
+    if nginx_version >= HTTP2_DIRECTIVE_SINCE:
+        return {"TWINSTACK_TLS_LISTEN_HTTP2": "", "TWINSTACK_TLS_HTTP2": "directive"}
+    return {"TWINSTACK_TLS_LISTEN_HTTP2": "http2", "TWINSTACK_TLS_HTTP2": "listen"}
+
+
 def render(env: Mapping[str, str], prefix: Path) -> Path:
-    """Lay out an nginx prefix directory: nginx.conf, snippets, locations, mime.types, conf.d/."""
+    """Lay out an nginx prefix directory: nginx.conf, snippets, locations, mime.types, conf.d/,
+    and the HTTPS server in conf.d/tls/ when TWINSTACK_TLS is on."""
     conf_d = prefix / "conf.d"
     if conf_d.exists():
         shutil.rmtree(conf_d)
@@ -53,6 +79,10 @@ def render(env: Mapping[str, str], prefix: Path) -> Path:
     shutil.copyfile(mime, prefix / "mime.types")
     for template in sorted((NGINX_DIR / "templates").glob("*.template")):
         (conf_d / template.name.removesuffix(".template")).write_text(render_template(template.read_text(), env))
+    if env.get("TWINSTACK_TLS") == "true":
+        (conf_d / "tls").mkdir()
+        target = conf_d / "tls" / TLS_TEMPLATE.name.removesuffix(".template")
+        target.write_text(render_template(TLS_TEMPLATE.read_text(), env))
     return prefix
 
 

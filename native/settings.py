@@ -56,7 +56,20 @@ def deployed(root: Path = ROOT) -> tuple[Half, ...]:
 class StackSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TWINSTACK_", env_file=ROOT / ".env", extra="ignore")
 
-    http_port: int = Field(8080, ge=1, le=65535, description="nginx, the only public port.")
+    http_port: int = Field(8080, ge=1, le=65535, description="nginx, the only public port (with HTTPS, one of two).")
+    tls: bool = Field(False, description="Serve HTTPS too, on TWINSTACK_TLS_PORT (make up TLS=1).")
+    tls_port: int = Field(8443, ge=1, le=65535, description="nginx's HTTPS port, when TWINSTACK_TLS is on.")
+    tls_certificate: Path = Field(
+        ROOT / "nginx" / "tls" / "certs" / "tls.crt",
+        description="The certificate chain, PEM, leaf first (make tls-cert makes one for localhost).",
+    )
+    tls_certificate_key: Path = Field(ROOT / "nginx" / "tls" / "certs" / "tls.key", description="Its private key, PEM.")
+    tls_redirect: bool = Field(
+        True, description="With HTTPS on, the plain port redirects every request there (308); false: it serves."
+    )
+    tls_stapling: bool = Field(
+        False, description="OCSP stapling: only for a certificate whose CA runs an OCSP responder."
+    )
     async_port: int = Field(ASYNC_PORT, ge=1, le=65535)
     sync_port: int = Field(SYNC_PORT, ge=1, le=65535)
     downstream_port: int = Field(DOWNSTREAM_PORT, ge=1, le=65535)
@@ -148,6 +161,7 @@ class StackSettings(BaseSettings):
     def ports(self) -> dict[str, int]:
         return {
             "nginx": self.http_port,
+            **({"nginx https": self.tls_port} if self.tls else {}),
             **{half.program: half.port(self) for half in deployed()},
             "downstream": self.downstream_port,
             **({} if self.external_database() else {"postgres": self.db_port}),
@@ -216,6 +230,31 @@ class StackSettings(BaseSettings):
         secret = quote(postgres.password(self.run_dir.resolve(), self.db_password), safe="")
         return f"postgresql://{postgres.ROLE}:{secret}@127.0.0.1:{self.db_port}/{postgres.DATABASE}"
 
+    def public_url(self, host: str = "127.0.0.1") -> str:
+        """The stack's one public entry: nginx, over HTTPS when it is on."""
+        if self.tls:
+            return f"https://{host}:{self.tls_port}"
+        return f"http://{host}:{self.http_port}"
+
+    def tls_environment(self) -> dict[str, str]:
+        """The HTTPS server's variables (nginx/tls/twinstack-tls.conf.template), HTTP/2 as the
+        nginx that runs it needs it; rendered only when TWINSTACK_TLS is on."""
+        from . import nginx_config  # it imports this module
+
+        nginx = self.nginx()
+        version = nginx_config.version(nginx) if nginx else nginx_config.HTTP2_DIRECTIVE_SINCE
+        return {
+            "TWINSTACK_TLS": "true" if self.tls else "false",
+            "TWINSTACK_TLS_PORT": str(self.tls_port),
+            # Natively nginx listens where clients connect; under Compose a published port may differ.
+            "TWINSTACK_TLS_PUBLIC_PORT": str(self.tls_port),
+            "TWINSTACK_TLS_CERTIFICATE": str(self.tls_certificate.resolve()),
+            "TWINSTACK_TLS_CERTIFICATE_KEY": str(self.tls_certificate_key.resolve()),
+            "TWINSTACK_TLS_REDIRECT": "true" if self.tls and self.tls_redirect else "false",
+            "TWINSTACK_TLS_STAPLING": "on" if self.tls_stapling else "off",
+            **nginx_config.http2_variables(version),
+        }
+
     def public_dir(self) -> Path | None:
         """As root: where nginx's workers find the web root and their temp files. The checkout
         may sit under a private home (/root, a 0700 temp dir) that an unprivileged worker
@@ -241,6 +280,9 @@ class StackSettings(BaseSettings):
             TWINSTACK_RUN_DIR=str(run_dir),
             TWINSTACK_LOG_DIR=str(log_dir),
             TWINSTACK_HTTP_PORT=str(self.http_port),
+            **self.tls_environment(),
+            # Where Locust's UI points by default: the public entry, HTTPS when it is on.
+            TWINSTACK_PUBLIC_URL=self.public_url(),
             TWINSTACK_ASYNC_PORT=str(self.async_port),
             TWINSTACK_SYNC_PORT=str(self.sync_port),
             TWINSTACK_DOWNSTREAM_PORT=str(self.downstream_port),

@@ -154,3 +154,18 @@ def test_monitoring_switch():
     )
     native = make(DRY_RUN, "up", "MONITORING=1").stdout
     assert "prometheus prometheus-nginx-exporter" in native and "TWINSTACK_MONITORING=1" in native
+
+
+def test_tls_switch():
+    """make up TLS=1: HTTPS natively (TWINSTACK_TLS=true), the certificate made first if there
+    is none; under Compose the TLS override. TLS=0 turns a .env's TWINSTACK_TLS=true off."""
+    certificate = ROOT / "nginx" / "tls" / "certs" / "tls.crt"
+    native = make(DRY_RUN, "up", "TLS=1").stdout
+    assert "TWINSTACK_TLS=true" in native and " -m native up" in native
+    assert ("-m native tls-cert" in native) == (not certificate.exists())
+    assert "TWINSTACK_TLS=false" in make(DRY_RUN, "up", "TLS=0").stdout
+    assert "TWINSTACK_TLS" not in make(DRY_RUN, "up").stdout
+    for target in ("status", "reload", "loadtest"):
+        assert "TWINSTACK_TLS=true" in make(DRY_RUN, target, "TLS=1").stdout, target
+    docker = make(DRY_RUN, "up", "TLS=1", stack="docker").stdout
+    assert "docker compose -f docker-compose.yml -f docker-compose.tls.yml up -d --build --wait" in docker

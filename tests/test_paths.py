@@ -65,7 +65,8 @@ def ignored(path: str) -> bool:
 def not_a_path(text: str, match: re.Match[str], path: str) -> bool:
     line = text[text.rfind("\n", 0, match.start()) + 1 : match.start()]
     placeholder = any(part.isupper() for part in re.split(r"[/.]", path) if len(part) > 1)
-    return "image:" in line or placeholder
+    product = re.fullmatch(r"[\w-]+/\d+(\.\d+)+", path) is not None  # a product token: nginx/1.22.1
+    return "image:" in line or placeholder or product
 
 
 def lifted_out() -> tuple[str, ...]:
@@ -112,6 +113,7 @@ def test_every_path_module_and_document_named_in_the_repository_exists():
         ("made by make tls-cert: nginx/tls/certs/tls.crt; conf.d/bench.conf", []),
         ("loadtest/profiles/PROFILE.conf; loadtest/profiles/nonesuch.conf", ["path loadtest/profiles/nonesuch.conf"]),
         ("    image: nginx/nginx-prometheus-exporter:1.5.1", []),
+        ("nginx -v says nginx/1.22.1; nginx/1.22.1.conf is missing", ["path nginx/1.22.1.conf"]),
     ],
 )
 def test_the_check_finds_what_is_missing_and_only_that(text, missing):

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from native import nginx_config
+from native.cli import make_certificate
 from native.settings import StackSettings, deployed
 from tests.support import ROOT, require_binary
 
@@ -95,8 +96,15 @@ def interpolate(value: str, source: dict[str, str] | None = None) -> str:
     return re.sub(r"\$\{([A-Z0-9_]+)(?:(:-|:\?)([^}]*))?\}", one, str(value))
 
 
-def environment(service: str) -> dict[str, str]:
-    return {k: interpolate(v) for k, v in SERVICES[service].get("environment", {}).items()}
+TLS_OVERRIDE = yaml.safe_load((ROOT / "docker-compose.tls.yml").read_text())["services"]
+
+
+def environment(service: str, tls: bool = False) -> dict[str, str]:
+    """A service's environment as Compose gives it; with ``tls``, docker-compose.tls.yml's over it."""
+    values = dict(SERVICES[service].get("environment", {}))
+    if tls:
+        values.update(TLS_OVERRIDE.get(service, {}).get("environment", {}))
+    return {k: interpolate(v) for k, v in values.items()}
 
 
 def seconds(text: str) -> float:
@@ -518,28 +526,45 @@ def test_nginx_t_passes_with_the_compose_upstream_names(docker_like_nginx):
     assert result.returncode == 0, result.stderr
 
 
+def image_nginx_version() -> tuple[int, int, int]:
+    version = re.fullmatch(r"nginx:(\d+)\.(\d+)\.(\d+)(-\w+)?", SERVICES["nginx"]["image"]).groups()[:3]
+    return tuple(map(int, version))
+
+
+def test_the_tls_override_enables_http2_as_the_images_nginx_needs():
+    """The override renders HTTP/2 for the image's nginx, as native mode does for the one it runs
+    (nginx_config.http2_variables): `http2 on;` from 1.25.1, where `listen ... http2` is deprecated."""
+    env = environment("nginx", tls=True)
+    wanted = nginx_config.http2_variables(image_nginx_version())
+    assert {name: env[name] for name in wanted} == wanted
+    assert wanted["TWINSTACK_TLS_HTTP2"] == "directive"  # the pinned image is past 1.25.1
+
+
 def test_nginx_t_passes_with_the_tls_override(docker_like_nginx, nginx_bin):
+    """The HTTPS server as the override renders it, certificate paths and all; only HTTP/2's
+    directive is the one this host's nginx needs (the one above is checked against the image's)."""
     prefix, nginx_t = docker_like_nginx
-    (prefix / "certs").mkdir()
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-         "-keyout", prefix / "certs/tls.key", "-out", prefix / "certs/tls.crt"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    tls = nginx_config.render_template(
-        (ROOT / "nginx/tls/twinstack-tls.conf.template").read_text(), environment("nginx")
-    )
-    version = subprocess.run([nginx_bin, "-v"], capture_output=True, text=True).stderr
-    major, minor, patch = map(int, re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", version).groups())
-    if (major, minor, patch) < (1, 25, 1):
-        # `http2 on;` is nginx >= 1.25.1 (the pinned image is 1.30); Debian's 1.22 has
-        # `listen ... http2` instead. Left as it is on purpose: the committed file targets the
-        # image, and is checked as committed there by gixy (tests/nginx/test_gixy.py). Running
-        # HTTPS natively on Debian's nginx, with the directive each version needs, is the TLS
-        # issue's (#20) work; until then this host validates everything else in the file.
-        tls = tls.replace("    http2 on;\n", "")
+    env = environment("nginx", tls=True)
+    certs = Path(env["TWINSTACK_TLS_CERTIFICATE"]).parent
+    assert certs == Path("/etc/nginx/certs")  # where the override mounts nginx/tls/certs
+    cert, key = make_certificate(prefix / "certs")
+    env.update(TWINSTACK_TLS_CERTIFICATE=str(cert), TWINSTACK_TLS_CERTIFICATE_KEY=str(key))
+    env.update(nginx_config.http2_variables(nginx_config.version(nginx_bin)))
+    tls = nginx_config.render_template(nginx_config.TLS_TEMPLATE.read_text(), env)
     # Where the image renders the override's templates/tls/ (nginx.conf includes conf.d/tls/).
     (prefix / "conf.d" / "tls").mkdir()
     (prefix / "conf.d" / "tls" / "twinstack-tls.conf").write_text(tls)
     result = nginx_t()
     assert result.returncode == 0, result.stderr
+    assert "warn" not in result.stderr, result.stderr
+
+
+def test_the_tls_override_probes_https_where_nginx_listens():
+    """With the override the plain port redirects (308): the health check asks the HTTPS server
+    itself, on the port nginx listens on inside the container, and the redirect is on."""
+    env = environment("nginx", tls=True)
+    probe = TLS_OVERRIDE["nginx"]["healthcheck"]["test"]
+    assert probe[-1] == f"https://127.0.0.1:{env['TWINSTACK_TLS_PORT']}/"
+    assert env["TWINSTACK_TLS_REDIRECT"] == "true" and environment("nginx")["TWINSTACK_TLS_REDIRECT"] == "false"
+    published = TLS_OVERRIDE["nginx"]["ports"][0]
+    assert published.endswith(f":{env['TWINSTACK_TLS_PORT']}") and env["TWINSTACK_TLS_PUBLIC_PORT"] == "8443"

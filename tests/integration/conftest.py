@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from native.cli import make_certificate
 from tests.support import ROOT, free_port
 
 SYNC_WORKERS = 2
@@ -42,6 +43,15 @@ class Stack:
 
     def __post_init__(self) -> None:
         self.base_url = f"http://127.0.0.1:{self.env['TWINSTACK_HTTP_PORT']}"
+
+    @property
+    def https_url(self) -> str:
+        assert self.env.get("TWINSTACK_TLS") == "true", "this stack serves no HTTPS"
+        return f"https://localhost:{self.env['TWINSTACK_TLS_PORT']}"
+
+    @property
+    def certificate(self) -> str:
+        return self.env["TWINSTACK_TLS_CERTIFICATE"]
 
     def native(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -98,6 +108,20 @@ def make_stack(tmp: Path, **extra: str) -> Stack:
     return Stack(env=env, run_dir=tmp / "run", log_dir=tmp / "logs")
 
 
+def tls_settings(tmp: Path, redirect: bool = False) -> dict[str, str]:
+    """HTTPS on a free port with a certificate made for localhost, as `make up TLS=1` serves it;
+    by default the plain port keeps serving (TWINSTACK_TLS_REDIRECT=false), so one stack answers
+    both and a test compares them."""
+    cert, key = make_certificate(tmp / "certs")
+    return dict(
+        TWINSTACK_TLS="true",
+        TWINSTACK_TLS_PORT=str(free_port()),
+        TWINSTACK_TLS_CERTIFICATE=str(cert),
+        TWINSTACK_TLS_CERTIFICATE_KEY=str(key),
+        TWINSTACK_TLS_REDIRECT="true" if redirect else "false",
+    )
+
+
 def start(stack: Stack) -> None:
     result = stack.native("up", check=False)
     if result.returncode != 0:
@@ -119,7 +143,9 @@ def running_stack(tmp: Path, **extra: str) -> Iterator[Stack]:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory, nginx_bin: str) -> Iterator[Stack]:
-    s = make_stack(tmp_path_factory.mktemp("stack"))
+    """The suite's stack, HTTPS on beside plain HTTP (tests/integration/test_tls.py)."""
+    tmp = tmp_path_factory.mktemp("stack")
+    s = make_stack(tmp, **tls_settings(tmp))
     start(s)
     yield s
     s.stop()

@@ -4,12 +4,18 @@ swarm against the stack, see requests counted, stop it."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
+import shutil
+import subprocess
 from dataclasses import dataclass, field
 
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
+
+from native.settings import deployed
 
 pytestmark = pytest.mark.integration
 
@@ -28,6 +34,41 @@ def test_landing_page_renders_and_its_websocket_works(stack, page: Page):
     assert errors == []  # the CSP allows everything the page itself uses
 
 
+def test_the_landing_page_over_https_and_http2(stack, browser):
+    """Once over HTTPS: Chromium trusts exactly the stack's certificate (its key's SPKI pin, no
+    blanket ignoring of errors), loads the page over HTTP/2 and runs its WebSocket over wss://."""
+    from tests.conftest import CHROMIUM_ARGS
+
+    public_key = subprocess.run(
+        ["openssl", "x509", "-pubkey", "-noout", "-in", stack.certificate], capture_output=True, check=True
+    ).stdout
+    spki = subprocess.run(
+        ["openssl", "pkey", "-pubin", "-outform", "DER"], input=public_key, capture_output=True, check=True
+    ).stdout
+    pin = base64.b64encode(hashlib.sha256(spki).digest()).decode()
+    errors: list[str] = []
+    pinned = browser.browser_type.launch(
+        executable_path=shutil.which("chromium") or shutil.which("chromium-browser"),
+        args=[*CHROMIUM_ARGS, f"--ignore-certificate-errors-spki-list={pin}"],
+    )
+    try:
+        page = pinned.new_context().new_page()
+        page.set_default_timeout(15_000)
+        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        response = page.goto(stack.https_url + "/")
+        assert response.status == 200
+        assert response.header_value("strict-transport-security") == "max-age=31536000"
+        assert page.evaluate("performance.getEntriesByType('navigation')[0].nextHopProtocol") == "h2"
+        expect(page.get_by_role("heading", name="Endpoints")).to_be_visible()
+        if "async" in {h.prefix for h in deployed()}:
+            page.get_by_role("button", name="Send “hello”").click()
+            expect(page.locator("#ws-out")).to_contain_text("echoed “hello”")
+    finally:
+        pinned.close()
+    assert errors == []
+
+
 def test_every_landing_page_link_resolves_in_the_browser(stack, page: Page):
     page.goto(stack.base_url + "/")
     hrefs = page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
@@ -40,7 +81,8 @@ def test_start_and_stop_a_swarm_from_the_locust_ui(stack, page: Page):
     # Reach the UI the way a user does: the landing page's link.
     page.goto(stack.base_url + "/")
     page.get_by_role("link", name="Locust web UI").click()
-    expect(page.locator("input[name=host]")).to_have_value(stack.base_url)
+    # Preset to the stack's public entry: HTTPS, which the suite's stack serves (Locust over TLS).
+    expect(page.locator("input[name=host]")).to_have_value(stack.https_url.replace("localhost", "127.0.0.1"))
     page.locator("input[name=userCount]").fill("4")
     page.locator("input[name=spawnRate]").fill("4")
     page.get_by_role("button", name="Start").click()

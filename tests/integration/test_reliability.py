@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import ssl
 import subprocess
 import threading
 import time
@@ -32,8 +33,15 @@ class SteadyLoad:
     lost as a transport error (reset, timeout) is counted as a failure, by its exception's
     name, and the thread carries on."""
 
-    def __init__(self, base_url: str, per_pool: int = 6, max_s: float = 30, sync_clients: int | None = None) -> None:
-        self.base_url, self.deadline = base_url, time.monotonic() + max_s
+    def __init__(
+        self,
+        base_url: str,
+        per_pool: int = 6,
+        max_s: float = 30,
+        sync_clients: int | None = None,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
+        self.base_url, self.deadline, self.verify = base_url, time.monotonic() + max_s, verify
         self.done = threading.Event()
         self.statuses: Counter[tuple[str, int | str]] = Counter()
         self.resent: Counter[str] = Counter()
@@ -43,7 +51,7 @@ class SteadyLoad:
         self.threads = [threading.Thread(target=self._run, args=(p,)) for p in PREFIXES for _ in range(clients[p])]
 
     def _run(self, prefix: str) -> None:
-        with httpx.Client(base_url=self.base_url, timeout=30) as client:
+        with httpx.Client(base_url=self.base_url, timeout=30, verify=self.verify) as client:
             while not self.done.is_set() and time.monotonic() < self.deadline:
                 try:
                     r = self._get(client, prefix)

@@ -1,5 +1,5 @@
 """gixy (the gixy-ng package), nginx's configuration analyser, on the configuration every
-runner renders: native mode, Docker Compose, Compose with the TLS override, and the lab's
+runner renders: native mode (with HTTPS on too), Docker Compose, Compose with the TLS override, and the lab's
 nginx (bench/). Every finding fails the test unless ALLOWED explains it; an entry that no
 longer matches anything fails too, so the list cannot outlive its reasons."""
 
@@ -22,7 +22,8 @@ from native.settings import StackSettings, deployed
 from tests.docker.test_compose import SERVICES, environment
 from tests.support import ROOT
 
-RUNNERS = ("native", "compose", "compose-tls", "lab")
+RUNNERS = ("native", "native-tls", "compose", "compose-tls", "lab")
+TLS_RUNNERS = frozenset({"native-tls", "compose-tls"})
 COMPOSE_RUNNERS = frozenset({"compose", "compose-tls"})
 # The CORS regex that allows no origin (native mode's default). gixy-ng 0.2.59's `origins`
 # check crashes on it (IndexError in parse_url on the empty candidate it generates; the
@@ -84,9 +85,10 @@ def compose_nginx_version() -> str:
 def render(runner: str, prefix: Path) -> tuple[Path, dict[str, str]]:
     """The runner's nginx prefix, rendered as the runner renders it; returns it and the env."""
     if runner in COMPOSE_RUNNERS:
-        env = environment("nginx")  # compose's nginx environment, as tests/docker/test_compose.py reads it
+        # compose's nginx environment, as tests/docker/test_compose.py reads it
+        env = environment("nginx", tls=runner == "compose-tls")
     else:
-        env = StackSettings(run_dir=prefix.parent / "run", http_port=18080).environment()
+        env = StackSettings(run_dir=prefix.parent / "run", http_port=18080, tls=runner == "native-tls").environment()
         if runner == "lab":  # the lab's nginx (python -m native render-nginx): twinstack's server plus the lab's own
             env.update(
                 TWINSTACK_BENCH_CEILING_PORT="18081",
@@ -161,11 +163,11 @@ def test_every_allowed_finding_still_occurs(findings):
 
 
 def test_the_runners_render_what_they_claim(rendered):
-    """The audits saw the right files: the TLS server only with the override, the lab's own
+    """The audits saw the right files: the TLS server only where HTTPS is on, the lab's own
     servers only in the lab's, the compose upstream names only in Compose."""
     for runner, (prefix, _env) in rendered.items():
         tls = (prefix / "conf.d" / "tls" / "twinstack-tls.conf").exists()
-        assert tls == (runner == "compose-tls"), runner
+        assert tls == (runner in TLS_RUNNERS), runner
         assert (prefix / "conf.d" / "bench.conf").exists() == (runner == "lab"), runner
         for half in deployed():
             upstream = (prefix / "conf.d" / f"{half.prefix}.conf").read_text()

@@ -1,0 +1,526 @@
+"""HTTPS at nginx, natively: the suite's stack serves it beside plain HTTP (conftest.tls_settings),
+from the same routes. HTTP/2 on every route, WebSockets and streaming over TLS, the Host
+allowlist and the security headers as on plain HTTP, HSTS on every answer, the redirect from the
+plain port, and the policy as testssl.sh sees it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from websockets.sync.client import connect
+
+from native.cli import make_certificate
+from native.settings import deployed
+from tests.integration.conftest import Stack, tls_settings
+from tests.integration.test_reliability import PREFIXES, SteadyLoad
+from tests.integration.test_through_nginx import ORDER
+from tests.support import ROOT, free_port, require_binary
+
+pytestmark = pytest.mark.integration
+
+SECURITY_HEADERS = ("x-content-type-options", "x-frame-options", "referrer-policy", "x-request-id")
+HSTS = "max-age=31536000"
+
+
+def trusting(stack: Stack) -> ssl.SSLContext:
+    """A client context that trusts the stack's certificate, and only it."""
+    return ssl.create_default_context(cafile=stack.certificate)
+
+
+def curl(stack: Stack, path: str, *args: str, host: str = "localhost") -> tuple[str, int, dict[str, str], str]:
+    """One request with curl --http2 (ALPN), verifying the certificate; returns the HTTP
+    version, the status, the headers (lower-case names) and the body."""
+    port = stack.env["TWINSTACK_TLS_PORT"]
+    result = subprocess.run(
+        ["curl", "-sS", "--http2", "--cacert", stack.certificate, "--max-time", "20", "-D", "-",
+         "-w", "\n%{http_version} %{http_code}", "--resolve", f"{host}:{port}:127.0.0.1", *args,
+         f"https://{host}:{port}{path}"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    head, _, rest = result.stdout.partition("\n\n")  # text mode: curl's CRLFs read as \n
+    body, _, trailer = rest.rpartition("\n")
+    version, status = trailer.split()
+    headers = {}
+    for line in head.splitlines()[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return version, int(status), headers, body
+
+
+def api_routes() -> list[tuple[str, str]]:
+    """Every GET route of each deployed half without a path parameter, as (half, path), from
+    the apps themselves (FastAPI's OpenAPI paths, Flask's url_map), plus the docs FastAPI serves."""
+    found = []
+    for half in deployed():
+        if half.package == "fastapi_service":
+            from fastapi_service.main import create_app as fastapi_app
+
+            schema = fastapi_app().openapi()["paths"]
+            paths = [p for p, ops in schema.items() if "get" in ops] + ["/docs", "/redoc", "/openapi.json"]
+        else:
+            from flask_service.main import create_app as flask_app
+
+            paths = [r.rule for r in flask_app().url_map.iter_rules() if "GET" in r.methods]
+        found += [(half.prefix, p) for p in paths if "{" not in p and "<" not in p and p != "/metrics"]
+    return sorted(found)
+
+
+# --- HTTP/2 ---------------------------------------------------------------------------------
+
+
+def test_every_route_answers_over_http2(stack: Stack):
+    """ALPN picks h2 for every route: nginx's own (the page, assets, errors, /locust), each
+    pool's GET routes, a POST and the order it made."""
+    nginx_paths = ["/", "/static/style.css", "/static/app.js", "/favicon.ico", "/locust", "/no-such-page"]
+    for path in nginx_paths + [f"/{half}{path}" for half, path in api_routes()]:
+        version, status, headers, _ = curl(stack, path)
+        assert version == "2", path
+        assert status < 500, (path, status)
+        assert headers["strict-transport-security"] == HSTS, path
+    for half in deployed():
+        version, status, _, body = curl(
+            stack, f"/{half.prefix}/orders", "-H", "Content-Type: application/json",
+            "--data", json.dumps(ORDER),
+        )  # fmt: skip
+        assert (version, status) == ("2", 201), body
+        order = json.loads(body)
+        version, status, _, body = curl(stack, f"/{half.prefix}/orders/{order['order_id']}")
+        assert (version, status) == ("2", 200) and json.loads(body)["order_id"] == order["order_id"]
+
+
+def test_http2_streams_a_response_as_it_is_made(stack: Stack):
+    for half in deployed():
+        started = time.monotonic()
+        result = subprocess.run(
+            ["curl", "-sS", "-N", "--http2", "--cacert", stack.certificate, "--max-time", "20",
+             "-w", "%{http_version} %{time_starttransfer}",
+             f"{stack.https_url}/{half.prefix}/stream?chunks=3&interval_ms=400"],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        total = time.monotonic() - started
+        lines = [json.loads(x) for x in result.stdout.splitlines()[:-1] if x]
+        version, first_byte = result.stdout.splitlines()[-1].rsplit("}", 1)[-1].split()
+        assert [chunk["chunk"] for chunk in lines] == [1, 2, 3]
+        assert version == "2"
+        # Buffered, the first byte would come with the last chunk (~0.8 s after the first).
+        assert total - float(first_byte) >= 0.5, (total, first_byte)
+
+
+def test_streaming_over_https_arrives_in_chunks(stack: Stack):
+    arrivals = []
+    url = f"{stack.https_url}/async/stream?chunks=3&interval_ms=400"
+    with httpx.stream("GET", url, timeout=10, verify=trusting(stack)) as r:
+        for line in r.iter_lines():
+            if line:
+                arrivals.append(time.monotonic())
+    assert len(arrivals) == 3
+    assert arrivals[-1] - arrivals[0] >= 0.5
+
+
+def test_websocket_echo_over_tls(stack: Stack):
+    if "async" not in {h.prefix for h in deployed()}:
+        pytest.skip("the WebSocket is the async half's")
+    url = stack.https_url.replace("https", "wss") + "/async/ws/echo"
+    with connect(url, ssl=trusting(stack), open_timeout=10) as ws:
+        for message in ("hello", "over TLS ✓"):
+            ws.send(message)
+            assert ws.recv(timeout=10) == message
+
+
+# --- the same site, the same headers ------------------------------------------------------
+
+
+# One of each kind of answer: nginx's files, a pool's JSON, and every error nginx makes itself.
+ANSWERS = [
+    ("page", "GET", "/", {}, None),
+    ("asset", "GET", "/static/style.css", {}, None),
+    ("api", "GET", "/async/health", {}, None),
+    ("api-sync", "GET", "/sync/health", {}, None),
+    ("404 nginx", "GET", "/no-such-page", {}, None),
+    ("404 pool", "GET", "/async/no-such-route", {}, None),
+    ("404 metrics", "GET", "/async/metrics", {}, None),
+    ("405 static", "POST", "/static/style.css", {}, b"x"),
+    ("413", "POST", "/async/orders", {"content-type": "application/json"}, b"x" * 70_000),
+    ("501", "PROPFIND", "/", {}, None),
+    (
+        "preflight",
+        "OPTIONS",
+        "/async/io",
+        {"origin": "https://app.example.test", "access-control-request-method": "GET"},
+        None,
+    ),
+    ("422 pool", "GET", "/async/io?delay_ms=abc", {}, None),
+]
+
+
+@pytest.mark.parametrize(("kind", "method", "path", "headers", "body"), ANSWERS, ids=[a[0] for a in ANSWERS])
+def test_https_answers_as_plain_http_does_with_hsts(stack: Stack, kind, method, path, headers, body):
+    """Status, body shape and security headers equal to plain HTTP's for the same request;
+    Strict-Transport-Security on every HTTPS answer (errors included), never on plain HTTP."""
+    if path.split("/")[1] in {"async", "sync"} and path.split("/")[1] not in {h.prefix for h in deployed()}:
+        pytest.skip("half not deployed")
+    with stack.client() as plain, httpx.Client(base_url=stack.https_url, verify=trusting(stack), timeout=30) as tls:
+        answers = [c.request(method, path, headers=headers, content=body) for c in (plain, tls)]
+    (p, s) = answers
+    assert s.status_code == p.status_code, kind
+    assert s.headers.get("content-type") == p.headers.get("content-type"), kind
+    for name in (*SECURITY_HEADERS, "content-security-policy", "cache-control", "access-control-allow-origin"):
+        if name == "x-request-id":
+            assert (name in s.headers) == (name in p.headers), (kind, name)
+        else:
+            assert s.headers.get(name) == p.headers.get(name), (kind, name)
+    assert s.headers.get("strict-transport-security") == HSTS, kind
+    assert "strict-transport-security" not in p.headers, kind
+    if s.status_code >= 400 and s.headers.get("content-type", "").startswith("application/json"):
+        assert s.json()["error"]["status"] == s.status_code, kind
+
+
+def test_only_static_files_are_compressed_over_https(stack: Stack):
+    """BREACH: over HTTPS nothing that may reflect a client's input beside a secret is
+    compressed (the page, the API, errors); the fixed static files still are. Plain HTTP
+    compresses as before."""
+    gzip = {"accept-encoding": "gzip"}
+    with stack.client() as plain, httpx.Client(base_url=stack.https_url, verify=trusting(stack), timeout=30) as tls:
+        for path in ("/", "/async/inspect", "/sync/inspect", "/async/openapi.json", "/no-such-page"):
+            assert "content-encoding" not in tls.get(path, headers=gzip).headers, path
+        for path in ("/static/app.js", "/static/style.css"):
+            assert tls.get(path, headers=gzip).headers.get("content-encoding") == "gzip", path
+        assert plain.get("/async/openapi.json", headers=gzip).headers.get("content-encoding") == "gzip"
+
+
+def test_oversized_headers_get_json_and_hsts_over_https(stack: Stack):
+    with httpx.Client(base_url=stack.https_url, verify=trusting(stack), timeout=30) as tls:
+        r = tls.get("/", headers={"x-big": "a" * 20_000})
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "header_too_large"
+    assert r.headers["strict-transport-security"] == HSTS
+
+
+def test_pools_see_https(stack: Stack):
+    """nginx ends TLS and tells the pools (X-Forwarded-Proto), so their URLs are https ones."""
+    with httpx.Client(base_url=stack.https_url, verify=trusting(stack), timeout=30) as tls:
+        for half in deployed():
+            assert tls.get(f"/{half.prefix}/inspect").json()["scheme"] == "https", half
+
+
+# --- the Host allowlist over HTTPS ----------------------------------------------------------
+
+
+def raw_tls(stack: Stack, request: bytes, server_name: str | None) -> bytes:
+    """Send bytes over TLS with the given SNI (None: no SNI, as a client connecting to an IP
+    address sends); HTTP/1.1, the connection closed after the answer."""
+    context = ssl.create_default_context(cafile=stack.certificate)
+    context.check_hostname = False  # the SNI under test may name a host the certificate does not
+    port = int(stack.env["TWINSTACK_TLS_PORT"])
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=server_name) as tls,
+    ):
+        tls.sendall(request)
+        chunks = []
+        while chunk := tls.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+FOREIGN_HOST_REQUESTS = [
+    ("foreign Host, our SNI", b"GET / HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n", "localhost"),
+    ("foreign Host and SNI", b"GET / HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n", "evil.example"),
+    ("foreign Host, no SNI", b"GET /async/health HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n", None),
+    (
+        "foreign absolute URI",
+        b"GET https://evil.example/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        "localhost",
+    ),
+    ("HTTP/1.0, no Host", b"GET / HTTP/1.0\r\n\r\n", "localhost"),
+    (
+        "Host with a foreign port name",
+        b"GET / HTTP/1.1\r\nHost: localhost.evil.example\r\nConnection: close\r\n\r\n",
+        "localhost",
+    ),
+    ("suffix of a served name", b"GET / HTTP/1.1\r\nHost: xlocalhost\r\nConnection: close\r\n\r\n", "localhost"),
+]
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "server_name"),
+    [r[1:] for r in FOREIGN_HOST_REQUESTS],
+    ids=[r[0] for r in FOREIGN_HOST_REQUESTS],
+)
+def test_a_name_not_served_gets_421_json_over_https(stack: Stack, request_bytes: bytes, server_name):
+    answer = raw_tls(stack, request_bytes, server_name)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 421 "), answer[:200]
+    assert json.loads(body)["error"]["code"] == "misdirected_request"
+    assert b"\r\nStrict-Transport-Security: max-age=31536000" in head
+
+
+def test_a_foreign_authority_over_http2_gets_421(stack: Stack):
+    """HTTP/2's :authority, from a connection opened for a served name (curl --connect-to keeps
+    the TLS name and the authority apart)."""
+    port = stack.env["TWINSTACK_TLS_PORT"]
+    result = subprocess.run(
+        ["curl", "-sS", "--http2", "-k", "-w", "\n%{http_version} %{http_code}",
+         "--connect-to", f"evil.example:{port}:127.0.0.1:{port}", f"https://evil.example:{port}/"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    body, _, trailer = result.stdout.rpartition("\n")
+    assert trailer == "2 421", result.stdout
+    assert json.loads(body)["error"]["code"] == "misdirected_request"
+
+
+@pytest.mark.parametrize("name", ["localhost", "127.0.0.1"])
+def test_every_served_name_is_served_over_https(stack: Stack, name: str):
+    request = f"GET /async/health HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode()
+    sni = None if name[0].isdigit() else name
+    assert raw_tls(stack, request, sni).startswith(b"HTTP/1.1 200 ")
+
+
+# --- the policy --------------------------------------------------------------------------
+
+
+def handshake(stack: Stack, **options) -> ssl.SSLSocket:
+    context = trusting(stack)
+    for name, value in options.items():
+        setattr(context, name, value)
+    raw = socket.create_connection(("127.0.0.1", int(stack.env["TWINSTACK_TLS_PORT"])), timeout=10)
+    return context.wrap_socket(raw, server_hostname="localhost")
+
+
+@pytest.mark.parametrize("version", ["TLSv1", "TLSv1_1"])
+def test_tls_before_1_2_is_refused(stack: Stack, version: str):
+    """Refused by the server (its protocol_version alert), not by this client's own OpenSSL,
+    which is told to allow the old versions and ciphers."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(stack.certificate)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # ssl deprecates the old versions: the point
+        context.minimum_version = context.maximum_version = getattr(ssl.TLSVersion, version)
+    context.set_ciphers("ALL:@SECLEVEL=0")
+    raw = socket.create_connection(("127.0.0.1", int(stack.env["TWINSTACK_TLS_PORT"])), timeout=10)
+    with (
+        pytest.raises(ssl.SSLError, match="ALERT_PROTOCOL_VERSION"),
+        context.wrap_socket(raw, server_hostname="localhost"),
+    ):
+        pass
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+def test_tls_1_2_and_1_3_are_forward_secret(stack: Stack, version):
+    with handshake(stack, minimum_version=version, maximum_version=version) as tls:
+        name, protocol, _bits = tls.cipher()
+        assert protocol == {ssl.TLSVersion.TLSv1_2: "TLSv1.2", ssl.TLSVersion.TLSv1_3: "TLSv1.3"}[version]
+        # TLS 1.3 is always (EC)DHE; for 1.2, only ECDHE suites are offered, all AEAD.
+        assert protocol == "TLSv1.3" or (name.startswith("ECDHE-") and ("GCM" in name or "CHACHA20" in name)), name
+
+
+def test_a_client_offering_only_weak_tls_1_2_suites_is_refused(stack: Stack):
+    """RSA key exchange (no forward secrecy) and CBC suites, which OpenSSL still offers, are not."""
+    context = trusting(stack)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers("AES128-GCM-SHA256:AES256-SHA:ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES256-SHA384")
+    raw = socket.create_connection(("127.0.0.1", int(stack.env["TWINSTACK_TLS_PORT"])), timeout=10)
+    with pytest.raises(ssl.SSLError), context.wrap_socket(raw, server_hostname="localhost"):
+        pass
+
+
+def test_sessions_are_resumed(stack: Stack):
+    """The shared session cache: a second TLS 1.2 connection resumes the first's session (no
+    full handshake), and the resumed connection still answers."""
+    context = trusting(stack)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    port = int(stack.env["TWINSTACK_TLS_PORT"])
+    with context.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="localhost") as first:
+        session = first.session
+        assert not first.session_reused
+    with context.wrap_socket(
+        socket.create_connection(("127.0.0.1", port)), server_hostname="localhost", session=session
+    ) as second:
+        assert second.session_reused
+        second.sendall(b"GET /async/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        assert second.recv(100).startswith(b"HTTP/1.1 200 ")
+
+
+# --- testssl.sh -----------------------------------------------------------------------------
+
+# Findings a locally made certificate cannot avoid (snippets/tls.conf says why for each).
+CERTIFICATE_FINDINGS = {"cert_chain_of_trust", "cert_revocation", "cert_expirationStatus", "DNS_CAArecord"}
+SEVERE = {"MEDIUM", "HIGH", "CRITICAL"}
+
+
+def run_testssl(target: str, *checks: str, jsonfile: Path) -> list[dict]:
+    binary = require_binary(shutil.which("testssl") or shutil.which("testssl.sh"), "testssl.sh")
+    result = subprocess.run(
+        [binary, "--quiet", "--color", "0", "--warnings", "batch", "--ip", "127.0.0.1",
+         "--connect-timeout", "10", "--openssl-timeout", "10", "--jsonfile", str(jsonfile), *checks, target],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert jsonfile.exists(), result.stdout[-3000:] + result.stderr[-3000:]
+    return json.loads(jsonfile.read_text())
+
+
+def test_testssl_finds_nothing_medium_or_above_but_the_certificates(stack: Stack, tmp_path: Path):
+    """testssl.sh against the stack's HTTPS port: every check of its default run that rates a
+    severity (protocols, cipher categories, forward secrecy, server preferences, server
+    defaults and the certificate, headers, every vulnerability it knows). Left out: the client
+    simulations, which only report which clients connect (INFO) and take half the time."""
+    target = f"localhost:{stack.env['TWINSTACK_TLS_PORT']}"
+    findings = run_testssl(target, "-p", "-s", "-f", "-P", "-S", "-h", "-U", jsonfile=tmp_path / "testssl.json")
+    ids = {f["id"] for f in findings}
+    ran = {"TLS1_2", "TLS1_3", "HSTS_time", "BREACH", "cipher_order", "PFS", "heartbleed", "ROBOT", "ALPN_HTTP2"}
+    assert ran <= ids, sorted(ids)
+    severe = [f for f in findings if f["severity"] in SEVERE and f["id"] not in CERTIFICATE_FINDINGS]
+    assert not severe, json.dumps(severe, indent=1)
+    # Every finding that is not OK or INFO (LOW included) is one snippets/tls.conf explains.
+    policy = (ROOT / "nginx" / "snippets" / "tls.conf").read_text()
+    unexplained = [f for f in findings if f["severity"] not in {"OK", "INFO"} and f["id"] not in policy]
+    assert not unexplained, json.dumps(unexplained, indent=1)
+    by_id = {f["id"]: f for f in findings}
+    assert by_id["TLS1"]["finding"] == "not offered" and by_id["TLS1_1"]["finding"] == "not offered"
+    assert by_id["HSTS_time"]["severity"] == "OK" and by_id["ALPN_HTTP2"]["finding"].startswith("h2")
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+@contextmanager
+def nginx_alone(tmp: Path, redirect: bool = False, snippets: Path | None = None) -> Iterator[dict[str, str]]:
+    """twinstack's nginx without the rest of the stack, rendered by `python -m native
+    render-nginx` with HTTPS on (as `make up TLS=1` renders it), in the foreground until the
+    block ends; ``snippets`` replaces nginx/snippets. Yields its environment."""
+    env = {**tls_settings(tmp, redirect=redirect), "TWINSTACK_HTTP_PORT": str(free_port()),
+           "TWINSTACK_NGINX_STATUS_PORT": str(free_port()), "TWINSTACK_RUN_DIR": str(tmp / "run"),
+           "TWINSTACK_LOG_DIR": str(tmp / "logs")}  # fmt: skip
+    (tmp / "logs").mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "native", "render-nginx", str(tmp / "nginx")],
+        cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    if snippets is not None:
+        (tmp / "nginx" / "snippets").unlink()
+        (tmp / "nginx" / "snippets").symlink_to(snippets)
+    nginx = subprocess.Popen(json.loads(result.stdout)["argv"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        for port in (env["TWINSTACK_HTTP_PORT"], env["TWINSTACK_TLS_PORT"]):
+            while not listening(int(port)):
+                assert time.monotonic() < deadline and nginx.poll() is None, nginx.stderr.read()
+                time.sleep(0.1)
+        yield env
+    finally:
+        nginx.terminate()
+        nginx.wait(timeout=10)
+        nginx.stderr.close()
+
+
+def test_testssl_reports_what_the_policy_prevents(tmp_path: Path, nginx_bin: str):
+    """The check can fail: the same nginx with the server's cipher order turned off is reported
+    HIGH (the run above checks the rest; compression: test_only_static_files_are_compressed_over_https)."""
+    snippets = tmp_path / "snippets"
+    shutil.copytree(ROOT / "nginx" / "snippets", snippets)
+    policy = snippets / "tls.conf"
+    policy.write_text(policy.read_text().replace("ssl_prefer_server_ciphers on;", "ssl_prefer_server_ciphers off;"))
+    with nginx_alone(tmp_path, snippets=snippets) as env:
+        findings = run_testssl(f"localhost:{env['TWINSTACK_TLS_PORT']}", "-P", jsonfile=tmp_path / "weak.json")
+    by_id = {f["id"]: f["severity"] for f in findings}
+    assert by_id.get("cipher_order") == "HIGH", by_id
+
+
+# --- the plain port's redirect -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def redirecting(tmp_path_factory: pytest.TempPathFactory, nginx_bin: str) -> Iterator[dict[str, str]]:
+    """The plain port's redirect needs no pool behind it: nginx alone."""
+    with nginx_alone(tmp_path_factory.mktemp("redirect"), redirect=True) as env:
+        yield env
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "POST", "OPTIONS", "DELETE"])
+def test_the_plain_port_redirects_every_request_to_https(redirecting, method: str):
+    """308, so a POST stays a POST with its body; the path and query kept; on the served name
+    the request asked for, at the HTTPS port."""
+    port, tls_port = redirecting["TWINSTACK_HTTP_PORT"], redirecting["TWINSTACK_TLS_PORT"]
+    for name in ("localhost", "127.0.0.1"):
+        r = httpx.request(method, f"http://127.0.0.1:{port}/async/orders?x=1&y=%2F", headers={"host": f"{name}:{port}"})
+        assert r.status_code == 308, (method, name)
+        assert r.headers["location"] == f"https://{name}:{tls_port}/async/orders?x=1&y=%2F"
+        assert "strict-transport-security" not in r.headers  # HSTS is only ever sent over HTTPS
+        assert r.headers["x-content-type-options"] == "nosniff"
+
+
+def test_the_redirect_never_points_at_a_foreign_host(redirecting):
+    port = redirecting["TWINSTACK_HTTP_PORT"]
+    for raw in (
+        b"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n",
+        b"GET http://evil.example/ HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: localhost@evil.example\r\n\r\n",
+    ):
+        with socket.create_connection(("127.0.0.1", int(port)), timeout=10) as sock:
+            sock.sendall(raw)
+            answer = sock.recv(65536)
+        assert b"evil" not in answer.partition(b"\r\n\r\n")[0].lower(), answer
+        assert re.match(rb"HTTP/1.1 (421|400) ", answer), answer
+
+
+def test_https_is_served_when_the_plain_port_redirects(redirecting):
+    r = httpx.get(
+        f"https://localhost:{redirecting['TWINSTACK_TLS_PORT']}/static/style.css",
+        verify=ssl.create_default_context(cafile=redirecting["TWINSTACK_TLS_CERTIFICATE"]),
+    )
+    assert r.status_code == 200 and r.headers["strict-transport-security"] == HSTS
+
+
+# --- a new certificate, reloaded under load ---------------------------------------------
+
+
+def served_certificate(stack: Stack) -> bytes:
+    """The certificate a new connection is given (DER; compared, not verified)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    raw = socket.create_connection(("127.0.0.1", int(stack.env["TWINSTACK_TLS_PORT"])), timeout=10)
+    with context.wrap_socket(raw, server_hostname="localhost") as tls:
+        return tls.getpeercert(binary_form=True)
+
+
+def test_a_renewed_certificate_is_served_after_a_reload_that_drops_nothing(stack: Stack):
+    """What an ACME client's deploy hook does (docs/tls.md): the files replaced in place, then
+    `make reload`. Twice, under HTTPS load on both pools: every request answered 200, and new
+    connections get the new certificate."""
+    folder = Path(stack.certificate).parent
+    for _ in range(2):
+        before = served_certificate(stack)
+        # The load's clients trust the old certificate, and the new one as soon as it exists,
+        # as clients trust a CA-signed certificate and its renewal alike.
+        clients = trusting(stack)
+        with SteadyLoad(stack.https_url, per_pool=4, verify=clients) as load:
+            load.wait_for(lambda: min(load.ok(p) for p in PREFIXES) >= 20, "the load to run")
+            make_certificate(folder)  # a new key and certificate at the same paths
+            clients.load_verify_locations(stack.certificate)
+            assert stack.native("reload").returncode == 0
+            deadline = time.monotonic() + 10
+            while served_certificate(stack) == before:
+                assert time.monotonic() < deadline, "the reloaded nginx still serves the old certificate"
+                time.sleep(0.1)
+            ok = {p: load.ok(p) + 30 for p in PREFIXES}
+            load.wait_for(lambda ok=ok: all(load.ok(p) >= ok[p] for p in PREFIXES), "30 more GETs per pool")
+        print(f"resent after nginx closed an idle connection: {dict(load.resent)}")
+        assert load.failures() == {}, load.failures()
