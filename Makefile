@@ -165,7 +165,7 @@ $(STAMP): pyproject.toml $(REQUIREMENTS)
 # Prometheus config and the monitoring test runs Prometheus and the nginx exporter; the lab's
 # test runs wrk, and pgbouncer in front of its PostgreSQL.
 .test-deps:
-	@scripts/system-deps.sh nginx logrotate postgresql chromium prometheus prometheus-nginx-exporter wrk pgbouncer
+	@scripts/system-deps.sh nginx logrotate postgresql chromium prometheus prometheus-nginx-exporter wrk pgbouncer testssl.sh
 
 # The lab's targets (make bench, make bench-compare), where the project has the lab.
 -include bench/lab.mk

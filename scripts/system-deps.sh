@@ -12,6 +12,7 @@ have() {
     prometheus)   command -v prometheus >/dev/null && command -v promtool >/dev/null ;;
     postgresql)   command -v initdb >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null ;;
     pgbouncer)    command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] ;;
+    testssl.sh)   command -v testssl >/dev/null || command -v testssl.sh >/dev/null ;;
     *)            command -v "$1" >/dev/null ;;
   esac
 }
