@@ -401,13 +401,16 @@ def listening(port: int) -> bool:
 
 
 @contextmanager
-def nginx_alone(tmp: Path, redirect: bool = False, snippets: Path | None = None) -> Iterator[dict[str, str]]:
+def nginx_alone(
+    tmp: Path, redirect: bool = False, snippets: Path | None = None, **settings: str
+) -> Iterator[dict[str, str]]:
     """twinstack's nginx without the rest of the stack, rendered by `python -m native
     render-nginx` with HTTPS on (as `make up TLS=1` renders it), in the foreground until the
-    block ends; ``snippets`` replaces nginx/snippets. Yields its environment."""
+    block ends; ``snippets`` replaces nginx/snippets, ``settings`` are TWINSTACK_* variables.
+    Yields its environment."""
     env = {**tls_settings(tmp, redirect=redirect), "TWINSTACK_HTTP_PORT": str(free_port()),
            "TWINSTACK_NGINX_STATUS_PORT": str(free_port()), "TWINSTACK_RUN_DIR": str(tmp / "run"),
-           "TWINSTACK_LOG_DIR": str(tmp / "logs")}  # fmt: skip
+           "TWINSTACK_LOG_DIR": str(tmp / "logs"), **settings}  # fmt: skip
     (tmp / "logs").mkdir()
     result = subprocess.run(
         [sys.executable, "-m", "native", "render-nginx", str(tmp / "nginx")],
@@ -524,3 +527,79 @@ def test_a_renewed_certificate_is_served_after_a_reload_that_drops_nothing(stack
             load.wait_for(lambda ok=ok: all(load.ok(p) >= ok[p] for p in PREFIXES), "30 more GETs per pool")
         print(f"resent after nginx closed an idle connection: {dict(load.resent)}")
         assert load.failures() == {}, load.failures()
+
+
+# --- OCSP stapling ------------------------------------------------------------------------
+
+
+def ca_signed_chain(folder: Path, ocsp_port: int) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a certificate for localhost it signed, naming an OCSP responder on
+    loopback (as a public CA's names its own); returns the chain (leaf, then CA), the key and
+    the CA's index for `openssl ocsp`."""
+    folder.mkdir()
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    openssl("req", "-x509", *ec, "-days", "2", "-subj", "/CN=twinstack test CA", "-keyout", "ca.key",
+            "-out", "ca.crt", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign")  # fmt: skip
+    openssl("req", "-new", *ec, "-subj", "/CN=localhost", "-keyout", "leaf.key", "-out", "leaf.csr")
+    (folder / "ext").write_text(
+        "subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n"
+        f"authorityInfoAccess=OCSP;URI:http://127.0.0.1:{ocsp_port}\n"
+    )
+    openssl("x509", "-req", "-in", "leaf.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-set_serial", "0x1001",
+            "-days", "1", "-extfile", "ext", "-out", "leaf.crt")  # fmt: skip
+    chain = folder / "chain.crt"
+    chain.write_text((folder / "leaf.crt").read_text() + (folder / "ca.crt").read_text())
+    expiry = time.strftime("%y%m%d%H%M%SZ", time.gmtime(time.time() + 86400))
+    (folder / "index.txt").write_text(f"V\t{expiry}\t\t1001\tunknown\t/CN=localhost\n")
+    return chain, folder / "leaf.key", folder / "index.txt"
+
+
+def stapled(port: str, ca: Path) -> str:
+    """What a client asking for the certificate's status (`-status`) is sent in the handshake."""
+    result = subprocess.run(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost", "-status",
+         "-CAfile", str(ca)],
+        input="", capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    return result.stdout
+
+
+def test_ocsp_stapling_sends_the_cas_good_status_in_the_handshake(tmp_path: Path, nginx_bin: str):
+    """TWINSTACK_TLS_STAPLING=on with a certificate whose CA runs a responder (here a local CA
+    and `openssl ocsp` on loopback): nginx fetches the status and staples it; a client asking
+    gets "good" without asking the CA. Off (the default), nothing is stapled."""
+    ocsp_port = free_port()
+    chain, key, index = ca_signed_chain(tmp_path / "ca", ocsp_port)
+    ca = chain.parent / "ca.crt"
+    responder = subprocess.Popen(
+        ["openssl", "ocsp", "-index", str(index), "-port", str(ocsp_port), "-rsigner", str(ca),
+         "-rkey", str(chain.parent / "ca.key"), "-CA", str(ca), "-nrequest", "20"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for stapling in ("on", "off"):
+            folder = tmp_path / stapling
+            folder.mkdir()
+            with nginx_alone(
+                folder, TWINSTACK_TLS_STAPLING=stapling,
+                TWINSTACK_TLS_CERTIFICATE=str(chain), TWINSTACK_TLS_CERTIFICATE_KEY=str(key),
+            ) as env:  # fmt: skip
+                # nginx fetches the status on the first handshake that asks, and staples it from then on.
+                deadline = time.monotonic() + 15
+                while "OCSP Response Status: successful" not in (answer := stapled(env["TWINSTACK_TLS_PORT"], ca)):
+                    if stapling == "off" or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.3)
+            if stapling == "on":
+                assert "OCSP Response Status: successful" in answer, answer
+                assert "Cert Status: good" in answer and "Verify return code: 0 (ok)" in answer, answer
+            else:
+                assert "OCSP response: no response sent" in answer, answer
+    finally:
+        responder.terminate()
+        responder.wait(timeout=10)
