@@ -33,9 +33,12 @@ def render_template(text: str, env: Mapping[str, str]) -> str:
     return PLACEHOLDER.sub(lambda m: env[m.group(1)], text)
 
 
-# nginx 1.25.1 made HTTP/2 a directive of its own (`http2 on;`) and deprecated the `http2`
-# parameter of `listen`, which is all that older versions (Debian 12's 1.22) know.
+# What the HTTPS server needs differs by nginx version (nginx/snippets/tls-nginx-*.conf):
+# 1.25.1 made HTTP/2 a directive of its own (`http2 on;`) and deprecated the `http2` parameter
+# of `listen`, which is all older versions (Debian 12's 1.22) know; 1.25.5 gave the TLS
+# handshake a timeout of its own (60 s by default, where older ones use client_header_timeout).
 HTTP2_DIRECTIVE_SINCE = (1, 25, 1)
+HANDSHAKE_TIMEOUT_SINCE = (1, 25, 5)
 TLS_TEMPLATE = NGINX_DIR / "tls" / "twinstack-tls.conf.template"
 
 
@@ -50,11 +53,14 @@ def version(nginx: str) -> tuple[int, int, int]:
     return major, minor, patch
 
 
-def http2_variables(nginx_version: tuple[int, int, int]) -> dict[str, str]:
-    """How the HTTPS server turns HTTP/2 on for this nginx (nginx/tls/twinstack-tls.conf.template)."""
+def tls_version_variables(nginx_version: tuple[int, int, int]) -> dict[str, str]:
+    """How the HTTPS server is written for this nginx (nginx/tls/twinstack-tls.conf.template):
+    HTTP/2 on the `listen` line or as a directive, and the snippet of what else it needs."""
+    if nginx_version >= HANDSHAKE_TIMEOUT_SINCE:
+        return {"TWINSTACK_TLS_LISTEN_HTTP2": "", "TWINSTACK_TLS_NGINX": "1.25.5"}
     if nginx_version >= HTTP2_DIRECTIVE_SINCE:
-        return {"TWINSTACK_TLS_LISTEN_HTTP2": "", "TWINSTACK_TLS_HTTP2": "directive"}
-    return {"TWINSTACK_TLS_LISTEN_HTTP2": "http2", "TWINSTACK_TLS_HTTP2": "listen"}
+        return {"TWINSTACK_TLS_LISTEN_HTTP2": "", "TWINSTACK_TLS_NGINX": "1.25.1"}
+    return {"TWINSTACK_TLS_LISTEN_HTTP2": "http2", "TWINSTACK_TLS_NGINX": "before-1.25.1"}
 
 
 def render(env: Mapping[str, str], prefix: Path) -> Path:

@@ -252,7 +252,7 @@ class StackSettings(BaseSettings):
             "TWINSTACK_TLS_CERTIFICATE_KEY": str(self.tls_certificate_key.resolve()),
             "TWINSTACK_TLS_REDIRECT": "true" if self.tls and self.tls_redirect else "false",
             "TWINSTACK_TLS_STAPLING": "on" if self.tls_stapling else "off",
-            **nginx_config.http2_variables(version),
+            **nginx_config.tls_version_variables(version),
         }
 
     def public_dir(self) -> Path | None:

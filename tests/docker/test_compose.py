@@ -531,13 +531,14 @@ def image_nginx_version() -> tuple[int, int, int]:
     return tuple(map(int, version))
 
 
-def test_the_tls_override_enables_http2_as_the_images_nginx_needs():
-    """The override renders HTTP/2 for the image's nginx, as native mode does for the one it runs
-    (nginx_config.http2_variables): `http2 on;` from 1.25.1, where `listen ... http2` is deprecated."""
+def test_the_tls_override_writes_https_as_the_images_nginx_needs():
+    """The override renders the HTTPS server for the image's nginx, as native mode does for the
+    one it runs (nginx_config.tls_version_variables): `http2 on;` from 1.25.1, where `listen ...
+    http2` is deprecated, and the handshake's own timeout from 1.25.5."""
     env = environment("nginx", tls=True)
-    wanted = nginx_config.http2_variables(image_nginx_version())
+    wanted = nginx_config.tls_version_variables(image_nginx_version())
     assert {name: env[name] for name in wanted} == wanted
-    assert wanted["TWINSTACK_TLS_HTTP2"] == "directive"  # the pinned image is past 1.25.1
+    assert wanted["TWINSTACK_TLS_NGINX"] == "1.25.5"  # the pinned image is past both changes
 
 
 def test_nginx_t_passes_with_the_tls_override(docker_like_nginx, nginx_bin):
@@ -549,7 +550,7 @@ def test_nginx_t_passes_with_the_tls_override(docker_like_nginx, nginx_bin):
     assert certs == Path("/etc/nginx/certs")  # where the override mounts nginx/tls/certs
     cert, key = make_certificate(prefix / "certs")
     env.update(TWINSTACK_TLS_CERTIFICATE=str(cert), TWINSTACK_TLS_CERTIFICATE_KEY=str(key))
-    env.update(nginx_config.http2_variables(nginx_config.version(nginx_bin)))
+    env.update(nginx_config.tls_version_variables(nginx_config.version(nginx_bin)))
     tls = nginx_config.render_template(nginx_config.TLS_TEMPLATE.read_text(), env)
     # Where the image renders the override's templates/tls/ (nginx.conf includes conf.d/tls/).
     (prefix / "conf.d" / "tls").mkdir()

@@ -291,6 +291,45 @@ def test_every_served_name_is_served_over_https(stack: Stack, name: str):
     assert raw_tls(stack, request, sni).startswith(b"HTTP/1.1 200 ")
 
 
+@pytest.mark.parametrize(
+    "request_bytes",
+    [b"GET /async/health HTTP/1.1\r\nHost: localhost\r\n\r\n",
+     b"POST /sync/orders HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\n{}",
+     b"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n"],
+    ids=["GET", "POST", "foreign Host"],
+)  # fmt: skip
+def test_plain_http_on_the_https_port_gets_400_json(stack: Stack, request_bytes: bytes):
+    with socket.create_connection(("127.0.0.1", int(stack.env["TWINSTACK_TLS_PORT"])), timeout=10) as sock:
+        sock.sendall(request_bytes)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), answer[:300]
+    assert json.loads(body)["error"]["code"] == "https_required"
+
+
+def test_a_stalled_handshake_is_cut_off_while_others_are_served(stack: Stack):
+    """A client that opens connections to the HTTPS port and never finishes its handshake
+    (silent, or a ClientHello cut short) holds them 10 s at most, as a stalled plain request;
+    meanwhile everyone else is served."""
+    port = int(stack.env["TWINSTACK_TLS_PORT"])
+    stalled = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(4)]
+    for sock in stalled[2:]:
+        sock.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # a ClientHello's first bytes
+    started = time.monotonic()
+    try:
+        with httpx.Client(base_url=stack.https_url, verify=trusting(stack), timeout=5) as other:
+            assert other.get("/async/health").status_code == 200
+        for sock in stalled:
+            assert sock.recv(1) == b""  # closed by nginx
+        # client_header_timeout is 10 s; the default of nginx 1.25.5+'s own would be 60 s.
+        assert time.monotonic() - started < 25
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
 # --- the policy --------------------------------------------------------------------------
 
 

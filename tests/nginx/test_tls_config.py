@@ -18,17 +18,19 @@ from tests.support import ROOT, free_port
 
 
 @pytest.mark.parametrize(
-    ("version", "listen", "directive"),
-    [((1, 22, 1), "http2", "listen"), ((1, 25, 0), "http2", "listen"), ((1, 25, 1), "", "directive"),
-     ((1, 30, 6), "", "directive"), ((2, 0, 0), "", "directive")],
+    ("version", "listen", "snippet"),
+    [((1, 22, 1), "http2", "before-1.25.1"), ((1, 25, 0), "http2", "before-1.25.1"), ((1, 25, 1), "", "1.25.1"),
+     ((1, 25, 4), "", "1.25.1"), ((1, 25, 5), "", "1.25.5"), ((1, 30, 6), "", "1.25.5"), ((2, 0, 0), "", "1.25.5")],
 )  # fmt: skip
-def test_http2_is_rendered_as_each_nginx_version_needs(version, listen, directive):
-    assert nginx_config.http2_variables(version) == {
+def test_https_is_written_as_each_nginx_version_needs(version, listen, snippet):
+    assert nginx_config.tls_version_variables(version) == {
         "TWINSTACK_TLS_LISTEN_HTTP2": listen,
-        "TWINSTACK_TLS_HTTP2": directive,
+        "TWINSTACK_TLS_NGINX": snippet,
     }
-    for form in ("listen", "directive"):
-        assert (ROOT / "nginx" / "snippets" / f"http2-{form}.conf").is_file()
+    text = (ROOT / "nginx" / "snippets" / f"tls-nginx-{snippet}.conf").read_text()
+    directives = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert ("http2 on;" in directives) == (listen == "")  # HTTP/2 one way or the other, never both
+    assert ("ssl_handshake_timeout 10s;" in directives) == (version >= (1, 25, 5))
 
 
 def fake_nginx(tmp_path: Path, says: str, name: str = "nginx") -> str:
@@ -75,7 +77,7 @@ def test_the_other_versions_form_is_not_what_this_nginx_takes(tmp_path, nginx_bi
     (1.25.1+: `listen ... http2` deprecated) the form for the other side of 1.25.1."""
     mine = nginx_config.version(nginx_bin)
     other = (1, 22, 1) if mine >= nginx_config.HTTP2_DIRECTIVE_SINCE else nginx_config.HTTP2_DIRECTIVE_SINCE
-    result = rendered_tls(tmp_path, nginx_bin, **nginx_config.http2_variables(other))
+    result = rendered_tls(tmp_path, nginx_bin, **nginx_config.tls_version_variables(other))
     assert result.returncode != 0 or "deprecated" in result.stderr, result.stderr
 
 
