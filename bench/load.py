@@ -159,7 +159,13 @@ class Generator:
 
     # --- wrk ---------------------------------------------------------------------------------
     def _start_wrk(
-        self, url: str, concurrency: int, duration_s: int, stagger_ms: int = 0, script: Script | None = None
+        self,
+        url: str,
+        concurrency: int,
+        duration_s: int,
+        stagger_ms: int = 0,
+        script: Script | None = None,
+        headers: Sequence[str] = (),
     ) -> subprocess.Popen:
         threads = min(self.wrk_threads, concurrency)
         path, args = WRK_SCRIPT, []
@@ -171,7 +177,7 @@ class Generator:
             args = ["--", *script[1]]
         cmd = [
             wrk_binary(), f"-t{threads}", f"-c{concurrency}", f"-d{duration_s}s", "--timeout", "30s",
-            "-s", str(path), url, *args,
+            *(arg for header in headers for arg in ("-H", header)), "-s", str(path), url, *args,
         ]  # fmt: skip
         return subprocess.Popen(
             cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=_pinned(self.cpus)
@@ -204,11 +210,14 @@ class Generator:
         background: tuple[str, int] | None = None,
         stagger_ms: int = 0,
         script: Script | None = None,
+        headers: Sequence[str] = (),
     ) -> Run:
         """One wrk run against ``url``; ``background`` = (url, concurrency) of a second wrk that
         loads the same server meanwhile (the stall experiments), summarised in the run;
         ``stagger_ms`` spreads the connections' first requests over that long (wrk_stagger.lua);
-        ``script`` = (a Lua file of bench/, its arguments) makes the requests (wrk_orders.lua)."""
+        ``script`` = (a Lua file of bench/, its arguments) makes the requests (wrk_orders.lua);
+        ``headers`` ("Name: value") go with every request (``Connection: close`` makes wrk open
+        a new connection for each: it reconnects whenever a response is not kept alive)."""
         settled = settle(watch)
         other = self._start_wrk(background[0], background[1], duration_s + 1) if background else None
         side = None
@@ -216,7 +225,8 @@ class Generator:
             if other is not None:
                 time.sleep(0.3)  # let the interfering load reach the server first
             with Sampler(watch) as sampler:
-                result, gen_cpu = self._finish_wrk(self._start_wrk(url, concurrency, duration_s, stagger_ms, script))
+                proc = self._start_wrk(url, concurrency, duration_s, stagger_ms, script, headers)
+                result, gen_cpu = self._finish_wrk(proc)
             if other is not None:
                 side, side_cpu = self._finish_wrk(other)
                 gen_cpu += side_cpu * duration_s / (duration_s + 1)

@@ -34,6 +34,8 @@ class Mode(BaseModel):
     query_concurrency: int = 64  # claim 13: clients reading orders through nginx
     # The overhead experiment's waits through nginx: (delay in ms, concurrency) points.
     overhead_io: tuple[tuple[int, int], ...] = ((100, 200), (100, 500), (1000, 2000))
+    # Claim 15's routes through its nginx, HTTPS against HTTP: one through a pool, one static file.
+    tls_routes: tuple[str, ...] = ("/async/health", "/static/style.css")
 
 
 MODES = {
@@ -83,5 +85,7 @@ MODES = {
         # One round of each contender: tiny mode checks that every row is there, never which
         # contender wins (interleaved rounds are for make bench).
         peer_rounds=1,
+        # Claim 15's five runs on one route: the pool's, which goes through both nginx and a pool.
+        tls_routes=("/async/health",),
     ),
 }

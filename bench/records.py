@@ -26,7 +26,7 @@ Scalar = bool | int | float | str
 # A server's or a run's settings as the report shows them: server, worker class, workers...
 Settings = dict[str, Scalar]
 Verdict = Literal["holds", "does not hold", "inconclusive"]
-Chart = Literal["", "io", "cpu", "stall", "scaling", "memory", "pool"]
+Chart = Literal["", "io", "cpu", "stall", "scaling", "memory", "pool", "tls"]
 R = TypeVar("R", bound="Run")
 
 
@@ -163,7 +163,29 @@ class Run(Record):
     database_ratio: float | None = None
     """Claim 13: throughput over pgbench's, same table, same number of server connections."""
     bound_by: str | None = None
-    """Claim 13: what limited the run, as measured (the box, the generator, PostgreSQL, the app)."""
+    """Claims 13 and 15: what limited the run, as measured (the box, the generator, PostgreSQL,
+    the app)."""
+    nginx_cpu_ms_per_request: float | None = None
+    """Claim 15: nginx's CPU time per request (its share of the servers' CPU seconds)."""
+    generator_cpu_ms_per_request: float | None = None
+    """Claim 15: the load generator's CPU time per request (wrk's own TLS work included)."""
+    connect_ms: float | None = None
+    """Claim 15: the mean time a request spent opening its connection (TCP, and TLS's handshake),
+    concurrency / throughput - wrk's mean latency: wrk times a request from its first byte,
+    once its connection is open, and each of its connections always has one in flight."""
+    connections_opened: int | None = None
+    """Claim 15: connections nginx saw the run open (a lab-only log of each one's first request)."""
+    tls_resumed: int | None = None
+    """Claim 15: of those, TLS handshakes that resumed a session (nginx's $ssl_session_reused);
+    the others were full handshakes."""
+    tls: str | None = None
+    """Claim 15: the HTTP and TLS protocols and the cipher nginx logged for the run's connections
+    ("" over plain HTTP)."""
+    ratio_to_http: float | None = None
+    """Claim 15: an HTTPS run's throughput over that of plain HTTP, same route and connections,
+    same round."""
+    p99_ratio_to_http: float | None = None
+    """Claim 15: an HTTPS run's p99 over that of plain HTTP, same route and connections, same round."""
 
     def extended(self, model: type[R], **fields: object) -> R:
         """This run as a row of a table whose model adds figures of its own."""

@@ -23,6 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
+from .claims import tls
 from .records import ClaimRecord, Curve, OverheadPool, Peers, Results, Run, Target, Workload
 from .verdicts import NOISE
 
@@ -63,6 +64,11 @@ CAPTIONS = {
     "and both through nginx. The gap between a row and 'twinstack' is what that piece costs.",
     "peers": "Requests per second (median round) of each server on the same app and workload, best first; twinstack's "
     "configurations are the darker bars.",
+    "tls": "CPU time per request (median round) of nginx, of the async pool behind it and of the load generator, "
+    "wrk, over plain HTTP (light) and HTTPS (dark), for each route with its connections kept alive, with a new "
+    "connection per request (resuming the TLS session wrk offers), and with a new connection per request to the "
+    "same HTTPS server with resumption off (every handshake full). The gap between a light bar and the dark one "
+    "beside it is what TLS costs that request; the pool, behind nginx, sees plain HTTP either way.",
 }
 
 
@@ -151,6 +157,27 @@ def chart_scaling(exp: ClaimRecord) -> Markup:
     ax.set_xlabel("slots (workers, or threads of one worker)")
     ax.set_ylabel("requests / s (dashed: slots / latency)")
     ax.legend(fontsize=8)
+    return _svg(fig)
+
+
+def chart_tls(exp: ClaimRecord) -> Markup:
+    """Claim 15: CPU per request of nginx and of wrk, plain beside HTTPS, for each route and connection."""
+    cells = list(tls.pair_up(exp.runs).values())
+    fig, axes = plt.subplots(1, 3, figsize=(12, 0.5 * len(cells) + 1.2), sharey=True)
+    ys = range(len(cells))
+    panels: tuple[tuple[str, Callable[[Run], float | None]], ...] = (
+        ("nginx", lambda r: r.nginx_cpu_ms_per_request),
+        ("the async pool", tls.pool_cpu_ms_per_request),
+        ("wrk", lambda r: r.generator_cpu_ms_per_request),
+    )
+    for ax, (who, figure_of) in zip(axes, panels, strict=True):
+        for offset, scheme, color in ((-0.2, "http", "#8fb3d9"), (0.2, "https", "#1f4e79")):
+            values = [cell.median(lambda p, s=scheme, f=figure_of: f(getattr(p, s)) or 0.0) for cell in cells]
+            ax.barh([y + offset for y in ys], values, height=0.4, color=color, label=scheme.upper())
+        ax.set_xlabel(f"{who}: CPU ms per request")
+    axes[0].set_yticks(list(ys), [f"{c.route}\n{c.kind}" for c in cells], fontsize=8)
+    axes[0].invert_yaxis()
+    axes[0].legend(fontsize=8)
     return _svg(fig)
 
 
@@ -279,6 +306,8 @@ def claim_columns(runs: Sequence[Run]) -> tuple[Column, ...]:
         cols += (Column("jobs done after their 202", lambda r: f"{r.finished_after_response} / {r.requests}"),)
     if any(r.db_budget is not None for r in runs):
         cols += DATABASE_COLUMNS
+    if any(r.nginx_cpu_ms_per_request is not None for r in runs):
+        cols += TLS_COLUMNS
     if any(r.bound_by is not None for r in runs):
         cols += (Column("bound by", lambda r: r.bound_by or "-", numeric=False),)
     return cols
@@ -299,6 +328,19 @@ DATABASE_COLUMNS = (
     Column("DB connections given", lambda r: r.db_budget or "-", numeric=False),
     Column("used / most at once", lambda r: f"{r.db_connections_used} / {r.db_connections_peak}"),
     Column("vs pgbench", lambda r: "-" if r.database_ratio is None else f"{r.database_ratio:.3f}x"),
+)
+# Claim 15: each run's scheme and connections, what its requests cost each process, its ratios to HTTP.
+TLS_COLUMNS = (
+    Column("round", lambda r: r.settings.get("round", "-")),
+    Column("connections opened", lambda r: "-" if r.connections_opened is None else r.connections_opened),
+    Column("TLS resumed", lambda r: "-" if not r.tls else r.tls_resumed),
+    Column("protocol", lambda r: r.tls or "-", numeric=False),
+    Column("opening a connection ms", lambda r: "-" if r.connect_ms is None else n(r.connect_ms, 3)),
+    Column("nginx CPU ms / req", lambda r: n(r.nginx_cpu_ms_per_request or 0.0, 3)),
+    Column("wrk CPU ms / req", lambda r: n(r.generator_cpu_ms_per_request or 0.0, 3)),
+    Column("req/s vs HTTP", lambda r: _times(r.ratio_to_http)),
+    Column("p99 vs HTTP", lambda r: _times(r.p99_ratio_to_http)),
+    Column("CPU by process (cores)", lambda r: _cpu_by(r), numeric=False),
 )
 OVERHEAD_COLUMNS = (
     Column("vs bare app", lambda r: _times(r.ratio_to_bare)),
@@ -406,6 +448,45 @@ class ClaimView:
     table: Table
     figure: Figure | None
     """Its chart, where this claim is the first to show it."""
+    summary: Table | None = None
+    """Claim 15: HTTPS as ratios of HTTP, one row per route and kind of connection."""
+
+
+TLS_SUMMARY_HEAD = [
+    "route", "connections", "req/s HTTP", "req/s HTTPS", "req/s HTTPS / HTTP", "p99 ms HTTP", "p99 ms HTTPS",
+    "p99 HTTPS / HTTP", "opening a connection ms, HTTP / HTTPS", "nginx CPU ms / req, HTTP / HTTPS",
+    "TLS adds (nginx)", "pool CPU ms / req, HTTP / HTTPS", "wrk CPU ms / req, HTTP / HTTPS",
+    "TLS handshakes full / resumed", "HTTPS bound by",
+]  # fmt: skip
+
+
+def tls_summary(exp: ClaimRecord) -> Table:
+    """Claim 15's ratios: each route and kind of connection, HTTPS beside HTTP (median rounds)."""
+    rows = []
+    for cell in tls.pair_up(exp.runs).values():
+
+        def med(figure: Callable[[Run], float | None], scheme: str, cell: tls.Case = cell) -> float:
+            return cell.median(lambda p: figure(getattr(p, scheme)) or 0.0)
+
+        def both(figure: Callable[[Run], float | None], digits: int = 3) -> str:
+            return f"{n(med(figure, 'http'), digits)} / {n(med(figure, 'https'), digits)}"
+
+        full, resumed = cell.handshakes()
+        mid = cell.pairs[len(cell.pairs) // 2].https
+        connect = both(lambda r: r.connect_ms, 2) if cell.kind != tls.KEPT_ALIVE else "-"
+        rows.append([
+            Cell(cell.route), Cell(cell.kind), Cell(n(med(lambda r: r.throughput_rps, "http")), True),
+            Cell(n(med(lambda r: r.throughput_rps, "https")), True),
+            Cell(f"{cell.rps_ratio:.2f}x", True, (Note("muted", f"({cell.outcome()})"),)),
+            Cell(n(med(lambda r: r.latency_ms.p99, "http"), 2), True),
+            Cell(n(med(lambda r: r.latency_ms.p99, "https"), 2), True), Cell(f"{cell.p99_ratio:.2f}x", True),
+            Cell(connect, True), Cell(both(lambda r: r.nginx_cpu_ms_per_request), True),
+            Cell(f"+{cell.cost_ms:.3f} ms", True), Cell(both(tls.pool_cpu_ms_per_request), True),
+            Cell(both(lambda r: r.generator_cpu_ms_per_request), True),
+            Cell(f"{full} / {resumed}", True), Cell(mid.bound_by or "-"),
+        ])  # fmt: skip
+    runs = [r for cell in tls.pair_up(exp.runs).values() for p in cell.pairs for r in (p.http, p.https)]
+    return Table(head=TLS_SUMMARY_HEAD, rows=rows, saturated=[r.label for r in runs if r.generator_saturated])
 
 
 def claim_views(results: Results) -> list[ClaimView]:
@@ -416,6 +497,7 @@ def claim_views(results: Results) -> list[ClaimView]:
         "stall": lambda: chart_stall(results.experiments),
         "scaling": lambda: chart_scaling(exps[5]),
         "pool": lambda: chart_pool(exps[12]),
+        "tls": lambda: chart_tls(exps[15]),
         "memory": lambda: chart_bars(
             [r.label for r in exps[6].runs], [r.pss_mb_per_request for r in exps[6].runs],
             "PSS MiB per request in flight",
@@ -428,7 +510,8 @@ def claim_views(results: Results) -> list[ClaimView]:
         if e.chart and e.runs and e.chart not in shown:
             shown.add(e.chart)
             fig = figure(charts[e.chart](), e.chart)
-        views.append(ClaimView(e, runs_table(e.runs, claim_columns(e.runs)), fig))
+        summary = tls_summary(e) if e.claim == 15 and e.runs else None
+        views.append(ClaimView(e, runs_table(e.runs, claim_columns(e.runs)), fig, summary))
     return views
 
 

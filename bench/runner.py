@@ -1,6 +1,7 @@
 """What the lab asks of the runner, through its command line as a user would (``python -m
-native env|render-nginx``), never through native mode's modules: the environment the stack's
-programs get, and an nginx prefix rendered from it."""
+native env|render-nginx|cluster|tls-cert``), never through native mode's modules: the
+environment the stack's programs get, an nginx prefix rendered from it, a PostgreSQL cluster,
+and a certificate for nginx's HTTPS server."""
 
 from __future__ import annotations
 
@@ -61,3 +62,14 @@ class Cluster:
 def cluster(folder: Path, port: int) -> Cluster:
     """A PostgreSQL cluster in ``folder``, made as native mode makes its own."""
     return Cluster(**json.loads(_native(["cluster", str(folder), f"--port={port}"], os.environ)))
+
+
+def tls_certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost made by the runner (``python -m native tls-cert
+    FOLDER``: ECDSA P-256, as ``make tls-cert`` makes one): FOLDER/tls.crt and its key."""
+    _native(["tls-cert", str(folder)], os.environ)
+    cert, key = folder / "tls.crt", folder / "tls.key"
+    for path in (cert, key):
+        if not path.is_file():
+            raise LabError(f"python -m native tls-cert: no {path.name} in {folder}")
+    return cert, key

@@ -55,13 +55,16 @@ CLAIMS = {
     12: "With a database, the connection pool is the limit: throughput close to connections / latency.",
     13: "Async is faster than sync for database queries (one indexed read a request, the same connections).",
     14: "A blocking database driver inside async def stalls the loop; the same call in a thread does not.",
+    15: "TLS costs little on a kept-alive connection; the handshake is what costs.",
 }
 
 
-def quality(runs: Sequence[Run], expect_errors: bool = False) -> str | None:
-    """Why a set of runs cannot decide a claim, or None when they can."""
+def quality(runs: Sequence[Run], expect_errors: bool = False, paced: bool = True) -> str | None:
+    """Why a set of runs cannot decide a claim, or None when they can. A claim decided on a
+    cost per request rather than on a pace (``paced`` false: throughput, latency) is not
+    undone by a saturated generator, which slows the pace but leaves each request's cost."""
     for run in runs:
-        if run.generator_saturated:
+        if paced and run.generator_saturated:
             return f"the load generator saturated its CPU in '{run.label}', so it, not the server, set the pace"
         if not run.settled:
             return f"the server was still busy from the previous run when '{run.label}' started"
@@ -78,8 +81,10 @@ def quality(runs: Sequence[Run], expect_errors: bool = False) -> str | None:
     return None
 
 
-def decide(ok: bool, reason: str, runs: Sequence[Run], expect_errors: bool = False) -> tuple[str, str]:
-    problem = quality(runs, expect_errors)
+def decide(
+    ok: bool, reason: str, runs: Sequence[Run], expect_errors: bool = False, paced: bool = True
+) -> tuple[str, str]:
+    problem = quality(runs, expect_errors, paced)
     if problem:
         return INCONCLUSIVE, problem
     return (HOLDS if ok else FAILS), reason
@@ -135,20 +140,22 @@ def physical_limits(
     return Limits(**{k: (round(v, 3) if isinstance(v, float) else v) for k, v in limits.items()})
 
 
-def bound_by(run: Run, app: Sequence[str], workers: int, connections: int, cores: int) -> str:
+def bound_by(run: Run, app: Sequence[str], workers: int, connections: int, cores: int, *, database: bool = True) -> str:
     """What limited one run against the lab's PostgreSQL, from what it measured: the load
     generator, the box's CPUs (and who used them), PostgreSQL's CPU, the app's, or nothing
     saturated (then the round trips did). ``app`` names the servers that are the app (its pool,
-    and its nginx where there is one); PostgreSQL and pgbouncer are found by their names."""
+    and its nginx where there is one); PostgreSQL and pgbouncer are found by their names.
+    Without a ``database`` (claim 15: nginx and a pool), PostgreSQL is neither named nor judged."""
     by = run.server_cpu_cores_by
     pg = by.get("postgres", 0.0) + by.get("pgbouncer", 0.0)
     app_cpu = sum(cores_used for name, cores_used in by.items() if name in app)
-    figures = f"app {app_cpu:.2f}, PostgreSQL {pg:.2f}, generator {run.generator_cpu_cores:.2f} cores"
+    figures = f"app {app_cpu:.2f}, {f'PostgreSQL {pg:.2f}, ' if database else ''}"
+    figures += f"generator {run.generator_cpu_cores:.2f} cores"
     if run.generator_saturated:
         return f"the load generator ({figures})"
     if run.box_saturated or run.box_cpu_utilisation >= BOX_BUSY:
         return f"the box's CPUs, {run.box_cpu_utilisation:.0%} busy ({figures})"
-    if pg >= BUSY * min(connections, cores):
+    if database and pg >= BUSY * min(connections, cores):
         return f"PostgreSQL's CPU ({figures})"
     if app and app_cpu >= BUSY * min(workers, cores):
         return f"the app's CPU ({figures})"

@@ -135,6 +135,49 @@ def test_claim_13_puts_the_connection_budget_beside_every_run(results, report):
     assert "vs pgbench" in page and "DB connections given" in page and "via pgbouncer" in page
 
 
+def test_claim_15_measured_https_against_http_in_every_case_over_tls(results, report):
+    """Every run of claim 15 ran without an error: each route of the mode kept alive and with a
+    new connection per request, over HTTP and HTTPS, and with resumption off. nginx's lab-only
+    log shows each HTTPS run over TLS and each plain one not, a new connection for every request
+    where asked, and every handshake full where resumption is off; each HTTPS run carries its
+    ratios to HTTP, and every run what it cost nginx and wrk per request and what bound it."""
+    from bench.claims.tls import NEW_CONNECTION, NO_RESUMPTION, RUNS
+
+    record = next(e for e in results["experiments"] if e["claim"] == 15)
+    mode = MODES["tiny"]
+    wanted = {(route, kind, scheme, resumption) for route in mode.tls_routes for kind, scheme, resumption in RUNS}
+    ran = [
+        (r["settings"]["route"], r["settings"]["connection"], r["settings"]["scheme"],
+         r["settings"].get("tls_resumption", ""))
+        for r in record["runs"]
+    ]  # fmt: skip
+    assert sorted(ran) == sorted(wanted) * mode.peer_rounds
+    for run in record["runs"]:
+        where = f"claim 15: {run['label']}"
+        scheme, new = run["settings"]["scheme"], run["settings"]["connection"] == NEW_CONNECTION
+        check_run(run, where)
+        assert run["errors"] == 0, where
+        assert run["url"].startswith(f"{scheme}://127.0.0.1:"), where
+        assert run["nginx_cpu_ms_per_request"] > 0 and number(run["generator_cpu_ms_per_request"]), where
+        assert run["bound_by"] and "tls-nginx" in run["server_cpu_cores_by"], where
+        if scheme == "https":
+            assert run["tls"].startswith("HTTP/1.1 over TLSv1."), where
+            assert run["ratio_to_http"] > 0 and run["p99_ratio_to_http"] > 0, where
+        else:
+            assert run["tls"] == "HTTP/1.1" and "ratio_to_http" not in run, where
+        if new:  # one connection for each request wrk counted, and the time opening it took
+            assert run["connections_opened"] >= run["requests"] and number(run["connect_ms"]), where
+        else:  # wrk's connections, and one more each time nginx closed one after 1000 requests
+            assert run["connections_opened"] <= run["concurrency"] + run["requests"] // 1000 + 1, where
+        if run["settings"].get("tls_resumption") == "off":
+            assert run["tls_resumed"] == 0, where
+    assert record["chart"] == "tls" and record["ratio"] > 0
+    page = (report / "index.html").read_text()
+    assert "TLS handshakes full / resumed" in page and NO_RESUMPTION in page
+    logs = report / "logs"
+    assert (logs / "tls-nginx-connections.log").exists() or (logs / "tls-nginx-connections.log.gz").exists()
+
+
 def test_curves_cover_every_configuration_and_level_with_limits(results):
     mode = MODES["tiny"]
     for kind, levels in (("io", mode.io_levels), ("cpu", mode.cpu_levels)):

@@ -163,3 +163,35 @@ def test_cluster_without_postgresql_says_what_to_install(tmp_path):
     result = native("cluster", str(tmp_path / "c"), "--port", "15999", TWINSTACK_PG_BIN_DIR=str(tmp_path / "none"))
     assert result.returncode == 1
     assert "PostgreSQL is not installed" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_lab_gets_its_certificate_and_an_https_nginx_from_the_runner(tmp_path, nginx_bin, monkeypatch):
+    """Claim 15's nginx: a certificate made by ``python -m native tls-cert`` (ECDSA P-256), and
+    twinstack's configuration rendered with HTTPS on and the redirect off, the lab's connection
+    log beside it."""
+    for name in [k for k in os.environ if k.startswith("TWINSTACK_")]:
+        monkeypatch.delenv(name)
+    cert, key = runner.tls_certificate(tmp_path / "tls")
+    assert (cert, key) == (tmp_path / "tls" / "tls.crt", tmp_path / "tls" / "tls.key")
+    text = subprocess.run(["openssl", "x509", "-in", str(cert), "-noout", "-text"], capture_output=True, text=True)
+    assert "id-ecPublicKey" in text.stdout and "prime256v1" in text.stdout, text.stdout + text.stderr
+    tls_port, full_port, log = free_port(), free_port(), tmp_path / "connections.log"
+    settings = {
+        **lab_like(tmp_path),
+        "TWINSTACK_TLS": "true", "TWINSTACK_TLS_PORT": str(tls_port), "TWINSTACK_TLS_PUBLIC_PORT": str(tls_port),
+        "TWINSTACK_TLS_CERTIFICATE": str(cert), "TWINSTACK_TLS_CERTIFICATE_KEY": str(key),
+        "TWINSTACK_TLS_REDIRECT": "false", "TWINSTACK_BENCH_CONNECTIONS_LOG": str(log),
+        "TWINSTACK_BENCH_NO_RESUMPTION_PORT": str(full_port),
+    }  # fmt: skip
+    rendered = runner.render_nginx(
+        runner.environment(settings), tmp_path / "nginx", [ROOT / "bench" / "nginx-tls.conf.template"]
+    )
+    conf = rendered.prefix / "conf.d"
+    assert f"listen {tls_port} ssl" in (conf / "tls" / "twinstack-tls.conf").read_text()
+    assert "return 308" in (conf / "twinstack.conf").read_text()  # the redirect is there, switched off:
+    assert 'map "$scheme:false"' in (conf / "twinstack.conf").read_text()
+    lab = (conf / "nginx-tls.conf").read_text()
+    assert f"access_log {log} twinstack_lab_connections" in lab
+    assert f"listen 127.0.0.1:{full_port} ssl;" in lab and "ssl_session_cache off;" in lab
+    with pytest.raises(LabError, match=r"^python -m native tls-cert: "):
+        runner.tls_certificate(tmp_path / "tls" / "tls.crt" / "below-a-file")
