@@ -254,6 +254,13 @@ FOREIGN_HOST_REQUESTS = [
         "localhost",
     ),
     ("suffix of a served name", b"GET / HTTP/1.1\r\nHost: xlocalhost\r\nConnection: close\r\n\r\n", "localhost"),
+    # Our Host on a connection opened for another name (domain fronting): 421 all the same.
+    (
+        "our Host, foreign SNI",
+        b"GET /async/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        "evil.example",
+    ),
+    ("our IP as Host, foreign SNI", b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", "evil.example"),
 ]
 
 
@@ -270,6 +277,18 @@ def test_a_name_not_served_gets_421_json_over_https(stack: Stack, request_bytes:
     assert b"\r\nStrict-Transport-Security: max-age=31536000" in head
 
 
+def test_our_authority_on_a_connection_opened_for_another_name_gets_421_over_http2(stack: Stack):
+    port = stack.env["TWINSTACK_TLS_PORT"]
+    result = subprocess.run(
+        ["curl", "-sS", "--http2", "-k", "-w", "\n%{http_version} %{http_code}", "-H", f"Host: localhost:{port}",
+         "--resolve", f"evil.example:{port}:127.0.0.1", f"https://evil.example:{port}/async/health"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    body, _, trailer = result.stdout.rpartition("\n")
+    assert trailer == "2 421", result.stdout
+    assert json.loads(body)["error"]["code"] == "misdirected_request"
+
+
 def test_a_foreign_authority_over_http2_gets_421(stack: Stack):
     """HTTP/2's :authority, from a connection opened for a served name (curl --connect-to keeps
     the TLS name and the authority apart)."""
@@ -284,10 +303,15 @@ def test_a_foreign_authority_over_http2_gets_421(stack: Stack):
     assert json.loads(body)["error"]["code"] == "misdirected_request"
 
 
-@pytest.mark.parametrize("name", ["localhost", "127.0.0.1"])
-def test_every_served_name_is_served_over_https(stack: Stack, name: str):
-    request = f"GET /async/health HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode()
-    sni = None if name[0].isdigit() else name
+@pytest.mark.parametrize(
+    ("host", "sni"),
+    [("localhost", "localhost"), ("LocalHost", "localhost"), ("localhost", "LOCALHOST"), ("127.0.0.1", None),
+     ("localhost", None)],
+)  # fmt: skip
+def test_every_served_name_is_served_over_https(stack: Stack, host: str, sni: str | None):
+    """Names compare case-insensitively; without SNI (a client connecting to an IP address)
+    the Host decides."""
+    request = f"GET /async/health HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
     assert raw_tls(stack, request, sni).startswith(b"HTTP/1.1 200 ")
 
 
