@@ -33,7 +33,7 @@ def render_template(text: str, env: Mapping[str, str]) -> str:
     return PLACEHOLDER.sub(lambda m: env[m.group(1)], text)
 
 
-# What the HTTPS server needs differs by nginx version (nginx/snippets/tls-nginx-*.conf):
+# What the HTTPS server needs differs by nginx version (nginx/snippets/tls-nginx-1.25.5.conf and its siblings):
 # 1.25.1 made HTTP/2 a directive of its own (`http2 on;`) and deprecated the `http2` parameter
 # of `listen`, which is all older versions (Debian 12's 1.22) know; 1.25.5 gave the TLS
 # handshake a timeout of its own (60 s by default, where older ones use client_header_timeout).
