@@ -102,8 +102,12 @@ def _get(url: str) -> int:
 
 
 def ready_urls(settings: StackSettings) -> list[str]:
+    """What answers 200 when the stack is ready: the public entry (HTTPS when it is on) and each
+    pool through it; with HTTPS on, the plain port too (serving, or redirecting there)."""
     base = public_url(settings)
     urls = [f"{base}/", *(f"{base}/{half.prefix}/ready" for half in deployed())]
+    if settings.tls:
+        urls.append(f"http://127.0.0.1:{settings.http_port}/")
     urls.append(f"http://127.0.0.1:{settings.locust_port}/")
     if settings.monitoring:
         urls.append(f"http://127.0.0.1:{settings.prometheus_port}/-/ready")

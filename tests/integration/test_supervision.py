@@ -137,7 +137,10 @@ def test_make_status_shows_each_program_and_fails_when_the_stack_does_not_answer
 
     ok = wait_for(all_running, what="every program RUNNING")
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert len(re.findall(r"^\s+200\s+http://", ok.stdout, re.M)) == 4, ok.stdout
+    # The suite's stack serves HTTPS (conftest.tls_settings): its page and both pools through it,
+    # its plain port, and the Locust UI.
+    assert len(re.findall(r"^\s+200\s+https://", ok.stdout, re.M)) == 3, ok.stdout
+    assert len(re.findall(r"^\s+200\s+http://", ok.stdout, re.M)) == 2, ok.stdout
     # Every program still RUNNING, but the downstream frozen: the stack does not answer ready.
     downstream = program_pid(stack, "downstream")
     os.kill(downstream, signal.SIGSTOP)
@@ -145,7 +148,7 @@ def test_make_status_shows_each_program_and_fails_when_the_stack_does_not_answer
         frozen = make(stack, "status")
         assert frozen.returncode != 0, frozen.stdout
         assert re.search(r"^downstream\s+RUNNING", frozen.stdout, re.M), frozen.stdout
-        assert re.search(r"^\s+(503|down)\s+http://\S+/sync/ready$", frozen.stdout, re.M), frozen.stdout
+        assert re.search(r"^\s+(503|down)\s+https://\S+/sync/ready$", frozen.stdout, re.M), frozen.stdout
     finally:
         os.kill(downstream, signal.SIGCONT)
     stack.ctl("stop", "downstream")
