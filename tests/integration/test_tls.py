@@ -5,6 +5,7 @@ plain port, and the policy as testssl.sh sees it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -13,10 +14,12 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -78,6 +81,69 @@ def api_routes() -> list[tuple[str, str]]:
             paths = [r.rule for r in flask_app().url_map.iter_rules() if "GET" in r.methods]
         found += [(half.prefix, p) for p in paths if "{" not in p and "<" not in p and p != "/metrics"]
     return sorted(found)
+
+
+# --- started first, checked later -----------------------------------------------------------
+
+# testssl.sh's checks that rate a severity, in two halves run side by side (a full run takes
+# half a minute): every check of its default run but the client simulations, which only report
+# which clients connect (INFO).
+TESTSSL_OPTIONS = ("--quiet", "--color", "0", "--warnings", "batch", "--ip", "127.0.0.1",
+                   "--connect-timeout", "10", "--openssl-timeout", "10")  # fmt: skip
+TESTSSL_CHECKS = (("-U",), ("-p", "-s", "-f", "-P", "-S", "-h"))
+# Handshakes opened and stalled: two silent, two cut short after a ClientHello's first bytes.
+STALLED = (b"", b"", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", b"\x16\x03\x01\x02\x00\x01")
+
+
+@dataclass
+class Background:
+    """What runs beside this module's tests, against the suite's stack: testssl.sh (read by
+    test_testssl_...), and stalled TLS handshakes, each watched by a thread that notes when nginx
+    closed it (read by test_a_stalled_handshake_...); meanwhile every other test is served."""
+
+    started: float
+    scans: list[tuple[subprocess.Popen, Path, tuple[str, ...]]] = field(default_factory=list)
+    sockets: list[socket.socket] = field(default_factory=list)
+    closed_after: dict[int, float] = field(default_factory=dict)
+    watchers: list[threading.Thread] = field(default_factory=list)
+
+    def watch(self, index: int, sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while sock.recv(4096):
+                pass
+        self.closed_after[index] = time.monotonic() - self.started
+
+
+@pytest.fixture(scope="module", autouse=True)
+def background(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Background]:
+    folder = tmp_path_factory.mktemp("tls-background")
+    port = int(stack.env["TWINSTACK_TLS_PORT"])
+    running = Background(started=time.monotonic())
+    binary = require_binary(shutil.which("testssl") or shutil.which("testssl.sh"), "testssl.sh")
+    for n, checks in enumerate(TESTSSL_CHECKS):
+        jsonfile = folder / f"testssl-{n}.json"
+        scan = subprocess.Popen(
+            [binary, *TESTSSL_OPTIONS, "--jsonfile", str(jsonfile), *checks, f"localhost:{port}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        running.scans.append((scan, jsonfile, checks))
+    for n, first_bytes in enumerate(STALLED):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+        if first_bytes:
+            sock.sendall(first_bytes)
+        running.sockets.append(sock)
+        watcher = threading.Thread(target=running.watch, args=(n, sock), daemon=True)
+        watcher.start()
+        running.watchers.append(watcher)
+    try:
+        yield running
+    finally:
+        for scan, _, _ in running.scans:
+            if scan.poll() is None:
+                scan.kill()
+            scan.wait()
+        for sock in running.sockets:
+            sock.close()
 
 
 # --- HTTP/2 ---------------------------------------------------------------------------------
@@ -333,27 +399,6 @@ def test_plain_http_on_the_https_port_gets_400_json(stack: Stack, request_bytes:
     assert json.loads(body)["error"]["code"] == "https_required"
 
 
-def test_a_stalled_handshake_is_cut_off_while_others_are_served(stack: Stack):
-    """A client that opens connections to the HTTPS port and never finishes its handshake
-    (silent, or a ClientHello cut short) holds them 10 s at most, as a stalled plain request;
-    meanwhile everyone else is served."""
-    port = int(stack.env["TWINSTACK_TLS_PORT"])
-    stalled = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(4)]
-    for sock in stalled[2:]:
-        sock.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # a ClientHello's first bytes
-    started = time.monotonic()
-    try:
-        with httpx.Client(base_url=stack.https_url, verify=trusting(stack), timeout=5) as other:
-            assert other.get("/async/health").status_code == 200
-        for sock in stalled:
-            assert sock.recv(1) == b""  # closed by nginx
-        # client_header_timeout is 10 s; the default of nginx 1.25.5+'s own would be 60 s.
-        assert time.monotonic() - started < 25
-    finally:
-        for sock in stalled:
-            sock.close()
-
-
 # --- the policy --------------------------------------------------------------------------
 
 
@@ -429,21 +474,31 @@ SEVERE = {"MEDIUM", "HIGH", "CRITICAL"}
 def run_testssl(target: str, *checks: str, jsonfile: Path) -> list[dict]:
     binary = require_binary(shutil.which("testssl") or shutil.which("testssl.sh"), "testssl.sh")
     result = subprocess.run(
-        [binary, "--quiet", "--color", "0", "--warnings", "batch", "--ip", "127.0.0.1",
-         "--connect-timeout", "10", "--openssl-timeout", "10", "--jsonfile", str(jsonfile), *checks, target],
+        [binary, *TESTSSL_OPTIONS, "--jsonfile", str(jsonfile), *checks, target],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert jsonfile.exists(), result.stdout[-3000:] + result.stderr[-3000:]
     return json.loads(jsonfile.read_text())
 
 
-def test_testssl_finds_nothing_medium_or_above_but_the_certificates(stack: Stack, tmp_path: Path):
-    """testssl.sh against the stack's HTTPS port: every check of its default run that rates a
-    severity (protocols, cipher categories, forward secrecy, server preferences, server
-    defaults and the certificate, headers, every vulnerability it knows). Left out: the client
-    simulations, which only report which clients connect (INFO) and take half the time."""
-    target = f"localhost:{stack.env['TWINSTACK_TLS_PORT']}"
-    findings = run_testssl(target, "-p", "-s", "-f", "-P", "-S", "-h", "-U", jsonfile=tmp_path / "testssl.json")
+def test_testssl_finds_nothing_medium_or_above_but_the_certificates(stack: Stack, background: Background):
+    """testssl.sh against the stack's HTTPS port (started with the module: Background): every
+    check of its default run that rates a severity (protocols, cipher categories, forward
+    secrecy, server preferences, server defaults and the certificate, headers, every
+    vulnerability it knows)."""
+    findings = []
+    for scan, jsonfile, checks in background.scans:
+        scan.wait(timeout=300)
+        assert jsonfile.exists(), f"testssl.sh {' '.join(checks)} wrote no findings"
+        found = json.loads(jsonfile.read_text())
+        # testssl.sh's own failures ("check failed because of connect problem", WARN), seen
+        # about once in five runs with the whole suite beside it: that part once more, alone.
+        if any(f["severity"] == "WARN" and f["finding"].startswith("check failed") for f in found):
+            print(f"testssl.sh {' '.join(checks)} failed a check of its own, run again:", found)
+            found = run_testssl(
+                f"localhost:{stack.env['TWINSTACK_TLS_PORT']}", *checks, jsonfile=jsonfile.with_suffix(".again.json")
+            )
+        findings += found
     ids = {f["id"] for f in findings}
     ran = {"TLS1_2", "TLS1_3", "HSTS_time", "BREACH", "cipher_order", "PFS", "heartbleed", "ROBOT", "ALPN_HTTP2"}
     assert ran <= ids, sorted(ids)
@@ -456,6 +511,17 @@ def test_testssl_finds_nothing_medium_or_above_but_the_certificates(stack: Stack
     by_id = {f["id"]: f for f in findings}
     assert by_id["TLS1"]["finding"] == "not offered" and by_id["TLS1_1"]["finding"] == "not offered"
     assert by_id["HSTS_time"]["severity"] == "OK" and by_id["ALPN_HTTP2"]["finding"].startswith("h2")
+
+
+def test_a_stalled_handshake_is_cut_off_while_others_are_served(background: Background):
+    """Connections opened to the HTTPS port with a handshake never finished (silent, or a
+    ClientHello cut short), held since the module began while every test above was served:
+    nginx closed each after client_header_timeout (10 s), as a stalled plain request; nginx
+    1.25.5+'s own handshake timeout would have held them 60 s (snippets/tls-nginx-1.25.5.conf)."""
+    for watcher in background.watchers:
+        watcher.join(timeout=max(1.0, 40 - (time.monotonic() - background.started)))
+    assert len(background.closed_after) == len(STALLED), background.closed_after
+    assert all(8 < after < 25 for after in background.closed_after.values()), background.closed_after
 
 
 def listening(port: int) -> bool:
