@@ -1,8 +1,9 @@
 """A half is a set of files: delete one half's files from a copy of the project, and `make up`
 starts what is left, which answers through nginx, and the tests of what is left pass.
 
-The copy gets its own virtualenv from its own Makefile, the way a user's project would (the
-editable install of this checkout would otherwise answer imports of the deleted package).
+The copies get a virtualenv of their own, not this checkout's (whose editable install would
+answer imports of the deleted package): the first copy's Makefile builds it from nothing, the
+way a user's project would, and the second copy's installs itself into it again.
 """
 
 from __future__ import annotations
@@ -73,18 +74,29 @@ def test_the_files_listed_are_every_file_of_each_half():
         assert not strays, strays
 
 
+@pytest.fixture(scope="module")
+def copies_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One virtualenv for both copies (make VENV=...), built from nothing by the first."""
+    return tmp_path_factory.mktemp("halves") / "venv"
+
+
 @pytest.mark.integration
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("half", ["async", "sync"])
-def test_a_project_without_one_half_starts_and_passes_its_tests(tmp_path: Path, half: str, nginx_bin: str, page: Page):
+def test_a_project_without_one_half_starts_and_passes_its_tests(
+    tmp_path: Path, half: str, nginx_bin: str, page: Page, copies_venv: Path
+):
     project = without(half, tmp_path / "project")
+    # A copy keeps its files' times, older than the virtualenv's stamp: made newer, so this
+    # copy's Makefile installs this copy (its editable install replaces the other copy's).
+    (project / "pyproject.toml").touch()
     kept = [h for h in HALVES if h.prefix != half]
     # The very tree `copier copy` makes with the other half kept (tests/test_template.py shows
     # each variant's files), but for the files it renders the answers into.
     generated = generate(snapshot(tmp_path / "template"), tmp_path / "generated", halves=kept[0].prefix)
     template_only = {"copier.yml", *(name for name in tree(project) if name.endswith(".jinja"))}
     assert tree(generated) - RENDERED == tree(project) - RENDERED - template_only
-    with running(project) as stack:
+    with running(project, venv=copies_venv) as stack:
         base = stack.base_url
         with httpx.Client(base_url=base, timeout=10) as client:
             assert client.get("/").status_code == 200
