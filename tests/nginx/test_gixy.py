@@ -19,7 +19,7 @@ from gixy.core.plugins_manager import PluginsManager
 
 from native import nginx_config
 from native.settings import StackSettings, deployed
-from tests.docker.test_compose import SERVICES, environment
+from tests.docker.test_compose import environment, image_nginx_version
 from tests.support import ROOT
 
 RUNNERS = ("native", "native-tls", "compose", "compose-tls", "lab")
@@ -79,7 +79,7 @@ def compose_nginx_version() -> str:
     """The upstream version of the pinned image: version-aware checks (nginx_cves) use it.
     Native mode's nginx is the distribution's, patched in place without a version change, so
     it gets none (gixy then keeps the CVE check silent, as it does by default)."""
-    return re.fullmatch(r"nginx:(\d+\.\d+\.\d+)(-\w+)?", SERVICES["nginx"]["image"]).group(1)
+    return ".".join(map(str, image_nginx_version()))
 
 
 def render(runner: str, prefix: Path) -> tuple[Path, dict[str, str]]:
