@@ -104,7 +104,7 @@ def _get(url: str) -> int:
 def ready_urls(settings: StackSettings) -> list[str]:
     """What answers 200 when the stack is ready: the public entry (HTTPS when it is on) and each
     pool through it; with HTTPS on, the plain port too (serving, or redirecting there)."""
-    base = public_url(settings)
+    base = settings.public_url()
     urls = [f"{base}/", *(f"{base}/{half.prefix}/ready" for half in deployed())]
     if settings.tls:
         urls.append(f"http://127.0.0.1:{settings.http_port}/")
@@ -232,7 +232,7 @@ def up(settings: StackSettings) -> None:
         print(f"Logs: {settings.log_dir}/", file=sys.stderr)
         raise
     print(f"twinstack is up (native mode, logs in {settings.log_dir}/):")
-    base = public_url(settings, "localhost")
+    base = settings.public_url("localhost")
     print(f"  {'landing page':15} {base}/")
     for half in deployed():
         print(f"  {half.prefix + ' ' + half.page:15} {base}/{half.prefix}/{half.page}")
@@ -370,11 +370,6 @@ def environment(settings: StackSettings) -> dict[str, str]:
     return env
 
 
-def public_url(settings: StackSettings, host: str = "127.0.0.1") -> str:
-    """The stack's one public entry: nginx, over HTTPS when it is on."""
-    return settings.public_url(host)
-
-
 # ECDSA P-256, as ACME clients issue by default: the cheapest handshake of the keys browsers
 # accept. 90 days, as a public CA's certificate.
 CERTIFICATE_DAYS = 90
@@ -489,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "env":
             print(json.dumps(environment(settings), indent=1, sort_keys=True))
         elif args.command == "url":
-            print(public_url(settings))
+            print(settings.public_url())
         elif args.command == "delete-data":
             delete_data(settings)
         elif args.command == "render-nginx":
