@@ -1,5 +1,8 @@
 """Shared per-request pieces: the JSON body gate and the clients the lifespan created
-(downstream, database, jobs)."""
+(downstream, database, jobs).
+
+Each is ``async def``: FastAPI runs a plain ``def`` dependency in the thread pool, a hop to
+another thread and back on every request for what is an attribute lookup."""
 
 from __future__ import annotations
 
@@ -13,20 +16,20 @@ from twinstack_db.session import AsyncDatabase
 from twinstack_runtime.jobs import JobRunner
 
 
-def json_body(request: Request) -> None:
+async def json_body(request: Request) -> None:
     """415 for a non-JSON body, before FastAPI tries to parse it (same rule as Flask)."""
     require_json(request.headers.get("content-type"))
 
 
-def get_downstream(request: Request) -> httpx.AsyncClient:
+async def get_downstream(request: Request) -> httpx.AsyncClient:
     return request.app.state.downstream
 
 
-def get_jobs(request: Request) -> JobRunner:
+async def get_jobs(request: Request) -> JobRunner:
     return request.app.state.jobs
 
 
-def get_db(request: Request) -> AsyncDatabase:
+async def get_db(request: Request) -> AsyncDatabase:
     return request.app.state.db
 
 

@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from twinstack_db.engine import async_engine, sync_engine
 from twinstack_db.session import AsyncDatabase, Database
 from twinstack_db.settings import PoolLimits
 from twinstack_runtime.jobs import JobRunner, JobStore
@@ -38,14 +37,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             base_url=settings.downstream_url, timeout=settings.downstream_timeout_s, limits=limits
         ) as client:
             app.state.downstream = client
-            # The engine of this worker, made in its own event loop (twinstack_db/engine.py).
-            engine = async_engine(settings, settings.db_pool, "twinstack-async")
+            # The pool of this worker, made in its own event loop (twinstack_db/pool.py).
             sizes = settings.db_pool
-            app.state.metrics.watch_db(engine.sync_engine.pool, sizes.pool_size, sizes.max_overflow)
-            app.state.db = AsyncDatabase(engine, app.state.metrics.observe_db_wait)
+            events = app.state.metrics.db_pool(sizes.pool_size, sizes.max_overflow)
+            app.state.db = await AsyncDatabase.open(settings, sizes, "twinstack-async", events)
             if settings.lab_routes:  # the sync driver the blocking-db anti-pattern misuses
-                app.state.lab_sync_db = Database(sync_engine(settings, LAB_SYNC_POOL, "twinstack-async-lab"))
-            # The job threads reach the same engine through the loop (run_from_thread).
+                app.state.lab_sync_db = Database.open(settings, LAB_SYNC_POOL, "twinstack-async-lab")
+            # The job threads reach the same pool through the loop (run_from_thread).
             store = JobStore(app.state.db.run_from_thread, settings.job_retention_s)
             app.state.jobs = JobRunner(store, settings.job_threads, settings.job_capacity)
             app.state.process_pool = lab.ProcessPool(settings.process_pool_workers)

@@ -27,7 +27,7 @@ class Settings(ServiceSettings):
     )
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """The instance the app factory was given; tests override it per app, never globally."""
     return request.app.state.settings
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import httpx
 from flask import Flask, current_app
 
-from twinstack_db.engine import sync_engine
 from twinstack_db.session import Database
 from twinstack_runtime.jobs import JobRunner, JobStore
 
@@ -56,17 +55,16 @@ class Jobs:
 
 
 class Db:
-    """The worker's database engine and its pool. create_app runs in each worker, after
-    gunicorn forked it (no preload_app), so each worker opens its own connections; see
-    twinstack_db/engine.py for what preload_app would break and the guard against it."""
+    """The worker's database pool. create_app runs in each worker, after gunicorn forked it
+    (no preload_app), so each worker opens its own connections; see twinstack_db/pool.py for
+    what preload_app would break and the guard against it."""
 
     name = "db"
 
     def init_app(self, app: Flask, settings: Settings) -> None:
-        engine = sync_engine(settings, settings.db_pool, "twinstack-sync")
-        metrics = app.extensions["metrics"]
-        metrics.watch_db(engine.pool, settings.db_pool.pool_size, settings.db_pool.max_overflow)
-        app.extensions[self.name] = Database(engine, metrics.observe_db_wait)
+        sizes = settings.db_pool
+        events = app.extensions["metrics"].db_pool(sizes.pool_size, sizes.max_overflow)
+        app.extensions[self.name] = Database.open(settings, sizes, "twinstack-sync", events)
 
     @property
     def database(self) -> Database:

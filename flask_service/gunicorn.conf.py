@@ -21,7 +21,7 @@ bind = pool.bind()
 wsgi_app = "flask_service.main:create_app()"
 # No preload_app: the app, and with it the database engine (made in the app factory, in each worker),
 # is loaded after the fork, so no two workers share a connection's socket. Turned on to save
-# memory, it would hand every worker the master's sockets: read twinstack_db/engine.py first.
+# memory, it would hand every worker the master's sockets: read twinstack_db/pool.py first.
 preload_app = False
 proc_name = "twinstack-sync"
 

@@ -34,3 +34,13 @@ def load_conf(service: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **e
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return runpy.run_path(str(ROOT / service / "gunicorn.conf.py"))
+
+
+def sessions_opened(database_url: str) -> int:
+    """How many sessions PostgreSQL has opened in this database so far (this one included):
+    the difference around a load run is what the pools opened during it, plus one."""
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()").fetchone()
+    return row[0]

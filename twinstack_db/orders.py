@@ -1,21 +1,14 @@
-"""What each database route does, written once for both services.
-
-Each operation is a generator that yields a :class:`Query` (a statement, and whether it wants
-one row or all of them) and receives its result; :mod:`twinstack_db.session` runs it on a sync
-connection (Flask) or an async one (FastAPI). The logic (idempotency, paging, the 404s and the
-409) lives here, once; only the awaiting differs between the two services. Every value reaches
-SQL as a bound parameter, never as text.
-"""
+"""What each database route does, written once for both services (twinstack_db/operation.py
+says how an operation runs). The logic (idempotency, paging, the 404s and the 409) lives here,
+once; only the awaiting differs between the two services."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Generator, Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
-from uuid import UUID
+import uuid
+from typing import Any
 
-from sqlalchemy import Executable, func, select, text, tuple_
+from sqlalchemy import bindparam, func, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert
 
 from twinstack_contract.errors import ContractError
@@ -23,19 +16,31 @@ from twinstack_contract.models import Order as OrderBody
 from twinstack_contract.models import OrderPage, OrderPageParams, StoredOrder
 
 from .models import Order
+from .operation import Operation, Query, Row, Statement
 
 orders = Order.__table__
-
-
-@dataclass(frozen=True)
-class Query:
-    statement: Executable
-    rows: Literal["one", "all"] = "one"
-
-
-Row = Mapping[str, Any]
-# Yields queries, receives a row (or None) or a list of rows, returns the answer.
-Operation = Generator[Query, Any, Any]
+# Every column a client sends or the service computes, bound by name.
+WRITTEN = ("id", "sku", "quantity", "unit_price_cents", "total_cents", "customer_email", "idempotency_key",
+           "request_digest")  # fmt: skip
+_INSERT = insert(orders).values({name: bindparam(name) for name in WRITTEN}).returning(*orders.c)
+INSERT = Statement.of(_INSERT)
+# With a key: the check and the insert are one statement (see create).
+INSERT_ONCE = Statement.of(_INSERT.on_conflict_do_nothing(index_elements=[orders.c.idempotency_key]))
+BY_KEY = Statement.of(select(orders).where(orders.c.idempotency_key == bindparam("key")))
+BY_ID = Statement.of(select(orders).where(orders.c.id == bindparam("id")))
+_NEWEST_FIRST = select(orders).order_by(orders.c.created_at.desc(), orders.c.id.desc()).limit(bindparam("limit"))
+NEWEST = Statement.of(_NEWEST_FIRST)
+# The page after an order: the orders before it in (created_at, id) order, through the index
+# on both, however deep the page.
+NEWEST_BEFORE = Statement.of(
+    _NEWEST_FIRST.where(
+        tuple_(orders.c.created_at, orders.c.id)
+        < select(orders.c.created_at, orders.c.id).where(orders.c.id == bindparam("after")).scalar_subquery()
+    )
+)
+ANCHOR = Statement.of(select(orders.c.id).where(orders.c.id == bindparam("after")))
+HOLD = Statement.of(select(func.pg_sleep(bindparam("seconds"))))
+PING = Statement.of(text("SELECT 1"))
 
 
 def digest(order: OrderBody) -> str:
@@ -64,7 +69,8 @@ def create(order: OrderBody, key: str | None, served_by: str) -> Operation:
     statement: two retries racing each other cannot both insert (the second waits for the
     first to commit, then inserts nothing). Returns the order and whether this call made it.
     """
-    values = {
+    values: dict[str, Any] = {
+        "id": uuid.uuid4(),
         "sku": order.sku,
         "quantity": order.quantity,
         "unit_price_cents": order.unit_price_cents,
@@ -73,13 +79,12 @@ def create(order: OrderBody, key: str | None, served_by: str) -> Operation:
         "idempotency_key": key,
         "request_digest": digest(order) if key else None,
     }
-    statement = insert(orders).values(**values).returning(*orders.c)
     if key is None:
-        return stored((yield Query(statement)), served_by), True
-    row = yield Query(statement.on_conflict_do_nothing(index_elements=[orders.c.idempotency_key]))
+        return stored((yield Query(INSERT, values)), served_by), True
+    row = yield Query(INSERT_ONCE, values)
     if row is not None:
         return stored(row, served_by), True
-    first = yield Query(select(orders).where(orders.c.idempotency_key == key))
+    first = yield Query(BY_KEY, {"key": key})
     if first["request_digest"] != values["request_digest"]:
         raise ContractError(
             409, "idempotency_conflict", "This Idempotency-Key was already used with a different request body."
@@ -87,25 +92,23 @@ def create(order: OrderBody, key: str | None, served_by: str) -> Operation:
     return stored(first, served_by), False
 
 
-def get(order_id: UUID, served_by: str) -> Operation:
-    row = yield Query(select(orders).where(orders.c.id == order_id))
+def get(order_id: uuid.UUID, served_by: str) -> Operation:
+    row = yield Query(BY_ID, {"id": order_id})
     if row is None:
         raise ContractError(404, "not_found", "No such order.")
     return stored(row, served_by)
 
 
 def page(params: OrderPageParams, served_by: str) -> Operation:
-    """Keyset pagination, newest first: the page after an order is the orders before it in
-    (created_at, id) order, found through the index on both, however deep the page."""
-    newest_first = select(orders).order_by(orders.c.created_at.desc(), orders.c.id.desc()).limit(params.limit + 1)
-    if params.after is not None:
-        anchor = yield Query(select(orders.c.created_at, orders.c.id).where(orders.c.id == params.after))
-        if anchor is None:
+    """Keyset pagination, newest first, one statement a page (two when the anchor is unknown,
+    to tell a 404 from an empty page)."""
+    limit = params.limit + 1  # one more than asked: whether there is a next page
+    if params.after is None:
+        rows = yield Query(NEWEST, {"limit": limit}, rows="all")
+    else:
+        rows = yield Query(NEWEST_BEFORE, {"limit": limit, "after": params.after}, rows="all")
+        if not rows and (yield Query(ANCHOR, {"after": params.after})) is None:
             raise ContractError(404, "not_found", "No such order to page after.")
-        newest_first = newest_first.where(
-            tuple_(orders.c.created_at, orders.c.id) < tuple_(anchor["created_at"], anchor["id"])
-        )
-    rows = yield Query(newest_first, rows="all")
     more = len(rows) > params.limit
     found = [stored(row, served_by) for row in rows[: params.limit]]
     return OrderPage(orders=found, next_after=found[-1].order_id if more else None)
@@ -114,8 +117,8 @@ def page(params: OrderPageParams, served_by: str) -> Operation:
 def hold(delay_ms: int) -> Operation:
     """One round trip that keeps its connection for ``delay_ms``: the "database query"
     I/O workload (GET /db)."""
-    yield Query(select(func.pg_sleep(delay_ms / 1000)))
+    yield Query(HOLD, {"seconds": delay_ms / 1000})
 
 
 def ping() -> Operation:
-    yield Query(text("SELECT 1"))
+    yield Query(PING)

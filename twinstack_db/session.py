@@ -1,31 +1,32 @@
-"""Running an operation (twinstack_db.orders) on a pooled connection: synchronously for the
-Flask service, awaited for the FastAPI service. Both drivers do the same four things:
+"""Running an operation (twinstack_db/operation.py) on a pooled connection (twinstack_db/pool.py):
+synchronously for the Flask service, awaited for the FastAPI service. Both do the same three
+things:
 
-- one transaction per operation (``engine.begin()``): committed when it returns, rolled back
-  when it raises;
+- each query's compiled statement runs on psycopg directly, its values bound by name;
 - the database's failures become the contract's answers (:func:`translated`): no free
   connection within the pool timeout is ``503 pool_exhausted``, a database that is down or
   unreachable is ``503 database_unavailable``, both with ``Retry-After``;
 - the time spent waiting for a connection and running SQL is added up per request
-  (:data:`SQL_TIME`), for ``Server-Timing`` and the metrics;
-- the wait for a connection is recorded in the pool's histogram.
+  (:data:`SQL_TIME`), for ``Server-Timing`` and the metrics.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import Engine, exc
-from sqlalchemy.ext.asyncio import AsyncEngine
+import psycopg
+from psycopg_pool import PoolClosed, PoolTimeout
 
 from twinstack_contract.errors import ContractError
 
-from .orders import Operation, Query
+from .operation import Operation
+from .pool import AsyncPool, NoEvents, PoolEvents, SyncPool
+from .settings import DatabaseSettings, PoolLimits
 
 RETRY_AFTER_S = "1"
 # Seconds spent on the database by the current request: connection wait plus statements.
@@ -38,70 +39,84 @@ def add_sql_time(seconds: float) -> None:
     SQL_TIME.set(SQL_TIME.get() + seconds)
 
 
+def unavailable() -> ContractError:
+    return ContractError(
+        503,
+        "database_unavailable",
+        "The database is unavailable; try again shortly.",
+        headers={"Retry-After": RETRY_AFTER_S},
+    )
+
+
 @contextmanager
 def translated() -> Iterator[None]:
-    """SQLAlchemy's errors as the contract's 503s; anything else (a bug) propagates as is."""
+    """The pool's and the driver's failures as the contract's 503s; anything else (a bug, a
+    constraint the contract should have checked first) propagates as is."""
     try:
         yield
-    except exc.TimeoutError as error:  # QueuePool: no connection free within pool_timeout
+    except PoolTimeout as error:  # no connection free within the pool timeout
         raise ContractError(
             503,
             "pool_exhausted",
             "Every database connection of this worker is busy; try again shortly.",
             headers={"Retry-After": RETRY_AFTER_S},
         ) from error
-    except exc.DBAPIError as error:
-        if not (isinstance(error, exc.OperationalError | exc.InterfaceError) or error.connection_invalidated):
-            raise
-        raise ContractError(
-            503,
-            "database_unavailable",
-            "The database is unavailable; try again shortly.",
-            headers={"Retry-After": RETRY_AFTER_S},
-        ) from error
-
-
-def _result(result: Any, query: Query) -> Any:
-    mappings = result.mappings()
-    return mappings.all() if query.rows == "all" else mappings.first()
-
-
-Observe = Callable[[float], None]
+    except PoolClosed as error:  # closed under the request: the database went away
+        raise unavailable() from error
+    except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+        raise unavailable() from error
 
 
 class Database:
-    """A sync engine, for one WSGI worker process."""
+    """A sync pool, for one WSGI worker process (and its job threads)."""
 
-    def __init__(self, engine: Engine, observe_wait: Observe = lambda s: None) -> None:
-        self.engine = engine
-        self.observe_wait = observe_wait
+    def __init__(self, pool: SyncPool) -> None:
+        self.pool = pool
+
+    @classmethod
+    def open(
+        cls, database: DatabaseSettings, limits: PoolLimits, name: str, events: PoolEvents | None = None
+    ) -> Database:
+        """A pool named ``name`` (pg_stat_activity's application_name), connecting in the background."""
+        pool = SyncPool(database, limits, name, events or NoEvents())
+        pool.open()
+        return cls(pool)
 
     def run(self, operation: Operation) -> Any:
         start = time.perf_counter()
         try:
-            with translated(), self.engine.begin() as conn:
-                self.observe_wait(time.perf_counter() - start)
+            with translated(), self.pool.connection() as conn:
                 query = next(operation)
                 while True:
+                    cursor = conn.execute(query.statement.sql, query.parameters())
+                    result = cursor.fetchall() if query.rows == "all" else cursor.fetchone()
                     try:
-                        query = operation.send(_result(conn.execute(query.statement), query))
-                    except StopIteration as done:  # caught inside the block: it commits
+                        query = operation.send(result)
+                    except StopIteration as done:
                         return done.value
         finally:
             add_sql_time(time.perf_counter() - start)
 
     def close(self) -> None:
-        self.engine.dispose()
+        self.pool.close()
 
 
 class AsyncDatabase:
-    """An async engine, for one ASGI worker's event loop."""
+    """An async pool, for one ASGI worker's event loop."""
 
-    def __init__(self, engine: AsyncEngine, observe_wait: Observe = lambda s: None) -> None:
+    def __init__(self, pool: AsyncPool) -> None:
         """Made inside the worker's running loop, which its connections belong to."""
-        self.engine = engine
-        self.observe_wait = observe_wait
+        self.pool = pool
         self.loop = asyncio.get_running_loop()
+
+    @classmethod
+    async def open(
+        cls, database: DatabaseSettings, limits: PoolLimits, name: str, events: PoolEvents | None = None
+    ) -> AsyncDatabase:
+        """Inside the worker's running loop; see :meth:`Database.open`."""
+        pool = AsyncPool(database, limits, name, events or NoEvents())
+        await pool.open()
+        return cls(pool)
 
     def run_from_thread(self, operation: Operation) -> Any:
         """For a thread of the worker (its job threads): the operation runs on the loop, the
@@ -114,16 +129,17 @@ class AsyncDatabase:
         start = time.perf_counter()
         try:
             with translated():
-                async with self.engine.begin() as conn:
-                    self.observe_wait(time.perf_counter() - start)
+                async with self.pool.connection() as conn:
                     query = next(operation)
                     while True:
+                        cursor = await conn.execute(query.statement.sql, query.parameters())
+                        result = await (cursor.fetchall() if query.rows == "all" else cursor.fetchone())
                         try:
-                            query = operation.send(_result(await conn.execute(query.statement), query))
-                        except StopIteration as done:  # caught inside the block: it commits
+                            query = operation.send(result)
+                        except StopIteration as done:
                             return done.value
         finally:
             add_sql_time(time.perf_counter() - start)
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        await self.pool.close()

@@ -39,7 +39,7 @@ from uuid import UUID
 from twinstack_contract.errors import ContractError
 from twinstack_contract.models import Job, JobRequest
 from twinstack_db import jobs as table
-from twinstack_db.orders import Operation
+from twinstack_db.operation import Operation
 
 from .work import cpu_work, worker_id
 

@@ -9,8 +9,6 @@ import threading
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
-from sqlalchemy import event
-from sqlalchemy.pool import Pool
 
 UNMATCHED = "<unmatched>"  # the route label of a 404: keeps label cardinality bounded
 # Every label value comes from a closed set: a client must not mint a new series (a file per
@@ -68,7 +66,7 @@ class Metrics:
             multiprocess_mode="livemax",
             registry=r,
         )
-        # The worker's database pool (twinstack_db/engine.py): open and checked out now, its
+        # The worker's database pool (twinstack_db/pool.py): open and checked out now, its
         # configured size and overflow (summed over live workers: the pool's connection budget),
         # and how long requests wait for a connection. Overflow in use = open - size.
         self.db_connections = Gauge(
@@ -131,20 +129,15 @@ class Metrics:
         counter.inc()
         histogram.observe(duration_s)
 
-    def watch_db(self, pool: Pool, pool_size: int, max_overflow: int) -> None:
-        """Follow one worker's connection pool through SQLAlchemy's pool events."""
+    def db_pool(self, pool_size: int, max_overflow: int) -> DbPoolEvents:
+        """The gauges and the wait histogram one worker's pool reports to (twinstack_db/pool.py)."""
         self.db_pool_limit.labels(self.service, "pool_size").set(pool_size)
         self.db_pool_limit.labels(self.service, "max_overflow").set(max_overflow)
-        opened = self.db_connections.labels(self.service, "open")
-        checked_out = self.db_connections.labels(self.service, "checked_out")
-        event.listen(pool, "connect", lambda *_: opened.inc())
-        event.listen(pool, "close", lambda *_: opened.dec())
-        event.listen(pool, "close_detached", lambda *_: opened.dec())
-        event.listen(pool, "checkout", lambda *_: checked_out.inc())
-        event.listen(pool, "checkin", lambda *_: checked_out.dec())
-
-    def observe_db_wait(self, seconds: float) -> None:
-        self._db_wait.observe(seconds)
+        return DbPoolEvents(
+            self.db_connections.labels(self.service, "open"),
+            self.db_connections.labels(self.service, "checked_out"),
+            self._db_wait,
+        )
 
     def exposition(self) -> tuple[bytes, str]:
         """Text exposition: every worker's values when multiprocess, else this app's own."""
@@ -154,6 +147,27 @@ class Metrics:
         else:
             registry = self.registry
         return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class DbPoolEvents:
+    """twinstack_db.pool.PoolEvents on the gauges: open and checked-out connections, and the
+    time each checkout waited."""
+
+    def __init__(self, open_: Gauge, checked_out: Gauge, wait: Histogram) -> None:
+        self._open, self._checked_out, self._wait = open_, checked_out, wait
+
+    def opened(self) -> None:
+        self._open.inc()
+
+    def closed(self) -> None:
+        self._open.dec()
+
+    def checked_out(self, waited_s: float) -> None:
+        self._checked_out.inc()
+        self._wait.observe(waited_s)
+
+    def checked_in(self) -> None:
+        self._checked_out.dec()
 
 
 def prepare_multiprocess_dir(path: str) -> None:

@@ -10,8 +10,6 @@ from twinstack_contract.models import READY_CHECKS, ErrorBody, Health
 from twinstack_db import orders
 from twinstack_runtime.work import worker_id
 
-from ..dependencies import get_db, get_downstream
-
 router = APIRouter(tags=["health"])
 
 
@@ -30,9 +28,9 @@ async def ready(request: Request) -> Health:
         # Checked first: before the lifespan ran there is no downstream client yet.
         raise ContractError(503, "not_ready", "Startup has not finished.")
     try:
-        resp = await get_downstream(request).get("/health", timeout=2.0)
+        resp = await request.app.state.downstream.get("/health", timeout=2.0)
         resp.raise_for_status()
     except httpx.HTTPError as exc:
         raise ContractError(503, "not_ready", f"Downstream unreachable: {type(exc).__name__}.") from exc
-    await get_db(request).run(orders.ping())  # 503 database_unavailable / pool_exhausted
+    await request.app.state.db.run(orders.ping())  # 503 database_unavailable / pool_exhausted
     return Health(status="ready", service="fastapi", served_by=worker_id(), checks=READY_CHECKS)

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
 
+import anyio.to_thread
 import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
@@ -303,3 +304,37 @@ def test_stream_yields_lines_as_they_are_made(client: TestClient):
         lines = [line for line in r.iter_lines() if line]
     assert len(lines) == 3
     assert time.perf_counter() - start >= 0.2
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers"),
+    [
+        ("GET", "/orders", {}),
+        ("POST", "/orders", {}),
+        ("POST", "/orders", {"Idempotency-Key": "hot-path"}),
+        ("GET", "/orders/{order_id}", {}),
+        ("GET", "/db?delay_ms=1", {}),
+        ("GET", "/ready", {}),
+    ],
+)
+def test_the_database_routes_never_enter_the_thread_pool(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, method: str, path: str, headers: dict
+):
+    """Every step of a database request runs on the event loop: FastAPI sends a plain ``def``
+    dependency or route to anyio's thread pool, which would cost a thread hop per request."""
+    order = {"sku": "HOT-1", "quantity": 1, "unit_price_cents": 100, "customer_email": "a@example.com"}
+    order_id = client.post("/orders", json=order).json()["order_id"]
+    hops: list[object] = []
+    real = anyio.to_thread.run_sync
+
+    async def counted(func, *args, **kwargs):
+        hops.append(func)
+        return await real(func, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+    body = order if method == "POST" else None
+    r = client.request(method, path.format(order_id=order_id), json=body, headers=headers)
+    assert r.status_code in (200, 201), r.text
+    assert hops == []
+    # The check can fail: a plain def route is seen.
+    assert client.get("/cpu?work=1").status_code == 200 and hops

@@ -13,7 +13,6 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from sqlalchemy.pool import QueuePool
 
 from native import monitoring
 from native.settings import StackSettings
@@ -68,10 +67,10 @@ def exposing_everything(service: str) -> Metrics:
     m.started()
     m.finished("/io", "GET", 200, 0.01)
     m.loop_lag.labels(service).set(0)
-    # What each worker does with its database pool (twinstack_db/engine.py): a pool that is
-    # never connected is enough, the limits and the open/checked-out series are set at once.
-    m.watch_db(QueuePool(lambda: None, pool_size=10, max_overflow=5), 10, 5)
-    m.observe_db_wait(0.002)
+    # What each worker's database pool reports (twinstack_db/pool.py).
+    events = m.db_pool(10, 5)
+    events.opened()
+    events.checked_out(0.002)
     return m
 
 

@@ -12,7 +12,6 @@ import psycopg
 import pytest
 
 from twinstack_contract.models import Job, JobRequest
-from twinstack_db.engine import sync_engine
 from twinstack_db.session import Database
 from twinstack_db.settings import DatabaseSettings, PoolLimits
 from twinstack_runtime import jobs
@@ -21,7 +20,7 @@ from twinstack_runtime.jobs import JobRunner, JobStore
 
 @pytest.fixture
 def store(database_url: str) -> Iterator[JobStore]:
-    db = Database(sync_engine(DatabaseSettings(database_url=database_url), PoolLimits(pool_size=2), "test-jobs"))
+    db = Database.open(DatabaseSettings(database_url=database_url), PoolLimits(pool_size=2), "test-jobs")
     yield JobStore(db.run, retention_s=60)
     db.close()
 
