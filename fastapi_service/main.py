@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
+from twinstack_db.pool import NoEvents, SyncPool
 from twinstack_db.session import AsyncDatabase, Database
 from twinstack_db.settings import PoolLimits
 from twinstack_runtime.jobs import JobRunner, JobStore
@@ -21,10 +22,10 @@ from .observability import ObservabilityMiddleware, monitor_loop_lag
 from .routers import health, inspect, jobs, lab, metrics, orders, workloads, ws
 from .settings import Settings
 
-# The lab's sync engine (only with TWINSTACK_LAB_ROUTES): two connections per worker, outside
+# The lab's sync pool (only with TWINSTACK_LAB_ROUTES): two connections per worker, outside
 # the deployment's budget, as the lab's routes are outside a deployment. nginx lets one /lab/
 # request in at a time for the whole stack.
-LAB_SYNC_POOL = PoolLimits(pool_size=1, max_overflow=1)
+LAB_SYNC_POOL = PoolLimits(pool_size=2)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -39,10 +40,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.downstream = client
             # The pool of this worker, made in its own event loop (twinstack_db/pool.py).
             sizes = settings.db_pool
-            events = app.state.metrics.db_pool(sizes.pool_size, sizes.max_overflow)
+            events = app.state.metrics.db_pool(sizes.pool_size)
             app.state.db = await AsyncDatabase.open(settings, sizes, "twinstack-async", events)
             if settings.lab_routes:  # the sync driver the blocking-db anti-pattern misuses
-                app.state.lab_sync_db = Database.open(settings, LAB_SYNC_POOL, "twinstack-async-lab")
+                # Opened on its first use only: outside the budget, it holds nothing until asked.
+                app.state.lab_sync_db = Database(SyncPool(settings, LAB_SYNC_POOL, "twinstack-async-lab", NoEvents()))
             # The job threads reach the same pool through the loop (run_from_thread).
             store = JobStore(app.state.db.run_from_thread, settings.job_retention_s)
             app.state.jobs = JobRunner(store, settings.job_threads, settings.job_capacity)

@@ -63,7 +63,7 @@ class Db:
 
     def init_app(self, app: Flask, settings: Settings) -> None:
         sizes = settings.db_pool
-        events = app.extensions["metrics"].db_pool(sizes.pool_size, sizes.max_overflow)
+        events = app.extensions["metrics"].db_pool(sizes.pool_size)
         app.extensions[self.name] = Database.open(settings, sizes, "twinstack-sync", events)
 
     @property

@@ -2,7 +2,7 @@
 ``max_connections``.
 
 PostgreSQL refuses a connection past ``max_connections`` with "too many clients already", at
-the worst time: under load, when a pool grows into its overflow. The sum is known before any
+the worst time: when a worker starts, or reconnects after a restart. The sum is known before any
 worker starts, so each gunicorn master checks it when it starts (``on_starting``, see
 twinstack_runtime/gunicorn_base.py) and refuses to start with the numbers, instead.
 """
@@ -29,10 +29,7 @@ class PoolBudget:
         return self.workers * self.limits.per_worker()
 
     def line(self) -> str:
-        return (
-            f"{self.name}: {self.workers} workers x (pool_size {self.limits.pool_size} + max_overflow "
-            f"{self.limits.max_overflow}) = {self.connections}"
-        )
+        return f"{self.name}: {self.workers} workers x pool_size {self.limits.pool_size} = {self.connections}"
 
 
 def needed(pools: list[PoolBudget]) -> int:
@@ -48,7 +45,7 @@ def check(pools: list[PoolBudget], max_connections: int) -> int:
         raise BudgetError(
             f"the database connection budget does not fit: {terms}; + {MIGRATOR_CONNECTIONS} migrator "
             f"+ {RESERVED_CONNECTIONS} reserved = {total} > max_connections {max_connections}. Lower the "
-            "workers or TWINSTACK_<POOL>_DB_POOL_SIZE / _MAX_OVERFLOW, or raise TWINSTACK_DB_MAX_CONNECTIONS "
+            "workers or TWINSTACK_<POOL>_DB_POOL_SIZE, or raise TWINSTACK_DB_MAX_CONNECTIONS "
             "(and the server's max_connections with it)."
         )
     return total

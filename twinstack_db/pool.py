@@ -2,10 +2,12 @@
 import, with what a pool behind a web service needs on top of it.
 
 - **A fixed set of sessions.** A worker opens ``pool_size`` connections when it starts and keeps
-  them; under load it may grow to ``pool_size + max_overflow``, and keeps those too while they
-  are used (one idle for ``IDLE_S`` is closed). Past that, a request waits for a connection,
-  at most ``TWINSTACK_DB_POOL_TIMEOUT_S``, then gets ``503 pool_exhausted``: a busy worker
-  never opens a session per request.
+  them (psycopg_pool's ``min_size`` and ``max_size`` both). When all are busy, a request waits
+  for one, at most ``TWINSTACK_DB_POOL_TIMEOUT_S``, then gets ``503 pool_exhausted``: load
+  never opens a session. A pool that grows under load and shrinks when idle would open its
+  extra sessions exactly when the database is busiest, and against a managed PostgreSQL each
+  is a TCP, TLS and SCRAM handshake; the budget (twinstack_db/budget.py) is then also exactly
+  what the server sees.
 - **No round trip on checkout.** A connection the server closed (a restart, a failover, an
   idle timeout) has something to read, its end of file, while a live idle one has nothing: a
   non-blocking ``poll()`` of its socket (:func:`alive`) finds it, and it is replaced.
@@ -46,8 +48,6 @@ from .settings import CONNECT_TIMEOUT_S, STATEMENT_TIMEOUT_MS, DatabaseSettings,
 # A connection older than this is replaced when it is next returned: below any idle timeout a
 # proxy or pgbouncer in between may have, and a failover's new primary is found within it.
 LIFETIME_S = 1800
-# An overflow connection unused for this long is closed (psycopg_pool closes one per period).
-IDLE_S = 600
 # While the database is unavailable, how often one request of a worker tries to connect.
 PROBE_EVERY_S = 0.5
 _READABLE = select.POLLIN | select.POLLERR | select.POLLHUP
@@ -123,7 +123,7 @@ class _Base:
         self.url = database.database_url
         self.kwargs = connect_kwargs(database, application_name)
         self.name = application_name
-        self.min_size, self.max_size = limits.pool_size, limits.per_worker()
+        self.size = limits.per_worker()
         self.timeout = database.db_pool_timeout_s
         self.events = events
         self.probe = _Probe()
@@ -131,11 +131,10 @@ class _Base:
     def _options(self) -> dict[str, Any]:
         return {
             "kwargs": self.kwargs,
-            "min_size": self.min_size,
-            "max_size": self.max_size,
+            "min_size": self.size,
+            "max_size": self.size,
             "timeout": self.timeout,
             "max_lifetime": LIFETIME_S,
-            "max_idle": IDLE_S,
             # One failed attempt to replace a connection is retried once, then the pool is
             # closed (reconnect_failed): the database is unavailable, see the module docstring.
             "reconnect_timeout": 0,
@@ -207,7 +206,7 @@ class AsyncPool(_Base):
     async def connection(self) -> AsyncIterator[AsyncConnection]:
         start = time.perf_counter()
         pool = self.pool or await self._reopen()
-        for _ in range(self.max_size + 1):
+        for _ in range(self.size + 1):
             conn = await pool.getconn()
             if alive(conn):
                 break
@@ -295,7 +294,7 @@ class SyncPool(_Base):
     def connection(self) -> Iterator[Connection]:
         start = time.perf_counter()
         pool = self.pool or self._reopen()
-        for _ in range(self.max_size + 1):
+        for _ in range(self.size + 1):
             conn = pool.getconn()
             if alive(conn):
                 break

@@ -26,9 +26,11 @@ from twinstack_contract.errors import ContractError
 
 from .operation import Operation
 from .pool import AsyncPool, NoEvents, PoolEvents, SyncPool
-from .settings import DatabaseSettings, PoolLimits
+from .settings import STATEMENT_TIMEOUT_MS, DatabaseSettings, PoolLimits
 
 RETRY_AFTER_S = "1"
+# The longest an operation can take: the wait for a connection, then its statements.
+FROM_THREAD_TIMEOUT_S = 30 + STATEMENT_TIMEOUT_MS / 1000
 # Seconds spent on the database by the current request: connection wait plus statements.
 # Each request runs in its own context (a task under ASGI, a thread's under WSGI), and the
 # observability middleware resets it before the request and reads it after.
@@ -123,7 +125,8 @@ class AsyncDatabase:
         thread waits for it (bounded by the statement timeout)."""
         if self.loop.is_closed():  # a thread outliving the worker's loop: nothing to run on
             raise RuntimeError("the worker's event loop has stopped")
-        return asyncio.run_coroutine_threadsafe(self.run(operation), self.loop).result()
+        # Bounded: a loop that stops before it ran the operation must not leave the thread waiting.
+        return asyncio.run_coroutine_threadsafe(self.run(operation), self.loop).result(timeout=FROM_THREAD_TIMEOUT_S)
 
     async def run(self, operation: Operation) -> Any:
         start = time.perf_counter()

@@ -2,7 +2,7 @@
 the migrator: environment -> typed settings, as everywhere else (pydantic-settings).
 
 Every worker process has its own pool (a connection is a socket: it cannot cross a fork), so
-what PostgreSQL sees is ``workers x (pool_size + max_overflow)`` per gunicorn pool. Each pool
+what PostgreSQL sees is ``workers x pool_size`` per gunicorn pool. Each pool
 sizes its workers' connection pools with its own variables (``TWINSTACK_ASYNC_DB_*``,
 ``TWINSTACK_SYNC_DB_*``); the sum is checked against ``max_connections`` when a master
 starts (:mod:`twinstack_db.budget`).
@@ -10,7 +10,9 @@ starts (:mod:`twinstack_db.budget`).
 
 from __future__ import annotations
 
-from pydantic import Field
+import os
+
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from twinstack_contract.models import MAX_REQUEST_MS
@@ -67,15 +69,28 @@ class DatabaseSettings(BaseSettings):
 
 
 class PoolLimits(BaseSettings):
-    """One worker's connection pool; AsyncDbPool and SyncDbPool give it its variables."""
+    """One worker's connection pool; AsyncDbPool and SyncDbPool give it its variables.
+
+    A fixed size: a worker opens its connections when it starts and keeps them, so the budget
+    is what PostgreSQL sees, and load never opens a session (twinstack_db/pool.py)."""
 
     model_config = SettingsConfigDict(extra="ignore", env_ignore_empty=True)
 
-    pool_size: int = Field(5, ge=1, le=200, description="Connections a worker keeps open.")
-    max_overflow: int = Field(0, ge=0, le=200, description="Connections a worker may open beyond pool_size, briefly.")
+    pool_size: int = Field(5, ge=1, le=200, description="Connections a worker opens and keeps.")
+
+    @model_validator(mode="after")
+    def _no_overflow(self) -> PoolLimits:
+        """Refuse the variable earlier releases had, instead of running with fewer connections."""
+        gone = f"{self.model_config.get('env_prefix', '')}MAX_OVERFLOW"
+        if self.model_config.get("env_prefix") and os.environ.get(gone):
+            raise ValueError(
+                f"{gone} is no longer read: each worker's pool has a fixed size, opened at start and kept. "
+                f"Add it to {gone.removesuffix('MAX_OVERFLOW')}POOL_SIZE and remove it."
+            )
+        return self
 
     def per_worker(self) -> int:
-        return self.pool_size + self.max_overflow
+        return self.pool_size
 
 
 class AsyncDbPool(PoolLimits):
@@ -84,8 +99,7 @@ class AsyncDbPool(PoolLimits):
 
     model_config = SettingsConfigDict(env_prefix="TWINSTACK_ASYNC_DB_")
 
-    pool_size: int = Field(10, ge=1, le=200, description="Connections each async worker keeps open.")
-    max_overflow: int = Field(5, ge=0, le=200, description="Extra connections each async worker may open.")
+    pool_size: int = Field(10, ge=1, le=200, description="Connections each async worker opens and keeps.")
 
 
 class SyncDbPool(PoolLimits):
@@ -94,5 +108,4 @@ class SyncDbPool(PoolLimits):
 
     model_config = SettingsConfigDict(env_prefix="TWINSTACK_SYNC_DB_")
 
-    pool_size: int = Field(2, ge=1, le=200, description="Connections each sync worker keeps open.")
-    max_overflow: int = Field(1, ge=0, le=200, description="Extra connections each sync worker may open.")
+    pool_size: int = Field(3, ge=1, le=200, description="Connections each sync worker opens and keeps.")

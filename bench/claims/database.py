@@ -28,7 +28,7 @@ LOW, HIGH = 0.7, 1.1
 
 
 def most_per_worker(async_n: int, sync_n: int, max_connections: int = DEFAULT_MAX_CONNECTIONS) -> int:
-    """The most connections an async worker may have (pool_size + max_overflow) before the
+    """The most connections an async worker may have (its pool_size) before the
     budget (twinstack_db/budget.py) exceeds ``max_connections``, the sync pool at its defaults."""
     sync = budget.PoolBudget("sync", sync_n, SyncDbPool.model_construct())
     spare = max_connections - budget.needed([sync])
@@ -36,10 +36,9 @@ def most_per_worker(async_n: int, sync_n: int, max_connections: int = DEFAULT_MA
 
 
 def pool_env(prefix: str, connections: int, **more: str) -> dict[str, str]:
-    """A pool's settings for ``connections`` a worker (no overflow), queued rather than refused."""
+    """A pool's settings for ``connections`` a worker, queued rather than refused."""
     return {
         f"TWINSTACK_{prefix}_DB_POOL_SIZE": str(connections),
-        f"TWINSTACK_{prefix}_DB_MAX_OVERFLOW": "0",
         "TWINSTACK_DB_POOL_TIMEOUT_S": POOL_TIMEOUT_S,
         **more,
     }

@@ -100,7 +100,7 @@ def test_pages_walk_every_order_once_newest_first_whichever_service_serves_each(
 def test_a_full_pool_answers_503_pool_exhausted_after_the_pool_timeout(settings_kwargs: dict):
     """One connection per worker, held by a slow query: the next request waits the pool
     timeout, then gets 503 JSON with Retry-After, never a hang or a 500."""
-    one = {"pool_size": 1, "max_overflow": 0}
+    one = {"pool_size": 1}
     settings = {**settings_kwargs, "db_pool_timeout_s": 0.3}
     with pair({**settings, "db_pool": one}) as calls:
         answers = {}

@@ -391,11 +391,9 @@ def test_the_default_budget_fits_the_default_max_connections():
     cpus = int(interpolate(SERVICES[next(iter(HALF_SERVICES))]["deploy"]["resources"]["limits"]["cpus"]))
     pools = [
         budget.PoolBudget("async", int(env["TWINSTACK_ASYNC_WORKERS"] or async_workers(cpus)),
-                          AsyncDbPool(pool_size=int(env["TWINSTACK_ASYNC_DB_POOL_SIZE"]),
-                                      max_overflow=int(env["TWINSTACK_ASYNC_DB_MAX_OVERFLOW"]))),
+                          AsyncDbPool(pool_size=int(env["TWINSTACK_ASYNC_DB_POOL_SIZE"]))),
         budget.PoolBudget("sync", int(env["TWINSTACK_SYNC_WORKERS"] or sync_workers(cpus)),
-                          SyncDbPool(pool_size=int(env["TWINSTACK_SYNC_DB_POOL_SIZE"]),
-                                     max_overflow=int(env["TWINSTACK_SYNC_DB_MAX_OVERFLOW"]))),
+                          SyncDbPool(pool_size=int(env["TWINSTACK_SYNC_DB_POOL_SIZE"]))),
     ]  # fmt: skip
     assert budget.check(pools, int(env["TWINSTACK_DB_MAX_CONNECTIONS"])) <= int(env["TWINSTACK_DB_MAX_CONNECTIONS"])
 

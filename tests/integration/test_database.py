@@ -20,6 +20,7 @@ import psycopg
 import pytest
 
 from tests.integration.conftest import ONE_CLIENT_LOAD, Stack, running_stack
+from tests.support import sessions_opened
 
 pytestmark = pytest.mark.integration
 
@@ -30,13 +31,11 @@ ASYNC_WORKERS, SYNC_WORKERS = 2, 2
 POOLS = dict(
     TWINSTACK_ASYNC_WORKERS=str(ASYNC_WORKERS),
     TWINSTACK_SYNC_WORKERS=str(SYNC_WORKERS),
-    TWINSTACK_ASYNC_DB_POOL_SIZE="4",
-    TWINSTACK_ASYNC_DB_MAX_OVERFLOW="2",
-    TWINSTACK_SYNC_DB_POOL_SIZE="2",
-    TWINSTACK_SYNC_DB_MAX_OVERFLOW="1",
+    TWINSTACK_ASYNC_DB_POOL_SIZE="6",
+    TWINSTACK_SYNC_DB_POOL_SIZE="3",
 )
-ASYNC_CONNECTIONS = ASYNC_WORKERS * (4 + 2)
-BUDGET = ASYNC_CONNECTIONS + SYNC_WORKERS * (2 + 1)
+ASYNC_CONNECTIONS = ASYNC_WORKERS * 6
+BUDGET = ASYNC_CONNECTIONS + SYNC_WORKERS * 3
 
 
 def database_url(stack: Stack) -> str:
@@ -119,6 +118,59 @@ def test_connections_never_exceed_the_budget_under_load(db_stack: Stack):
     assert ASYNC_CONNECTIONS <= peak["all"] <= BUDGET, (peak, statuses)
     # A full pool queues for at most the pool timeout (5 s), here far less: all were served.
     assert {s for _, s in statuses} == {200}, statuses
+
+
+# Clients per prefix: below, at and past what the pools hold (ASYNC_CONNECTIONS over both async
+# workers, 6 on the sync side), the last far past it, where requests wait for a connection.
+STEADY_CLIENTS = (2, ASYNC_CONNECTIONS, 4 * ASYNC_CONNECTIONS)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("clients", STEADY_CLIENTS)
+def test_no_session_is_opened_under_steady_load(db_stack: Stack, clients: int):
+    """Every database route on both prefixes, through nginx, below, at and past the pools'
+    size: once warm, PostgreSQL counts no new session (pg_stat_database.sessions), and every
+    request is served. A pool that opened a session per request past its size (an overflow
+    connection closed on return, as SQLAlchemy's does) opens hundreds here."""
+    url = database_url(db_stack)
+    with db_stack.client() as client:
+        ids = {p: post(client, p, str(uuid.uuid4())).json()["order_id"] for p in PREFIXES}
+    statuses: Counter[tuple[str, int]] = Counter()
+    stop = threading.Event()
+
+    def load(i: int) -> None:
+        prefix = PREFIXES[i % 2]
+        with httpx.Client(base_url=db_stack.base_url, timeout=30) as c:
+            for n in range(10_000):  # bounded; the stop event ends it first
+                if stop.is_set():
+                    return
+                route = n % 4
+                if route == 0:
+                    r = c.get(f"{prefix}/orders/{ids[prefix]}")
+                elif route == 1:
+                    r = c.get(f"{prefix}/orders", params={"limit": 20})
+                elif route == 2:
+                    r = c.post(f"{prefix}/orders", json=ORDER)
+                else:
+                    r = post(c, prefix, str(uuid.uuid4()))
+                statuses[prefix, r.status_code] += 1
+
+    def run(seconds: float) -> None:
+        stop.clear()
+        threads = [threading.Thread(target=load, args=(i,)) for i in range(2 * clients)]
+        for t in threads:
+            t.start()
+        stop.wait(seconds)
+        stop.set()
+        for t in threads:
+            t.join(60)
+
+    run(1.5)  # warm-up: the pools grow to what this load needs
+    before = sessions_opened(url)
+    run(3)
+    after = sessions_opened(url)
+    assert after - before == 1, f"{after - before - 1} sessions opened under load; {statuses}"
+    assert {s for _, s in statuses} <= {200, 201}, statuses
 
 
 def worker_pids(stack: Stack) -> set[int]:

@@ -8,11 +8,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT, free_port
+from tests.support import ROOT, free_port, sessions_opened
 
 pytestmark = pytest.mark.integration
 
@@ -86,3 +87,28 @@ def test_tags_select_one_workload(stack, tmp_path):
     assert code == 0, output
     stats = next(tmp_path.glob("*_stats.csv")).read_text()
     assert "/static/style.css" in stats and "/async/" not in stats
+
+
+def test_the_mixed_profile_opens_no_database_session_once_warm(stack, tmp_path):
+    """The default profile at its documented user count (loadtest/profiles/mixed.conf), for a
+    short run: PostgreSQL counts no new session between its warm-up and its end."""
+    url = json.loads(stack.native("env").stdout)["TWINSTACK_DATABASE_URL"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loadtest", "mixed", "--run-time", "14s", "--host", stack.base_url,
+         "--reports", str(tmp_path)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        time.sleep(6)  # users spawned (10 a second) and every route visited
+        before = sessions_opened(url)
+        time.sleep(6)
+        after = sessions_opened(url)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    stats = next(tmp_path.glob("*_stats.csv")).read_text()
+    for route in ("/async/orders/{order_id}", "/sync/orders/{order_id}", "/async/orders", "/sync/orders"):
+        assert f",{route}," in stats, output[-3000:]  # the run did touch the database
+    assert after - before == 1, f"{after - before - 1} sessions opened under the mixed profile"

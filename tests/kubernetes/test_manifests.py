@@ -35,7 +35,7 @@ WORKLOADS = ("Deployment", "StatefulSet", "Job")
 DIFFERENT = {"TWINSTACK_TRUSTED_PROXIES", "TWINSTACK_NGINX_STATUS_LISTEN", "TWINSTACK_NGINX_STATUS_ALLOW"}
 # The production overlay's external server allows more connections than Compose's default.
 SIZED = {
-    "production": {"TWINSTACK_DB_MAX_CONNECTIONS", "TWINSTACK_ASYNC_DB_POOL_SIZE", "TWINSTACK_ASYNC_DB_MAX_OVERFLOW"},
+    "production": {"TWINSTACK_DB_MAX_CONNECTIONS", "TWINSTACK_ASYNC_DB_POOL_SIZE"},
     "local": set(),
 }
 # The checks skipped, each with its reason in an annotation beside the object.
@@ -278,8 +278,7 @@ def pools_at_most(objs: list[dict], monkeypatch: pytest.MonkeyPatch, extra_repli
         per_pod = workers(half.prefix, container["resources"]["limits"]["cpu"], monkeypatch)
         prefix = half.prefix.upper()
         limits = (AsyncDbPool if half.prefix == "async" else SyncDbPool).model_construct(
-            pool_size=int(env[f"TWINSTACK_{prefix}_DB_POOL_SIZE"]),
-            max_overflow=int(env[f"TWINSTACK_{prefix}_DB_MAX_OVERFLOW"]),
+            pool_size=int(env[f"TWINSTACK_{prefix}_DB_POOL_SIZE"])
         )
         pools.append(budget.PoolBudget(half.prefix, (2 * most + extra_replicas) * per_pod, limits))
     return pools

@@ -68,7 +68,7 @@ def exposing_everything(service: str) -> Metrics:
     m.finished("/io", "GET", 200, 0.01)
     m.loop_lag.labels(service).set(0)
     # What each worker's database pool reports (twinstack_db/pool.py).
-    events = m.db_pool(10, 5)
+    events = m.db_pool(10)
     events.opened()
     events.checked_out(0.002)
     return m
@@ -114,8 +114,8 @@ def test_dashboard_shows_what_the_issue_asks_for():
 
 
 def test_dashboard_has_a_database_pool_row_for_each_pool():
-    """Per pool: open and checked-out connections against pool_size and pool_size +
-    max_overflow, the overflow in use, and the wait for a connection as quantiles."""
+    """Per pool: open and checked-out connections against pool_size, the share of the pool in
+    use, and the wait for a connection as quantiles."""
     panels = row_panels("Database pool")
     for service in SERVICE_LABELS.values():
         (connections,) = [p for p in panels if f'service="{service}"' in " ".join(dashboard_exprs([p]))]
@@ -124,14 +124,13 @@ def test_dashboard_has_a_database_pool_row_for_each_pool():
             'twinstack_db_connections{service="%s",state="open"}',
             'twinstack_db_connections{service="%s",state="checked_out"}',
             'twinstack_db_pool_limit{service="%s",limit="pool_size"}',
-            'twinstack_db_pool_limit{service="%s",limit=~"pool_size|max_overflow"}',
         ):
             assert series % service in queried, (connections["title"], series)
     exprs = dashboard_exprs(panels)
-    # Overflow in use: open minus pool_size per pool, never below 0.
-    open_ = 'sum by (service) (twinstack_db_connections{state="open"})'
+    # In use: checked out over pool_size, per pool.
+    checked_out = 'sum by (service) (twinstack_db_connections{state="checked_out"})'
     size = 'sum by (service) (twinstack_db_pool_limit{limit="pool_size"})'
-    assert f"clamp_min({open_} - {size}, 0)" in exprs
+    assert f"{checked_out} / {size}" in exprs
     waits = [p for p in panels if "twinstack_db_pool_wait_seconds" in " ".join(dashboard_exprs([p]))]
     assert [p["fieldConfig"]["defaults"]["unit"] for p in waits] == ["s"]
     for q in ("0.5", "0.95", "0.99"):

@@ -17,24 +17,28 @@ from twinstack_runtime.serving import async_workers, database_budget, sync_worke
 
 
 def test_the_defaults_on_two_cpus_are_the_readme_table():
-    """2 x (10 + 5) async + 5 x (2 + 1) sync + 1 migrator + 5 reserved = 51 <= 100."""
+    """2 x 10 async + 5 x 3 sync + 1 migrator + 5 reserved = 41 <= 100."""
     pools = [
         PoolBudget("async", async_workers(2), AsyncDbPool()),
         PoolBudget("sync", sync_workers(2), SyncDbPool()),
     ]
-    assert [p.connections for p in pools] == [30, 15]
+    assert [p.connections for p in pools] == [20, 15]
     assert (MIGRATOR_CONNECTIONS, RESERVED_CONNECTIONS) == (1, 5)
-    assert budget.check(pools, 100) == 51
+    assert budget.check(pools, 100) == 41
+    # The docs state the same sum, term by term.
+    readme = (ROOT / "README.md").read_text()
+    assert "| async pool (FastAPI) | CPUs: 2 | 10 | 2 × 10 = 20 |" in readme
+    assert "| sync pool (Flask) | 2 × CPUs + 1: 5 | 3 | 5 × 3 = 15 |" in readme
+    assert "**41**, within `max_connections` 100" in readme
+    assert "come to 41 (20 async, 15\nsync, 1, 5" in (ROOT / "docs" / "architecture.md").read_text()
 
 
 def test_the_environment_sizes_each_pool(monkeypatch):
     for name, value in {
         "TWINSTACK_ASYNC_WORKERS": "3",
-        "TWINSTACK_ASYNC_DB_POOL_SIZE": "7",
-        "TWINSTACK_ASYNC_DB_MAX_OVERFLOW": "1",
+        "TWINSTACK_ASYNC_DB_POOL_SIZE": "8",
         "TWINSTACK_SYNC_WORKERS": "4",
         "TWINSTACK_SYNC_DB_POOL_SIZE": "1",
-        "TWINSTACK_SYNC_DB_MAX_OVERFLOW": "0",
     }.items():
         monkeypatch.setenv(name, value)
     assert [(p.name, p.connections) for p in database_budget()] == [("async", 24), ("sync", 4)]
@@ -48,12 +52,24 @@ def test_a_budget_over_max_connections_names_every_number():
         budget.check(pools, 100)
     message = str(caught.value)
     for text in (
-        "async: 8 workers x (pool_size 10 + max_overflow 5) = 120",
-        "sync: 17 workers",
-        "= 177 > max_connections 100",
+        "async: 8 workers x pool_size 10 = 80",
+        "sync: 17 workers x pool_size 3 = 51",
+        "= 137 > max_connections 100",
     ):
         assert text in message, message
-    assert budget.check(pools, 177) == 177  # at the limit exactly: fits
+    assert budget.check(pools, 137) == 137  # at the limit exactly: fits
+
+
+@pytest.mark.parametrize("pool", [AsyncDbPool, SyncDbPool])
+def test_the_overflow_variable_of_earlier_releases_is_refused_not_ignored(monkeypatch, pool):
+    """Pools have a fixed size now: a deployment that still sets *_MAX_OVERFLOW would silently
+    run with fewer connections than it asked for, so it is told what to change instead."""
+    prefix = pool.model_config["env_prefix"]
+    monkeypatch.setenv(f"{prefix}MAX_OVERFLOW", "5")
+    with pytest.raises(ValueError, match=f"{prefix}MAX_OVERFLOW is no longer read.*{prefix}POOL_SIZE"):
+        pool()
+    monkeypatch.setenv(f"{prefix}MAX_OVERFLOW", "")  # Compose's ${X:-} unset: nothing to refuse
+    assert pool().pool_size >= 1
 
 
 # The pools this project has (a half may have been lifted out).
