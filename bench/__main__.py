@@ -1,6 +1,7 @@
 """``python -m bench run|report|compare``: what `make bench` and `make bench-compare` run.
 
 run [--mode full|quick|tiny]  measure, then write reports/bench-<timestamp>/{results.json,index.html}
+    [--only ID ...]           only those experiments (and what they need): `list` names them
 report DIR                    rebuild DIR/index.html from DIR/results.json
 compare A B                   print B's figures as ratios of A's (report folders or results.json)
 list                          the registered experiments, in the order a run runs them
@@ -24,6 +25,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from . import registry
     from .compare import write
     from .lab import Lab
     from .load import wrk_binary
@@ -36,10 +38,15 @@ def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
     wrk_binary()  # fail before starting anything when the generator is missing
+    try:  # and when --only names an experiment there is not
+        registry.select(registry.load(), args.only)
+    except registry.RegistryError as exc:
+        raise LabError(str(exc)) from None
     out = args.out or (ROOT / "reports" / f"bench-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
-    print(f"twinstack lab, {mode.name} mode: every claim, measured. Report: {out}/index.html", flush=True)
-    lab = Lab(mode, out, say=lambda line: print(line, flush=True))
+    what = f"only {', '.join(args.only)}" if args.only else "every claim"
+    print(f"twinstack lab, {mode.name} mode: {what}, measured. Report: {out}/index.html", flush=True)
+    lab = Lab(mode, out, say=lambda line: print(line, flush=True), only=args.only)
     results = lab.run()
     raw = write(results, out)
     page = write_report(results, out)
@@ -96,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="Run every experiment and write the report.")
     run.add_argument("--mode", choices=sorted(MODES), default="full")
     run.add_argument("--out", type=Path, help="Report folder (default: reports/bench-<timestamp>).")
+    run.add_argument(
+        "--only", nargs="+", default=[], metavar="ID",
+        help="Run only these experiments (ids from `list`) and those whose results they take.",
+    )  # fmt: skip
     run.set_defaults(func=_run)
     report = sub.add_parser("report", help="Rebuild index.html from a folder's results.json.")
     report.add_argument("folder", type=Path)

@@ -52,6 +52,9 @@ def iter_runs(results: Results) -> Iterator[tuple[str, Run]]:
     for service, pool in results.overhead.pools.items():
         for run in [*pool.rows, *pool.io]:
             yield f"overhead {service}", run
+    for service, pool in results.dbpath.pools.items():
+        for run in pool.rows:
+            yield f"dbpath {service}", run
     for section, runs in (("proxy", results.proxy), ("static", results.static)):
         for run in runs:
             yield section, run

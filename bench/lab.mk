@@ -3,6 +3,8 @@
 # make bench QUICK=1: the same experiments, short (about 3 minutes instead of 10-15).
 QUICK ?=
 BENCH_MODE := $(if $(filter 1 true,$(QUICK)),quick,full)
+# make bench ONLY="dbpath claim-13": those experiments alone (ids from python -m bench list).
+ONLY ?=
 # make bench-compare A B (two report folders); A=... B=... works too. The folders are
 # arguments, not targets: declared phony with an empty recipe so make builds nothing for them.
 ifeq (bench-compare,$(firstword $(MAKECMDGOALS)))
@@ -18,7 +20,7 @@ endif
 .PHONY: bench bench-compare .bench-deps
 
 bench: $(STAMP) .bench-deps ## The lab: each claim about sync vs async measured against its physical limit (QUICK=1: short); report in reports/
-	@$(PY) -m bench run --mode $(BENCH_MODE)
+	@$(PY) -m bench run --mode $(BENCH_MODE) $(if $(strip $(ONLY)),--only $(ONLY))
 
 bench-compare: $(STAMP) ## Two lab runs side by side, B as ratios of A: make bench-compare reports/bench-A reports/bench-B
 	@if [ -z "$(A)" ] || [ -z "$(B)" ]; then \

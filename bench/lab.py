@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,7 @@ NOTES = [
 class Lab:
     """Starts nothing until ``run``; every attribute is set here."""
 
-    def __init__(self, mode: Mode, out: Path, say: Callable[[str], None] = print) -> None:
+    def __init__(self, mode: Mode, out: Path, say: Callable[[str], None] = print, only: Sequence[str] = ()) -> None:
         self.mode = mode
         self.out = out
         self.logs = out / "logs"
@@ -71,7 +71,8 @@ class Lab:
         self.cores = len(self.layout.servers)
         self.total_cpus = len(set(self.layout.servers) | set(self.layout.generator))
         self.failures: list[str] = []
-        self.experiments = registry.load()
+        # Every experiment, or those asked for and the ones whose sections they take.
+        self.experiments = registry.select(registry.load(), only)
         self.logs.mkdir(parents=True, exist_ok=True)  # nginx -t opens its log files there
         self.servers = Servers(self.logs, self.layout)
         self.scratch = Path(tempfile.mkdtemp(prefix="twinstack-bench-"))

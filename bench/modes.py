@@ -36,6 +36,9 @@ class Mode(BaseModel):
     overhead_io: tuple[tuple[int, int], ...] = ((100, 200), (100, 500), (1000, 2000))
     # Claim 15's routes through its nginx, HTTPS against HTTP: one through a pool, one static file.
     tls_routes: tuple[str, ...] = ("/async/health", "/static/style.css")
+    # The database-path experiment (bench/dbpath.py): its rounds of peer_duration_s, and routes.
+    db_path_rounds: int = 3
+    db_path_routes: tuple[str, ...] = ("get", "post", "post-key", "list")
 
 
 MODES = {
@@ -66,6 +69,7 @@ MODES = {
         websockets=200,
         jobs=4,
         locust_users=20,
+        db_path_rounds=1,
     ),
     "tiny": Mode(
         name="tiny",
@@ -87,5 +91,8 @@ MODES = {
         peer_rounds=1,
         # Claim 15's five runs on one route: the pool's, which goes through both nginx and a pool.
         tls_routes=("/async/health",),
+        # The database path on one read and one write (each of its wrk scripts), one round.
+        db_path_rounds=1,
+        db_path_routes=("get", "post-key"),
     ),
 }

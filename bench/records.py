@@ -323,6 +323,48 @@ class Overhead(Record):
     targets: list[Target] = []
 
 
+class DbPathRow(RoundsRow):
+    """One contender on one route of one pool (the database-path experiment, bench/dbpath.py):
+    its median round by throughput, with the figures of every round beside it."""
+
+    pool: str
+    """async or sync: the pool's gunicorn.conf.py it ran on."""
+    route: str
+    contender: str
+    cpu_us_per_request: float
+    """CPU microseconds of the server's processes (master and workers) per response served
+    (2xx): the median of its rounds."""
+    cpu_us_rounds: list[float]
+    postgres_cpu_us_per_request: float
+    """The same for PostgreSQL's processes, the median of its rounds."""
+    sessions_opened: int
+    """PostgreSQL sessions opened during its measured rounds, all of them together (the warm-up
+    before them left out): ``pg_stat_database.sessions`` after each run less before, less the
+    reading's own connection."""
+    sessions_rounds: list[int]
+    raw_cpu_ratio: float | None = None
+    """The raw driver's CPU per request over this row's, same pool and route (None: the raw
+    driver was not measured there)."""
+
+
+class DbPathPool(Record):
+    concurrency: int
+    workers: int
+    reference_connections: int
+    """Connections each worker of a reference app keeps open (min = max, no overflow)."""
+    rows: list[DbPathRow] = []
+
+
+class DbPath(Record):
+    """The database-path experiment: twinstack's order routes against the raw driver and the
+    same libraries used plainly (bench/db_apps.py), by pool."""
+
+    rounds: int | None = None
+    duration_s: int | None = None
+    pools: dict[str, DbPathPool] = {}
+    targets: list[Target] = []
+
+
 class Machine(Record):
     cpu_model: str
     cpus: int
@@ -359,6 +401,7 @@ class Results(Record):
     """wrk against nginx ``return 200``: the box's own ceiling."""
     curves: Curves = Curves()
     overhead: Overhead = Overhead()
+    dbpath: DbPath = DbPath()
     proxy: list[ProxyRun] = []
     static: list[StaticRun] = []
     peers: Peers = Peers()

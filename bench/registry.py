@@ -37,7 +37,7 @@ from .records import ClaimRecord, Limits, Results, Run, Settings
 from .verdicts import unmeasured
 
 # The modules that register experiments besides bench.claims (every module of which does).
-PROVIDERS = ("bench.curves", "bench.edge", "bench.overhead", "bench.peers")
+PROVIDERS = ("bench.curves", "bench.dbpath", "bench.edge", "bench.overhead", "bench.peers")
 
 
 class Phase(IntEnum):
@@ -237,6 +237,25 @@ def _key(exp: Experiment) -> tuple[int, int, str]:
 
 REGISTRY = Registry()
 experiment = REGISTRY.experiment
+
+
+def select(order: Sequence[Experiment], only: Sequence[str]) -> list[Experiment]:
+    """The experiments ``only`` names (all of them when it names none) and those they need (whose
+    sections they are handed), in ``order``; ``after`` orders them but does not add them."""
+    if not only:
+        return list(order)
+    by = {exp.id: exp for exp in order}
+    unknown = [name for name in only if name not in by]
+    if unknown:
+        raise RegistryError(f"no experiment {', '.join(map(repr, unknown))}: `python -m bench list` names them")
+    wanted: set[str] = set()
+    todo = list(only)
+    while todo:
+        name = todo.pop()
+        if name not in wanted:
+            wanted.add(name)
+            todo += by[name].needs
+    return [exp for exp in order if exp.id in wanted]
 
 
 def load(providers: Sequence[str] = PROVIDERS) -> list[Experiment]:

@@ -23,8 +23,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
+from . import dbpath
 from .claims import tls
-from .records import ClaimRecord, Curve, OverheadPool, Peers, Results, Run, Target, Workload
+from .records import ClaimRecord, Curve, DbPath, DbPathPool, OverheadPool, Peers, Results, Run, Target, Workload
 from .verdicts import NOISE
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -62,6 +63,11 @@ CAPTIONS = {
     "overhead": "Requests per second of GET /health (median round) for each contender on the same gunicorn "
     "configuration: the bare app, twinstack's app, twinstack's app with one piece of instrumentation off at a time, "
     "and both through nginx. The gap between a row and 'twinstack' is what that piece costs.",
+    "dbpath": "CPU time of the server's processes per response served (microseconds, the median of its rounds) "
+    "on each order route, for twinstack's app and for the same routes on the raw driver (psycopg and its pool, "
+    "hand-written SQL) and on the same libraries used plainly (SQLAlchemy Core), each pool on its own "
+    "gunicorn.conf.py with the same workers. The gap between twinstack's bar and the raw driver's is what the "
+    "library layer costs a request; the table gives the ratio against its target.",
     "peers": "Requests per second (median round) of each server on the same app and workload, best first; twinstack's "
     "configurations are the darker bars.",
     "tls": "CPU time per request (median round) of nginx, of the async pool behind it and of the load generator, "
@@ -178,6 +184,32 @@ def chart_tls(exp: ClaimRecord) -> Markup:
     axes[0].set_yticks(list(ys), [f"{c.route}\n{c.kind}" for c in cells], fontsize=8)
     axes[0].invert_yaxis()
     axes[0].legend(fontsize=8)
+    return _svg(fig)
+
+
+DBPATH_COLORS = {dbpath.TWINSTACK: "#1f4e79", dbpath.RAW: "#8fb3d9", dbpath.PLAIN: "#ff9f4a"}
+
+
+def chart_dbpath(result: DbPath) -> Markup:
+    """The database path: CPU per request of each contender on each route, one panel a pool, on
+    one scale (what the serving model changes shows between the panels)."""
+    pools = [(service, pool) for service, pool in result.pools.items() if pool.rows]
+    labels = list(dict.fromkeys(r.route for _, pool in pools for r in pool.rows))
+    fig, axes = plt.subplots(
+        1, len(pools), figsize=(5 * len(pools) + 1.5, 0.9 * len(labels) + 1.2), squeeze=False, sharex=True,
+        sharey=True,
+    )  # fmt: skip
+    for ax, (service, pool) in zip(axes[0], pools, strict=True):
+        for i, (contender, color) in enumerate(DBPATH_COLORS.items()):
+            cpu = {r.route: r.cpu_us_per_request for r in pool.rows if r.contender == contender}
+            ys = [y + (i - 1) * 0.27 for y in range(len(labels))]
+            ax.barh(ys, [cpu.get(label, 0.0) for label in labels], height=0.27, color=color, label=contender)
+        ax.set_xlabel("CPU µs per request (the server's processes)")
+        ax.set_title(f"{service} pool, c={pool.concurrency}")
+    axes[0][0].set_yticks(range(len(labels)), [label.replace(", ", ",\n") for label in labels], fontsize=8)
+    axes[0][0].invert_yaxis()
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, names, fontsize=8, loc="upper center", ncol=len(names), bbox_to_anchor=(0.5, 0.0))
     return _svg(fig)
 
 
@@ -442,6 +474,37 @@ def pool_view(service: str, pool: OverheadPool) -> PoolView:
     )
 
 
+DBPATH_HEAD = [
+    "route", "contender", "CPU µs / req", "each round", "raw driver / this", "PostgreSQL CPU µs / req", "req/s",
+    "p99 ms", "errors", "sessions opened", "each round", "CPU by process (cores)",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DbPathView:
+    service: str
+    pool: DbPathPool
+    table: Table
+
+
+def dbpath_view(service: str, pool: DbPathPool) -> DbPathView:
+    """One pool's rows of the database path: every route's contenders, the raw driver's CPU per
+    request over each one's beside it."""
+    rows = []
+    for r in pool.rows:
+        settled = () if r.settled else (Note("warn", "(a round started while the server was still busy)"),)
+        rows.append([
+            Cell(r.route), Cell(r.contender, notes=settled), Cell(n(r.cpu_us_per_request, 0), True),
+            Cell(" / ".join(n(x, 0) for x in r.cpu_us_rounds), True), Cell(_times(r.raw_cpu_ratio), True),
+            Cell(n(r.postgres_cpu_us_per_request, 0), True), Cell(n(r.throughput_rps), True),
+            Cell(n(r.latency_ms.p99, 2), True), Cell(f"{r.errors} / {r.requests}", True),
+            Cell(str(r.sessions_opened), True), Cell(" / ".join(map(str, r.sessions_rounds)), True),
+            Cell(_cpu_by(r)),
+        ])  # fmt: skip
+    saturated = [r.label for r in pool.rows if r.generator_saturated]
+    return DbPathView(service, pool, Table(head=DBPATH_HEAD, rows=rows, saturated=saturated))
+
+
 @dataclass(frozen=True)
 class ClaimView:
     record: ClaimRecord
@@ -576,6 +639,12 @@ def render(results: Results) -> str:
         claims=claim_views(results),
         curves=curve_views(results),
         overhead_pools=[pool_view(service, pool) for service, pool in results.overhead.pools.items()],
+        dbpath_pools=[dbpath_view(service, pool) for service, pool in results.dbpath.pools.items() if pool.rows],
+        dbpath_figure=(
+            figure(chart_dbpath(results.dbpath), "dbpath")
+            if any(pool.rows for pool in results.dbpath.pools.values())
+            else None
+        ),
         proxy=runs_table(proxy, (Column("vs direct", lambda r: _times(r.ratio_to_direct)),)),
         proxy_figure=figure(_throughput_bars(proxy), "proxy") if proxy else None,
         static=runs_table(static, (Column("vs nginx", lambda r: f"{r.ratio_to_nginx:.2f}x"),)),

@@ -124,6 +124,9 @@ def test_claim_13_puts_the_connection_budget_beside_every_run(results, report):
     assert {"q-sync", "q-sync-pgbouncer", "q-async-pgbouncer"} <= families
     assert any(f.startswith("q-async-") and "pgbouncer" not in f for f in families)
     assert any(f.startswith("pgbench-") for f in families)
+    # Beside each direct budget, the raw-driver app on the same workers and connections.
+    assert "q-sync-raw" in families and any(f.startswith("q-async-raw-") for f in families)
+    assert "What the serving model changes" in record["reason"] and "What the library layer costs" in record["reason"]
     for run in record["runs"]:
         where = f"claim 13: {run['label']}"
         assert run["errors"] == 0, where
@@ -176,6 +179,35 @@ def test_claim_15_measured_https_against_http_in_every_case_over_tls(results, re
     assert "TLS handshakes full / resumed" in page and NO_RESUMPTION in page
     logs = report / "logs"
     assert (logs / "tls-nginx-connections.log").exists() or (logs / "tls-nginx-connections.log.gz").exists()
+
+
+def test_the_database_path_measures_every_route_of_both_pools_against_the_references(results, report):
+    """Every route of the mode, on both pools, for twinstack, the raw driver and SQLAlchemy used
+    plainly, with no error; each row its CPU per request and sessions opened; the references
+    keep their connections (no session opened while measured); one target per pool and route."""
+    from bench import dbpath
+
+    mode = MODES["tiny"]
+    out = results["dbpath"]
+    labels = [dbpath.LABELS[route] for route in mode.db_path_routes]
+    for service in ("async", "sync"):
+        pool = out["pools"][service]
+        assert pool["concurrency"] == dbpath.CONCURRENCY[service]
+        rows = {(r["route"], r["contender"]): r for r in pool["rows"]}
+        assert set(rows) == {(label, x) for label in labels for x in (dbpath.TWINSTACK, dbpath.RAW, dbpath.PLAIN)}
+        for row in rows.values():
+            check_run(row, row["label"])
+            assert row["errors"] == 0, row["label"]
+            assert row["cpu_us_per_request"] > 0 and row["postgres_cpu_us_per_request"] > 0, row["label"]
+            assert len(row["cpu_us_rounds"]) == len(row["sessions_rounds"]) == mode.db_path_rounds
+            assert row["raw_cpu_ratio"] > 0 and f"dbpath-{service}-" in " ".join(row["server_cpu_cores_by"])
+            if row["contender"] != dbpath.TWINSTACK:
+                assert row["sessions_opened"] == 0, row["label"]
+    assert [t["key"] for t in out["targets"]] == [f"{s}-{r}" for s in ("async", "sync") for r in mode.db_path_routes]
+    for target in out["targets"]:
+        assert isinstance(target["measured"], float) and isinstance(target["met"], bool), target
+    page = (report / "index.html").read_text()
+    assert "The database path: twinstack against the raw driver" in page and "raw driver / this" in page
 
 
 def test_curves_cover_every_configuration_and_level_with_limits(results):

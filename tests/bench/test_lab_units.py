@@ -477,7 +477,7 @@ def test_a_run_where_nothing_was_measured_still_renders_and_says_so():
     page = render(fakes.results(failures=["curves failed: boom"]))
     verdicts = page[page.index("<h2>Verdicts</h2>") :]
     assert '<tr class="ceiling">' in verdicts and "not measured" in verdicts
-    assert "curves failed: boom" in page and page.count("Not measured in this run") == 2  # curves, overhead
+    assert "curves failed: boom" in page and page.count("Not measured in this run") == 3  # curves, overhead, dbpath
 
 
 def test_large_server_logs_are_gzipped_and_small_ones_stay_plain(tmp_path):

@@ -1,5 +1,6 @@
-"""Claim 13's pieces without a server: the verdict over budgets and rounds, what bound a run,
-pgbench's report and logs read back, and the statement pgbench runs."""
+"""Claim 13's pieces without a server: the verdict over budgets and rounds, what the raw-driver
+rows say beside it, what bound a run, pgbench's report and logs read back, and the statement
+pgbench runs."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.claims.queries import Contender, _record, compare
+from bench.claims.queries import Contender, _record, compare, layers
 from bench.database import pgbench_script, seed_id
 from bench.load import pgbench_latencies, pgbench_summary
 from bench.verdicts import bound_by
@@ -85,8 +86,10 @@ def test_one_side_is_ahead_only_when_every_round_beat_every_round_of_the_other(a
     assert compare(a, b)[1] == outcome
 
 
-def _contender(name: str, service: str, connections: int, rps: list[float], pooled: bool = False) -> Contender:
-    c = Contender(name, service, connections, f"{connections}: {name}", pooled=pooled)
+def _contender(
+    name: str, service: str, connections: int, rps: list[float], pooled: bool = False, twin: str = "", **fields
+) -> Contender:
+    c = Contender(name, service, connections, f"{connections}: {name}", pooled=pooled, raw=bool(twin), twin=twin)
     settings = SYNC if service == "sync" else {"workers": 2}
     c.runs = [
         run(
@@ -96,18 +99,27 @@ def _contender(name: str, service: str, connections: int, rps: list[float], pool
             family=name,
             bound_by="the box's CPUs",
             database_ratio=x / 5000,
+            **fields,
         )
         for i, x in enumerate(rps)
     ]
     return c
 
 
-def _entries(async_rps: dict[str, list[float]], pooled: bool = True) -> tuple[list[Contender], dict]:
+def _entries(
+    async_rps: dict[str, list[float]], pooled: bool = True, raw: bool = True, **raw_fields
+) -> tuple[list[Contender], dict]:
     entries = [
         _contender("q-sync", "sync", 5, [100, 100, 100]),
         _contender("q-async-2", "async", 4, async_rps["fewer"]),
         _contender("q-async-3", "async", 6, async_rps["more"]),
     ]
+    if raw:  # the raw driver: twice twinstack's sync, async a little ahead of its own sync
+        entries += [
+            _contender("q-sync-raw", "sync", 5, [200, 200, 200], twin="q-sync", **raw_fields),
+            _contender("q-async-raw-2", "async", 4, [180, 181, 179], twin="q-async-2", **raw_fields),
+            _contender("q-async-raw-3", "async", 6, [250, 251, 249], twin="q-async-3", **raw_fields),
+        ]
     if pooled:
         entries += [
             _contender("q-sync-pgbouncer", "sync", 5, [90, 90, 90], pooled=True),
@@ -161,3 +173,39 @@ def test_claim_12_names_the_largest_pool_the_budget_check_lets_start(async_n, sy
     budget.check(pools(most), 100)
     with pytest.raises(budget.BudgetError):
         budget.check(pools(most + 1), 100)
+
+
+def test_claim_13_says_what_the_serving_model_changes_and_what_the_library_layer_costs():
+    """The raw driver on both sides is the serving model alone; twinstack against the raw driver
+    on the same model and connections is the library layer."""
+    ahead = {"fewer": [120, 121, 122], "more": [130, 131, 129], "pooled": [110, 111, 109]}
+    entries, pgbench = _entries(ahead, server_cpu_s=1.0, server_cpu_cores_by={"q-sync-raw": 1.0})
+    record = _record(16, entries, pgbench, pooled=True)
+    reason = record.reason
+    model = reason[reason.index("What the serving model changes") : reason.index("What the library layer costs")]
+    assert "with 4 vs 5 connections, async / sync 0.90 (180 vs 200 req/s): slower" in model
+    assert "with 6 vs 5 connections, async / sync 1.25 (250 vs 200 req/s): faster" in model
+    library = reason[reason.index("What the library layer costs") :]
+    assert library.index("async with 4 connections") < library.index("async with 6") < library.index("sync with 5")
+    assert "async with 4 connections, twinstack / raw driver 0.67 (121 vs 180 req/s): slower" in library
+    assert "sync with 5 connections, twinstack / raw driver 0.50 (100 vs 200 req/s): slower" in library
+    assert "the pool's CPU a request 0 vs 5000 µs" in library  # 1 CPU second over 200 responses, the raw pool's
+    # The raw-driver rows are shown beside the others; twinstack's own rows decide.
+    assert record.verdict == "holds" and {"q-sync-raw", "q-async-raw-2"} <= {r.family for r in record.runs}
+    assert "beside each direct budget, the same route on the raw driver" in record.what
+
+
+def test_the_raw_driver_rows_never_decide_claim_13():
+    ahead = {"fewer": [120, 121, 122], "more": [130, 131, 129], "pooled": [110, 111, 109]}
+    entries, pgbench = _entries(ahead, generator_saturated=True)  # only the raw driver's runs are untrustworthy
+    assert _record(16, entries, pgbench, pooled=True).verdict == "holds"
+
+
+def test_claim_13_without_the_raw_driver_says_the_layers_were_not_told_apart():
+    entries, pgbench = _entries({"fewer": [120, 121, 122], "more": [130, 131, 129], "pooled": [110]}, raw=False)
+    assert "The raw-driver apps were not measured" in _record(16, entries, pgbench, pooled=True).reason
+    by = {c.name: c for c in _entries({"fewer": [1], "more": [1], "pooled": [1]})[0]}
+    del by["q-sync-raw"]  # the raw sync app did not start: no serving model, the library layer still said
+    said = layers(by)
+    assert "serving model changes (the raw driver on both sides, direct): not measured" in said
+    assert "async with 4 connections, twinstack / raw driver" in said
