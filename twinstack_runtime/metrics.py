@@ -67,8 +67,8 @@ class Metrics:
             registry=r,
         )
         # The worker's database pool (twinstack_db/pool.py): open and checked out now, its
-        # configured size and overflow (summed over live workers: the pool's connection budget),
-        # and how long requests wait for a connection. Overflow in use = open - size.
+        # configured size (summed over live workers: the pool's connection budget), and how long
+        # requests wait for a connection.
         self.db_connections = Gauge(
             "twinstack_db_connections",
             "Database connections of the pool's workers, by state: open, or checked out by a request.",
@@ -78,7 +78,7 @@ class Metrics:
         )
         self.db_pool_limit = Gauge(
             "twinstack_db_pool_limit",
-            "Configured connections per pool (pool_size, max_overflow), summed over live workers.",
+            "Configured connections per pool (pool_size), summed over live workers.",
             ["service", "limit"],
             multiprocess_mode="livesum",
             registry=r,
@@ -129,10 +129,9 @@ class Metrics:
         counter.inc()
         histogram.observe(duration_s)
 
-    def db_pool(self, pool_size: int, max_overflow: int) -> DbPoolEvents:
+    def db_pool(self, pool_size: int) -> DbPoolEvents:
         """The gauges and the wait histogram one worker's pool reports to (twinstack_db/pool.py)."""
         self.db_pool_limit.labels(self.service, "pool_size").set(pool_size)
-        self.db_pool_limit.labels(self.service, "max_overflow").set(max_overflow)
         return DbPoolEvents(
             self.db_connections.labels(self.service, "open"),
             self.db_connections.labels(self.service, "checked_out"),
