@@ -171,11 +171,14 @@ class Activity:
     """The server connections a run used, from ``pg_stat_activity`` sampled every
     ``interval_s``: how many distinct ones ran a statement while it was open (``used``: running
     one at a sample, or gone idle since it opened, which a statement of microseconds needs to be
-    counted), and the most seen running at once (``peak``). Its own connection is left out."""
+    counted), and the most seen running at once (``peak``). Its own connection is left out, and
+    so is one that never ran a statement: pgbench opens one such before its clients, to read the
+    server's version, and closes it again."""
 
     QUERY = (
         "SELECT pid, state <> 'idle' FROM pg_stat_activity WHERE backend_type = 'client backend'"
-        " AND pid <> pg_backend_pid() AND (state <> 'idle' OR state_change >= %(since)s)"
+        " AND pid <> pg_backend_pid() AND query_start IS NOT NULL"
+        " AND (state <> 'idle' OR state_change >= %(since)s)"
     )
 
     def __init__(self, url: str, interval_s: float = 0.02) -> None:

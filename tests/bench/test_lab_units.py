@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import sys
 
 import psutil
@@ -573,3 +574,22 @@ def test_overhead_targets_are_ratios_of_rows_of_the_same_run():
     assert by["sync-vs-bare"].met is None and by["sync-vs-bare"].binds.startswith("not measured")
     assert by["io-100ms-c200"].met and by["io-100ms-c200"].target == 0.97  # the staggered run is judged
     assert len(by) == 5
+
+
+def test_activity_counts_the_connections_that_ran_a_statement_only(database_url: str):
+    """A connection opened during the window that never ran a statement (pgbench's first, which
+    reads the server's version) is not one the run used; one that ran a statement is, even
+    when it was idle at every sample."""
+    import psycopg
+
+    from bench.database import Activity
+
+    with Activity(database_url, interval_s=0.01) as activity:
+        with psycopg.connect(database_url) as silent, psycopg.connect(database_url) as worker:
+            worker.execute("SELECT 1")
+            ran = worker.info.backend_pid
+            deadline = time.monotonic() + 5
+            while ran not in activity.seen and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert silent.info.backend_pid not in activity.seen
+    assert activity.used == 1 and activity.error is None
