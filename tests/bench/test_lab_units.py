@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import sys
+import time
 
 import psutil
 import pytest
@@ -584,12 +584,15 @@ def test_activity_counts_the_connections_that_ran_a_statement_only(database_url:
 
     from bench.database import Activity
 
-    with Activity(database_url, interval_s=0.01) as activity:
-        with psycopg.connect(database_url) as silent, psycopg.connect(database_url) as worker:
-            worker.execute("SELECT 1")
-            ran = worker.info.backend_pid
-            deadline = time.monotonic() + 5
-            while ran not in activity.seen and time.monotonic() < deadline:
-                time.sleep(0.01)
-            assert silent.info.backend_pid not in activity.seen
+    with (
+        Activity(database_url, interval_s=0.01) as activity,
+        psycopg.connect(database_url) as silent,
+        psycopg.connect(database_url) as worker,
+    ):
+        worker.execute("SELECT 1")
+        ran = worker.info.backend_pid
+        deadline = time.monotonic() + 5
+        while ran not in activity.seen and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert silent.info.backend_pid not in activity.seen
     assert activity.used == 1 and activity.error is None
