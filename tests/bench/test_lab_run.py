@@ -131,8 +131,11 @@ def test_claim_13_puts_the_connection_budget_beside_every_run(results, report):
         where = f"claim 13: {run['label']}"
         assert run["errors"] == 0, where
         assert run["db_budget"] and run["bound_by"], where
+        # Used: a run that held no connection measured nothing. The peak is what a sample every
+        # 20 ms caught running, and a one-round-trip read (autocommit) is far shorter than that:
+        # it may read 0 on a run that was never short of connections, never more than given.
         assert 1 <= run["db_connections_used"] <= run["db_connections"], where
-        assert run["db_connections_peak"] >= 1, where  # a run that held no connection measured nothing
+        assert 0 <= run["db_connections_peak"] <= run["db_connections"], where
         assert number(run["database_ratio"]) and run["database_ratio"] > 0, where
     page = (report / "index.html").read_text()
     assert "vs pgbench" in page and "DB connections given" in page and "via pgbouncer" in page

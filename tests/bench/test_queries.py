@@ -167,7 +167,7 @@ def test_claim_12_names_the_largest_pool_the_budget_check_lets_start(async_n, sy
     sync = budget.PoolBudget("sync", sync_n, SyncDbPool.model_construct())
 
     def pools(per_worker: int) -> list[budget.PoolBudget]:
-        limits = AsyncDbPool.model_construct(pool_size=per_worker, max_overflow=0)
+        limits = AsyncDbPool.model_construct(pool_size=per_worker)
         return [budget.PoolBudget("async", async_n, limits), sync]
 
     budget.check(pools(most), 100)
