@@ -79,6 +79,29 @@ def _pinned(cpus: Sequence[int]):
     return pin
 
 
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM held back for the block, then delivered to the handlers they had (the
+    lab's raise KeyboardInterrupt). Python runs signal handlers in the main thread, whichever
+    thread the signal reached, so the handlers are swapped, not the thread's mask; elsewhere
+    than the main thread there is nothing to swap."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: arrived.append(signum)) for sig in HELD_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(arrived):
+            signal.raise_signal(sig)
+
+
 @dataclass
 class Server:
     """One server under test: a command, its environment, the port it answers on."""
@@ -99,9 +122,12 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, log_dir: Path, cpus: Sequence[int]) -> None:
+        """Start its process. SIGINT and SIGTERM wait until the process is recorded: a stop that
+        arrived while Popen ran (after the fork, before it returned) would otherwise leave a
+        server running that no one knows to stop."""
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"{self.name}.log"
-        with open(self.log_path, "ab") as log:
+        with open(self.log_path, "ab") as log, _signals_held():
             self.proc = subprocess.Popen(
                 self.argv,
                 cwd=ROOT,
@@ -209,10 +235,13 @@ class Servers:
         errors = {}
         servers = tuple(self._not_running(servers))
         for server in servers:
+            # Recorded before its process starts: a stop from here on (an error, Ctrl-C,
+            # SIGTERM) stops it too.
+            self.running[server.name] = server
             try:
                 server.start(self.log_dir, self.layout.servers)
-                self.running[server.name] = server
             except OSError as exc:  # its program is missing or cannot run
+                self.running.pop(server.name)
                 errors[server.name] = LabError(f"{server.name} could not start: {exc}")
         for server in servers:
             if server.name in errors:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -130,14 +129,17 @@ def test_stack_choice_drives_every_lifecycle_target():
         assert f"OVERLAY=production scripts/kubernetes.sh {target}" in kubernetes, target
 
 
-def test_without_a_docker_engine_make_uses_native_mode():
-    # This machine has the docker client at most, no engine: `docker info` fails.
-    engine = (
-        subprocess.run(["docker", "info"], capture_output=True).returncode == 0 if shutil.which("docker") else False
-    )
-    expected = "docker" if engine else "native"
-    # Dry run: make's own choice of runner is what is printed, nothing runs.
-    assert f"(runner: {expected})" in make(DRY_RUN, "help", stack=None).stdout
+@pytest.mark.parametrize(("engine_answers", "expected"), [(True, "docker"), (False, "native")])
+def test_make_picks_docker_when_an_engine_answers_and_native_mode_otherwise(
+    tmp_path: Path, engine_answers: bool, expected: str
+):
+    """Whatever this machine has: a `docker` first on the PATH whose `docker info` succeeds, or
+    fails (a client without an engine), decides the runner. Dry run: nothing runs."""
+    docker = tmp_path / "docker"
+    docker.write_text(f'#!/bin/sh\n[ "$1" = info ] && exit {0 if engine_answers else 1}\nexit 2\n')
+    docker.chmod(0o755)
+    result = make(DRY_RUN, "help", stack=None, PATH=f"{tmp_path}:{os.environ['PATH']}")
+    assert f"(runner: {expected})" in result.stdout, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("stack", ["podman", "k8s", "Native"])

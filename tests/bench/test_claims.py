@@ -225,6 +225,19 @@ def test_claim_5_is_decided_by_its_weakest_size_and_shows_that_size():
                                                      ("gthread threads", 1), ("gthread threads", 4)]  # fmt: skip
 
 
+def test_claim_5_holds_when_every_size_reaches_its_limit():
+    """Throughput growing with workers and with threads, each size within 0.8 of workers x
+    threads / latency: holds, and says how far 4 went beyond 1."""
+    lab = FakeLab([measured(19.0, 32), measured(76.0, 32), measured(18.0, 32), measured(77.0, 32)])
+    lab.mode = MODES["quick"]
+    sync = {n: Pool({**SYNC, "workers": n}) for n in (1, 4)}
+    gthread = {n: Pool({"worker_class": "gthread", "workers": 1, "threads": n}) for n in (1, 4)}
+    e = scaling._claim_5(lab, sync, gthread)
+    assert e.verdict == HOLDS, e.reason
+    assert "4 workers answered 4.0x what 1 did" in e.reason
+    assert e.ratio >= 0.8
+
+
 # --- claim 8: asyncio.gather makes N waits cost one wait ----------------------------------------
 
 

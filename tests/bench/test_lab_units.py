@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -238,6 +240,47 @@ def test_a_server_that_died_is_started_again(tmp_path):
         assert web.proc.pid != first and web.proc.poll() is None
     finally:
         servers.stop_all()
+
+
+def test_a_stop_signal_while_a_server_starts_still_stops_that_server(tmp_path, monkeypatch):
+    """SIGTERM (the lab's handler raises KeyboardInterrupt) arriving while Popen runs, after the
+    fork: it is held until the process is recorded, then raised, so the lab's stop_all stops
+    the server. Sent from the child before its exec, it always lands inside Popen."""
+    from bench import procs
+
+    pin = procs._pinned
+
+    def pin_then_signal_the_lab(cpus):
+        pinned = pin(cpus)
+
+        def child() -> None:
+            pinned()
+            os.kill(os.getppid(), signal.SIGTERM)
+
+        return child
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(procs, "_pinned", pin_then_signal_the_lab)
+    port = free_port()
+    web = Server("web", [sys.executable, "-m", "http.server", "-b", "127.0.0.1", str(port)], port, {}, health_path="/")
+    servers = Servers(tmp_path, CpuLayout(servers=(0,), generator=(0,)))
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            servers.start_each(web)
+        assert signal.getsignal(signal.SIGTERM) is interrupt  # the lab's handler is back
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    try:
+        assert "web" in servers.running and web.proc is not None, "the server started but the lab lost it"
+        servers.stop_all()
+        assert web.proc.poll() is not None
+    finally:  # whatever this test left behind (a lost server, on a build with the bug)
+        for child in psutil.Process().children(recursive=True):
+            if f"127.0.0.1 {port}" in " ".join(child.cmdline()):
+                child.kill()
 
 
 def test_servers_that_fail_to_start_are_reported_by_name_while_the_others_run(tmp_path):

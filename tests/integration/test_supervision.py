@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -162,6 +163,9 @@ def test_make_status_shows_each_program_and_fails_when_the_stack_does_not_answer
 
 
 def test_make_logs_follows_every_program(stack: Stack):
+    """It shows every program's log, then keeps following: a request made after the last
+    header appears too (a `tail` without -F would have ended, or never shown it)."""
+    marker = f"/async/follow-{uuid.uuid4().hex}"
     with subprocess.Popen(
         ["make", "--no-print-directory", "logs", "STACK=native"],
         cwd=ROOT,
@@ -172,16 +176,21 @@ def test_make_logs_follows_every_program(stack: Stack):
         start_new_session=True,
     ) as follow:
         try:
-            seen, deadline = set(), time.monotonic() + 20
+            seen, deadline, requested, followed = set(), time.monotonic() + 20, False, False
             for line in follow.stdout:
                 if m := re.match(r"^==> .*/([\w-]+)\.log <==$", line.strip()):
                     seen.add(m.group(1))
-                if {"nginx", "nginx-error", "fastapi", "flask", "downstream", "locust"} <= seen:
+                if not requested and {"nginx", "nginx-error", "fastapi", "flask", "downstream", "locust"} <= seen:
+                    assert httpx.get(stack.base_url + marker, timeout=10).status_code == 404
+                    requested = True
+                if requested and marker in line:
+                    followed = True
                     break
-                assert time.monotonic() < deadline, seen
+                assert time.monotonic() < deadline, (seen, requested)
         finally:
             os.killpg(follow.pid, signal.SIGTERM)
     assert {"nginx", "fastapi", "flask"} <= seen
+    assert followed, "make logs stopped following"
 
 
 def test_make_reload_with_a_broken_nginx_config_keeps_the_stack_serving(stack: Stack):

@@ -60,11 +60,15 @@ def test_a_runner_heartbeats_the_jobs_it_holds(store: JobStore, database_url: st
     try:
         job = runner.accept(JobRequest(delay_ms=1500))
         runner.start(job)
-        with psycopg.connect(database_url) as conn:
-            conn.execute(
-                "UPDATE jobs SET heartbeat_at = now() - interval '1 hour' WHERE id = %s", (uuid.UUID(job.job_id),)
-            )
-        time.sleep(0.6)
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            job_id = uuid.UUID(job.job_id)
+            conn.execute("UPDATE jobs SET heartbeat_at = now() - interval '1 hour' WHERE id = %s", (job_id,))
+            deadline = time.monotonic() + 10  # many heartbeats: 0.2 s apart
+            while conn.execute(
+                "SELECT heartbeat_at < now() - interval '1 minute' FROM jobs WHERE id = %s", (job_id,)
+            ).fetchone()[0]:
+                assert time.monotonic() < deadline, "the runner never beat the job's heart again"
+                time.sleep(0.05)
         assert store.get(job.job_id).status == "running"  # beaten again since
     finally:
         runner.stop(0)
