@@ -70,7 +70,7 @@ def listening_addresses() -> dict[int, set[str]]:
 def test_only_nginx_listens_beyond_loopback(stack):
     listening = listening_addresses()
     internal = ("TWINSTACK_ASYNC_PORT", "TWINSTACK_SYNC_PORT", "TWINSTACK_DOWNSTREAM_PORT", "TWINSTACK_LOCUST_PORT")
-    internal += ("TWINSTACK_NGINX_STATUS_PORT",)
+    internal += ("TWINSTACK_NGINX_STATUS_PORT", "TWINSTACK_DB_PORT")
     for var in internal:
         port = int(stack.env[var])
         assert listening.get(port) == {"127.0.0.1"}, (var, listening.get(port))
