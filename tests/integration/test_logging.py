@@ -7,20 +7,17 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
 import psutil
 import pytest
 
 from tests.integration import logs
 from tests.integration.conftest import ONE_CLIENT_LOAD, Stack, running_stack
+from tests.integration.load import PREFIXES, SteadyLoad
 
 pytestmark = pytest.mark.integration
 
@@ -78,50 +75,6 @@ def test_under_full_load_no_log_line_passes_through_the_supervisor(loaded: Stack
     assert grown["fastapi"] >= sent["/async"] and grown["flask"] >= sent["/sync"], (grown, sent)
 
 
-class TracedLoad:
-    """``clients`` threads sending GETs with request ids of their own, through nginx, to both
-    pools, until stopped (at most ``max_s``): every id sent and answered is kept.
-
-    A rotation reloads nginx, and a reloading nginx closes its idle kept-alive connections; a
-    request sent on one just as it closes gets no response, and is sent again on a new one, with
-    the same id (RFC 9112 9.3.1, as any HTTP client does). nginx never read it, so the id must
-    still be logged exactly once."""
-
-    def __init__(self, base_url: str, clients: int, max_s: float = 30) -> None:
-        self.base_url, self.clients, self.max_s = base_url, clients, max_s
-        self.answered: list[tuple[str, str]] = []  # (prefix, request id)
-        self.failures: list[str] = []
-        self.resent = 0
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-
-    def _client(self, n: int) -> None:
-        prefix = ("/async", "/sync")[n % 2]
-        deadline = time.monotonic() + self.max_s
-        with httpx.Client(base_url=self.base_url, timeout=30) as client:
-            while not self.stop.is_set() and time.monotonic() < deadline:
-                rid = f"rot-{uuid.uuid4().hex}"
-                try:
-                    r = client.get(f"{prefix}/health", headers={"X-Request-ID": rid})
-                except (httpx.RemoteProtocolError, httpx.ReadError):  # closed before any response: resend once
-                    with self.lock:
-                        self.resent += 1
-                    r = client.get(f"{prefix}/health", headers={"X-Request-ID": rid})
-                with self.lock:
-                    (self.answered.append((prefix, rid)) if r.status_code == 200 else self.failures.append(rid))
-
-    def __enter__(self) -> TracedLoad:
-        self.pool = ThreadPoolExecutor(self.clients)
-        self.futures = [self.pool.submit(self._client, n) for n in range(self.clients)]
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for future in self.futures:
-            future.result()
-        self.pool.shutdown()
-
-
 def rotate(stack: Stack) -> None:
     """What the logrotate program in supervisord.conf runs every minute, forced (-f): rotate now."""
     conf, state = stack.run_dir / "logrotate.conf", stack.run_dir / "logrotate.state"
@@ -133,24 +86,29 @@ def test_a_rotation_under_load_neither_loses_nor_repeats_a_line(loaded: Stack, c
     """Three forced rotations while requests flow: every answered request's id is in nginx's
     access log and in its pool's log exactly once, across the rotated files (plain and
     compressed) and the new ones."""
-    with TracedLoad(loaded.base_url, clients) as load:
+    with SteadyLoad(loaded.base_url, per_pool=clients // 2, path="/health") as load:
+
+        def answered() -> int:
+            return sum(load.ok(p) for p in PREFIXES)
+
         for _ in range(3):
             # Requests, and more than nginx's flush interval (1 s): logrotate leaves an empty
             # file alone (notifempty), and nginx's new file stays empty until its next flush.
             # Apart by 3 s, as rotations are (a minute, in a deployment): a worker writes what
             # it holds, into the renamed file, before the next rotation compresses that file.
-            target, not_before = len(load.answered) + 50 * clients, time.monotonic() + 3
-            while (len(load.answered) < target or time.monotonic() < not_before) and not load.stop.is_set():
-                time.sleep(0.05)
+            target, not_before = answered() + 50 * clients, time.monotonic() + 3
+            load.wait_for(lambda t=target, n=not_before: answered() >= t and time.monotonic() >= n, "requests")
             rotate(loaded)
-        target = len(load.answered) + 50 * clients  # and more after the last one
-        while len(load.answered) < target:
-            time.sleep(0.05)
-    assert not load.failures
+        target = answered() + 50 * clients  # and more after the last one
+        load.wait_for(lambda: answered() >= target, "requests after the last rotation")
+    assert load.failures() == {}
+    # A rotation reloads nginx, which closes idle kept-alive connections: a GET sent on one
+    # just then is resent, and only if nginx never read it (SteadyLoad._get).
+    assert load.resends_nginx_read(loaded.log_dir) == [], load.resent
     assert len(list(loaded.log_dir.glob("nginx.log.*"))) >= 2, sorted(p.name for p in loaded.log_dir.iterdir())
-    wanted = {rid for _, rid in load.answered}
+    wanted = {rid for ids in load.answered.values() for rid in ids}
     for name, prefix in (("nginx", None), ("fastapi", "/async"), ("flask", "/sync")):
-        ids = {rid for p, rid in load.answered if prefix in (None, p)}
+        ids = {rid for p, rids in load.answered.items() for rid in rids if prefix in (None, p)}
         deadline = time.monotonic() + 10
         while True:
             records = logs.records(loaded.log_dir, name)
