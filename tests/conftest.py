@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, Page
 
 from downstream_service.main import create_app as create_downstream
-from tests.support import free_port, require_binary
+from tests.support import free_port, require_binary, serving
 
 # In CI, a skip is a failure (tests/ci_guard.py).
 pytest_plugins = ["tests.ci_guard"]
@@ -22,17 +19,8 @@ pytest_plugins = ["tests.ci_guard"]
 @pytest.fixture(scope="session")
 def downstream_url() -> Iterator[str]:
     """The real downstream app under uvicorn, in a thread, for in-process service tests."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_downstream(), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "downstream did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(create_downstream()) as url:
+        yield url
 
 
 @pytest.fixture

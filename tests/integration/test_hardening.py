@@ -17,7 +17,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -33,8 +33,11 @@ from tests.support import ROOT
 pytestmark = pytest.mark.integration
 
 WS_PER_CLIENT = 4
-SYNC_PER_CLIENT = 4
-ASYNC_DB_PER_CLIENT = 4
+# Below what the pools have (2 sync workers; 2 async workers x 3 connections), so that what
+# one client may hold leaves room for another: the greedy-client tests see the difference.
+SYNC_PER_CLIENT = 1
+ASYNC_DB_POOL_SIZE = 3
+ASYNC_DB_PER_CLIENT = 2
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +50,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory, nginx_bin: str) -> Iterat
         TWINSTACK_SYNC_MAX_INFLIGHT="40",
         TWINSTACK_SYNC_MAX_INFLIGHT_PER_CLIENT=str(SYNC_PER_CLIENT),
         TWINSTACK_ASYNC_DB_MAX_INFLIGHT_PER_CLIENT=str(ASYNC_DB_PER_CLIENT),
+        TWINSTACK_ASYNC_DB_POOL_SIZE=str(ASYNC_DB_POOL_SIZE),
         TWINSTACK_EXPENSIVE_RATE_LIMIT_RPS="2",
         TWINSTACK_EXPENSIVE_RATE_LIMIT_BURST="20",
         TWINSTACK_JOB_THREADS="1",
@@ -263,23 +267,37 @@ def test_one_client_holds_a_bounded_number_of_websockets_and_others_still_connec
             assert ws.recv(timeout=10) == "ok"
 
 
+def refused_at_once(slow: list[Future], allowed: int) -> None:
+    """Wait until every greedy request beyond what one client may hold has its answer (nginx
+    refuses those at once), so the ones it let in are what the pool is now busy with."""
+    deadline = time.monotonic() + 10
+    while sum(f.done() for f in slow) < len(slow) - allowed:
+        assert time.monotonic() < deadline, "nginx did not refuse the greedy client's extra requests"
+        time.sleep(0.01)
+
+
 def test_a_greedy_client_cannot_lock_others_out_of_the_sync_pool(deployed: Stack):
+    """One address holds at most SYNC_PER_CLIENT of the 2 workers; another is served by a free
+    one while the greedy requests let in are still running. With no per-client limit, the
+    greedy requests hold both workers and the other waits until they finish."""
     n = SYNC_PER_CLIENT + 4
     with (
         client_from(deployed, "127.0.0.2", limits=httpx.Limits(max_connections=n)) as greedy,
         client_from(deployed, "127.0.0.3") as other,
         ThreadPoolExecutor(n) as pool,
     ):
-        slow = [pool.submit(greedy.get, "/sync/io?delay_ms=1500") for _ in range(n)]
-        time.sleep(0.5)  # the greedy requests are in flight (they last 1.5 s)
+        slow = [pool.submit(greedy.get, "/sync/io?delay_ms=3000") for _ in range(n)]
+        refused_at_once(slow, SYNC_PER_CLIENT)
         assert other.get("/sync/io?delay_ms=10").status_code == 200
+        assert not all(f.done() for f in slow), "the other client was answered only after the greedy one"
         statuses = Counter(f.result().status_code for f in slow)
-    assert statuses[200] <= SYNC_PER_CLIENT and statuses[503] >= n - SYNC_PER_CLIENT, statuses
+    assert statuses == {200: SYNC_PER_CLIENT, 503: n - SYNC_PER_CLIENT}, statuses
 
 
 def test_a_greedy_client_cannot_take_every_database_connection_of_the_async_pool(deployed: Stack):
     """Each /async/db or /async/orders request holds a pooled connection; one address may hold
-    ASYNC_DB_PER_CLIENT at once, however it spells the path, and gets 503 JSON at once beyond."""
+    ASYNC_DB_PER_CLIENT at once, however it spells the path, and gets 503 JSON at once beyond;
+    another is served from the connections left while the greedy ones are still held."""
     variants = ("/async/db", "/async//db", "/async/%64b", "/async/./db")
     n = ASYNC_DB_PER_CLIENT + 6
     with (
@@ -287,15 +305,16 @@ def test_a_greedy_client_cannot_take_every_database_connection_of_the_async_pool
         client_from(deployed, "127.0.0.21") as other,
         ThreadPoolExecutor(n) as pool,
     ):
-        slow = [pool.submit(greedy.get, f"{variants[i % len(variants)]}?delay_ms=1500") for i in range(n)]
-        time.sleep(0.5)  # the greedy requests are in flight (they last 1.5 s)
+        slow = [pool.submit(greedy.get, f"{variants[i % len(variants)]}?delay_ms=3000") for i in range(n)]
+        refused_at_once(slow, ASYNC_DB_PER_CLIENT)
         assert other.get("/async/db?delay_ms=10").status_code == 200
         assert other.get(f"/async/orders/{'0' * 8}-0000-0000-0000-{'0' * 12}").status_code == 404
+        assert not all(f.done() for f in slow), "the other client was answered only after the greedy one"
         answers = [f.result() for f in slow]
         # The cheap paths of the same half are not counted against it.
         assert greedy.get("/async/health").status_code == 200
     statuses = Counter(a.status_code for a in answers)
-    assert statuses[200] <= ASYNC_DB_PER_CLIENT and statuses[503] >= n - ASYNC_DB_PER_CLIENT, statuses
+    assert statuses == {200: ASYNC_DB_PER_CLIENT, 503: n - ASYNC_DB_PER_CLIENT}, statuses
     assert all(a.json()["error"]["status"] == 503 for a in answers if a.status_code == 503)
 
 

@@ -5,7 +5,6 @@ plain port, and the policy as testssl.sh sees it."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -108,9 +107,15 @@ class Background:
     watchers: list[threading.Thread] = field(default_factory=list)
 
     def watch(self, index: int, sock: socket.socket) -> None:
-        with contextlib.suppress(OSError):
+        """Notes when nginx closed the connection (end of stream, or a reset); nothing when the
+        socket's own timeout (60 s) ended the wait."""
+        try:
             while sock.recv(4096):
                 pass
+        except TimeoutError:
+            return
+        except OSError:
+            pass
         self.closed_after[index] = time.monotonic() - self.started
 
 
@@ -516,10 +521,12 @@ def test_a_stalled_handshake_is_cut_off_while_others_are_served(background: Back
     ClientHello cut short), held since the module began while every test above was served:
     nginx closed each after client_header_timeout (10 s), as a stalled plain request; nginx
     1.25.5+'s own handshake timeout would have held them 60 s (snippets/tls-nginx-1.25.5.conf)."""
+    # Waited for up to 40 s from the start (nginx's 60 s would not be seen), then every
+    # connection must have been closed by nginx, and none before its 10 s.
     for watcher in background.watchers:
         watcher.join(timeout=max(1.0, 40 - (time.monotonic() - background.started)))
     assert len(background.closed_after) == len(STALLED), background.closed_after
-    assert all(8 < after < 25 for after in background.closed_after.values()), background.closed_after
+    assert all(after > 8 for after in background.closed_after.values()), background.closed_after
 
 
 def listening(port: int) -> bool:
