@@ -67,8 +67,13 @@ loadtest: up ## Headless Locust run against the stack (PROFILE=mixed, WORKERS=0)
 check: $(STAMP) .system-deps ## Validate the nginx configuration (nginx -t on the rendered templates)
 	@$(NATIVE_ENV) $(PY) -m native check
 
+# The suite in two passes (docs/testing.md): everything but the load tests on TEST_WORKERS
+# processes side by side, each test file on one of them; then the tests marked `alone`, one at
+# a time on an otherwise quiet machine (exit code 5: a project with none of them).
+TEST_WORKERS ?= 4
 test: lint .test-deps $(CHECKOV) ## Lint, then run the whole test suite (unit, contract, the real stack through nginx)
-	@$(PY) -m pytest
+	@$(PY) -m pytest -m "not alone" -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
+	@$(PY) -m pytest -m alone || [ $$? -eq 5 ]
 
 k8s-render: $(STAMP) ## Print the Kubernetes manifests of an overlay (OVERLAY=local|production)
 	@$(PY) -m deploy.kubernetes render $(OVERLAY)

@@ -436,12 +436,27 @@ def render_nginx(settings: StackSettings, prefix: Path, templates: list[Path]) -
     return {"nginx": nginx, "prefix": str(prefix), "globals": globals_, "argv": argv}
 
 
+def _env_prefix(model_name: str) -> str:
+    """The variables' prefix of the settings class a validation error names (TWINSTACK_ASYNC_DB_
+    for a pool's database settings)."""
+    from pydantic_settings import BaseSettings
+
+    classes = [BaseSettings]
+    while classes:
+        cls = classes.pop()
+        if cls.__name__ == model_name:
+            return cls.model_config.get("env_prefix") or "TWINSTACK_"
+        classes.extend(cls.__subclasses__())
+    return "TWINSTACK_"
+
+
 def invalid_settings(exc: ValidationError) -> str:
     """A setting that does not validate, said as the variable that set it (no traceback)."""
+    prefix = _env_prefix(exc.title)
     problems = []
     for error in exc.errors():
         field = str(error["loc"][0]) if error["loc"] else ""
-        name = f"TWINSTACK_{field.upper()}" if field else "settings"
+        name = f"{prefix}{field.upper()}" if field else "settings"
         problems.append(f"{name}={error.get('input')!s}: {error['msg']}")
     return "invalid setting: " + "; ".join(problems)
 
@@ -511,5 +526,8 @@ def main(argv: list[str] | None = None) -> int:
             check(settings)
     except (StackError, nginx_config.RenderError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ValidationError as exc:  # a pool's settings, read when they are first needed
+        print(f"error: {invalid_settings(exc)}", file=sys.stderr)
         return 1
     return 0

@@ -10,10 +10,32 @@ import pytest
 from playwright.sync_api import Browser, Page
 
 from downstream_service.main import create_app as create_downstream
-from tests.support import free_port, require_binary, serving
+from tests.support import ROOT, free_port, require_binary, serving
 
 # In CI, a skip is a failure (tests/ci_guard.py).
 pytest_plugins = ["tests.ci_guard"]
+
+# How `make test` shares the test files among its processes (pytest-xdist, --dist loadscope):
+# each file runs in order on one process, so a module's fixtures (a private stack, the lab's run,
+# a virtualenv for the project copies) are made once. The longest files are handed out first,
+# the rest follow in collection order (--no-loadscope-reorder).
+LONGEST_FIRST = (
+    "tests/bench/test_lab_run.py",
+    "tests/test_template.py",
+    "tests/integration/test_reliability.py",
+    "tests/test_halves.py",
+    "tests/integration/test_database.py",
+    "tests/integration/test_supervision.py",
+    "tests/integration/test_tls.py",
+    "tests/integration/test_hardening.py",
+    "tests/integration/test_serving_models.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: n for n, name in enumerate(LONGEST_FIRST)}
+    # Stable: a file's tests keep their order.
+    items.sort(key=lambda item: rank.get(item.path.relative_to(ROOT).as_posix(), len(rank)))
 
 
 @pytest.fixture(scope="session")
@@ -49,9 +71,11 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """Debian's chromium driven by Playwright (executable_path: never a download of its own)."""
+    """Debian's chromium driven by Playwright (executable_path: never a download of its own).
+    One per test file: Playwright's sync API keeps an event loop running in the thread while it
+    is open, and a later test file on the same process may call ``asyncio.run``."""
     from playwright.sync_api import sync_playwright
 
     chromium = require_binary(shutil.which("chromium") or shutil.which("chromium-browser"), "chromium")

@@ -145,7 +145,7 @@ class Project:
 @contextmanager
 def running(root: Path, venv: Path | None = None) -> Iterator[Project]:
     """`make up` in the project (it must succeed), `make down` after (it must too)."""
-    ports = {name: str(free_port()) for name in ("HTTP", "ASYNC", "SYNC", "DOWNSTREAM", "LOCUST", "NGINX_STATUS")}
+    ports = {name: str(free_port()) for name in ("HTTP", "ASYNC", "SYNC", "DOWNSTREAM", "LOCUST", "NGINX_STATUS", "DB")}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TWINSTACK_", "VIRTUAL_ENV", "PYTHON"))}
     env.update({f"TWINSTACK_{name}_PORT": port for name, port in ports.items()})
     env["PYTHON"] = sys.executable  # the interpreter the project builds its virtualenv from

@@ -8,7 +8,6 @@ against bench/results.schema.json, every chart inline, and the comparison tool r
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import re
@@ -23,7 +22,7 @@ from bench.modes import MODES
 from bench.verdicts import CLAIMS, VERDICTS
 from tests.support import ROOT, require_binary
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(480)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(660)]
 
 RUN_FIGURES = (
     "requests",
@@ -69,7 +68,7 @@ def report(tmp_path_factory: pytest.TempPathFactory, nginx_bin: str) -> Path:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=420,
+        timeout=600,
     )
     assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     # Progress is shown while it runs, and the verdicts at the end.
@@ -338,60 +337,6 @@ def test_two_runs_compare_as_ratios(report):
     # The report can be rebuilt from its raw figures alone.
     rebuilt = subprocess.run([sys.executable, "-m", "bench", "report", str(report)], cwd=ROOT, capture_output=True)
     assert rebuilt.returncode == 0 and (report / "index.html").exists()
-
-
-def test_bench_compare_without_two_reports_explains_its_usage():
-    result = subprocess.run(["make", "-s", "bench-compare"], cwd=ROOT, capture_output=True, text=True)
-    assert result.returncode == 2
-    assert "usage: make bench-compare" in result.stderr
-
-
-@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
-def test_ctrl_c_stops_every_server_and_generator_and_writes_no_report(tmp_path, nginx_bin, stop):
-    """Ctrl-C (SIGINT), or SIGTERM, while the lab measures: every server and load generator
-    it started is gone, and no report is written."""
-    import signal
-    import time
-
-    import psutil
-
-    require_binary(shutil.which("wrk"), "wrk")
-    require_binary(shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin"), "pgbouncer")
-    out = tmp_path / "report"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench", "run", "--mode", "tiny", "--out", str(out)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lab = psutil.Process(proc.pid)
-    try:
-        # Wait until the first curve is being measured: the stack runs and wrk is loading it.
-        for line in proc.stdout:
-            if "curve:" in line:
-                break
-        deadline = time.monotonic() + 30
-        while True:  # polled: the servers it started are its children
-            started = lab.children(recursive=True)
-            commands = []
-            for child in started:
-                with contextlib.suppress(psutil.Error):  # one may exit while listed
-                    commands.append(" ".join(child.cmdline()))
-            if any("gunicorn" in c for c in commands) and any("nginx" in c for c in commands):
-                break
-            assert time.monotonic() < deadline, commands
-            time.sleep(0.1)
-        proc.send_signal(getattr(signal, stop))
-        _, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130
-    assert "interrupted: no report written." in stderr and "Traceback" not in stderr
-    assert not (out / "results.json").exists()
-    _, alive = psutil.wait_procs(started, timeout=10)
-    assert not alive, [" ".join(p.cmdline()) for p in alive]
 
 
 def test_a_run_where_an_experiment_crashed_still_writes_its_report_and_exits_1(results, tmp_path, monkeypatch, capsys):

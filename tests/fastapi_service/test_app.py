@@ -272,10 +272,24 @@ def test_a_busy_process_pool_answers_503_instead_of_queueing():
     from fastapi_service.routers.lab import ProcessPool
 
     pool = ProcessPool(1)
-    pool.pending = 2  # two calls already queued or running on its one process
-    with pytest.raises(ContractError) as exc:
-        asyncio.run(pool.run(1))
-    assert exc.value.status == 503 and exc.value.code == "lab_busy"
+
+    async def scenario() -> None:
+        # Two real calls on its one process, one running and one queued ...
+        held = [asyncio.create_task(pool.run(1000)) for _ in range(2)]
+        while pool.pending < 2:
+            await asyncio.sleep(0)
+        # ... and a third is refused at once, not queued behind them.
+        with pytest.raises(ContractError) as exc:
+            await pool.run(1)
+        assert exc.value.status == 503 and exc.value.code == "lab_busy"
+        await asyncio.gather(*held)
+        assert pool.pending == 0
+        await pool.run(1)  # free again
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        pool.shutdown()
 
 
 def test_websocket_echo(client: TestClient):

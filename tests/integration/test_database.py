@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -250,6 +251,16 @@ class OrderLoad:
         for t in self.threads:
             t.join(60)
 
+    def wait_for(self, predicate, what: str, timeout_s: float = 60) -> None:
+        """Poll ``predicate`` (called under the lock) while the load runs."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self.lock:
+                if predicate():
+                    return
+            assert time.monotonic() < deadline, f"timed out waiting for {what}: {self.answers}"
+            time.sleep(0.05)
+
 
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("clients", [4, 24])
@@ -263,15 +274,17 @@ def test_a_killed_database_loses_no_created_order(db_stack: Stack, clients: int)
         wait_ready(client)
         workers = worker_pids(db_stack)
         with OrderLoad(db_stack.base_url, clients) as load:
-            for _ in range(2):
-                time.sleep(1.5)
+            for kill in range(2):
+                created = len(load.created)
+                load.wait_for(lambda n=created: len(load.created) >= n + 20, f"20 orders before kill {kill}")
+                unavailable = load.answers[503, "database_unavailable"]
                 os.kill(db_stack.master_pid("postgres"), signal.SIGKILL)
-                time.sleep(0.5)
+                # Each kill is seen by the load (a 503 database_unavailable), then recovered from.
+                load.wait_for(lambda n=unavailable: load.answers[503, "database_unavailable"] > n, f"kill {kill} seen")
                 wait_ready(client)
-            time.sleep(1.5)
-        assert load.created, load.answers
+            created = len(load.created)
+            load.wait_for(lambda: len(load.created) >= created + 20, "20 orders after the last kill")
         assert set(load.answers) <= {(201, ""), (503, "database_unavailable"), (503, "pool_exhausted")}, load.answers
-        assert load.answers[503, "database_unavailable"] > 0, "the kills were not seen"
         with psycopg.connect(url) as conn:
             rows = dict(
                 conn.execute(
@@ -317,5 +330,54 @@ def test_an_unreachable_external_database_stops_make_up_with_a_clear_message(tmp
         assert "cannot connect to the external database at 127.0.0.1:" in result.stderr, result.stderr
         assert "s3cret-value" not in result.stdout + result.stderr  # never the password
         assert "Traceback" not in result.stderr
+    finally:
+        own.stop()
+
+
+def test_a_failing_migration_stops_make_up_with_alembics_message_and_starts_no_pool(
+    tmp_path: Path, postgres_url: str, nginx_bin: str
+):
+    """A database where the first migration cannot run (its table is already there, made by
+    hand): `make up` stops with what Alembic and PostgreSQL said, and neither pool is started
+    on a schema that is not the code's."""
+    from tests.conftest import other_database
+    from tests.integration.conftest import make_stack
+
+    url = other_database(postgres_url, "broken")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE orders (id int)")
+    own = make_stack(tmp_path, TWINSTACK_DATABASE_URL=url)
+    try:
+        result = own.native("up", check=False)
+        assert result.returncode != 0
+        said = result.stdout + result.stderr
+        assert 'relation "orders" already exists' in said and "alembic" in said.lower(), said[-3000:]
+        status = own.ctl("status")
+        for program in ("fastapi", "flask"):
+            assert not re.search(rf"^{program}\s+RUNNING", status, re.M), status
+    finally:
+        own.stop()
+
+
+@pytest.mark.parametrize(
+    ("pool_size", "said"),
+    # Over the budget of a server that allows 20 connections; over the setting's own bound.
+    [("10", "does not fit"), ("1000", "TWINSTACK_ASYNC_DB_POOL_SIZE=1000")],
+)
+def test_native_make_up_over_the_connection_budget_refuses_before_starting_anything(
+    tmp_path: Path, nginx_bin: str, pool_size: str, said: str
+):
+    """Pools that would open more connections than PostgreSQL allows: refused with the sum,
+    before supervisord, PostgreSQL or any pool is started; a size no pool may have, refused
+    with the variable's name."""
+    from tests.integration.conftest import make_stack
+
+    own = make_stack(tmp_path, TWINSTACK_ASYNC_DB_POOL_SIZE=pool_size, TWINSTACK_DB_MAX_CONNECTIONS="20")
+    try:
+        result = own.native("up", check=False)
+        assert result.returncode != 0
+        assert said in result.stdout + result.stderr, result.stdout + result.stderr
+        assert "Traceback" not in result.stderr
+        assert not (own.run_dir / "supervisord.pid").exists()  # nothing was started
     finally:
         own.stop()

@@ -33,9 +33,12 @@ from tests.support import ROOT
 pytestmark = pytest.mark.integration
 
 WS_PER_CLIENT = 4
-# Below what the pools have (2 sync workers; 2 async workers x 3 connections), so that what
-# one client may hold leaves room for another: the greedy-client tests see the difference.
-SYNC_PER_CLIENT = 1
+# What one client may hold stays below what the pools have (3 sync workers; 2 async workers x 3
+# connections), so it leaves room for another: the greedy-client tests see the difference.
+WORKERS = {"/async": 2, "/sync": 3}
+JOB_CAPACITY = 2  # a worker's, with one job thread
+SYNC_PER_CLIENT = 2
+CLIENT_MAX_CONNS = 12  # requests in progress from one address, any path (512 by default)
 ASYNC_DB_POOL_SIZE = 3
 ASYNC_DB_PER_CLIENT = 2
 
@@ -47,14 +50,17 @@ def deployed(tmp_path_factory: pytest.TempPathFactory, nginx_bin: str) -> Iterat
         tmp_path_factory.mktemp("hardening"),
         TWINSTACK_LAB_ROUTES="false",
         TWINSTACK_WS_MAX_PER_CLIENT=str(WS_PER_CLIENT),
+        TWINSTACK_CLIENT_MAX_CONNS=str(CLIENT_MAX_CONNS),
         TWINSTACK_SYNC_MAX_INFLIGHT="40",
         TWINSTACK_SYNC_MAX_INFLIGHT_PER_CLIENT=str(SYNC_PER_CLIENT),
         TWINSTACK_ASYNC_DB_MAX_INFLIGHT_PER_CLIENT=str(ASYNC_DB_PER_CLIENT),
         TWINSTACK_ASYNC_DB_POOL_SIZE=str(ASYNC_DB_POOL_SIZE),
         TWINSTACK_EXPENSIVE_RATE_LIMIT_RPS="2",
         TWINSTACK_EXPENSIVE_RATE_LIMIT_BURST="20",
+        TWINSTACK_ASYNC_WORKERS=str(WORKERS["/async"]),
+        TWINSTACK_SYNC_WORKERS=str(WORKERS["/sync"]),
         TWINSTACK_JOB_THREADS="1",
-        TWINSTACK_JOB_CAPACITY="2",
+        TWINSTACK_JOB_CAPACITY=str(JOB_CAPACITY),
     ) as stack:
         yield stack
 
@@ -277,7 +283,7 @@ def refused_at_once(slow: list[Future], allowed: int) -> None:
 
 
 def test_a_greedy_client_cannot_lock_others_out_of_the_sync_pool(deployed: Stack):
-    """One address holds at most SYNC_PER_CLIENT of the 2 workers; another is served by a free
+    """One address holds at most SYNC_PER_CLIENT of the sync workers; another is served by a free
     one while the greedy requests let in are still running. With no per-client limit, the
     greedy requests hold both workers and the other waits until they finish."""
     n = SYNC_PER_CLIENT + 4
@@ -315,6 +321,24 @@ def test_a_greedy_client_cannot_take_every_database_connection_of_the_async_pool
         assert greedy.get("/async/health").status_code == 200
     statuses = Counter(a.status_code for a in answers)
     assert statuses == {200: ASYNC_DB_PER_CLIENT, 503: n - ASYNC_DB_PER_CLIENT}, statuses
+    assert all(a.json()["error"]["status"] == 503 for a in answers if a.status_code == 503)
+
+
+def test_one_client_holds_a_bounded_number_of_requests_in_progress(deployed: Stack):
+    """Past CLIENT_MAX_CONNS requests in progress from one address, on any path, nginx answers
+    503 JSON at once; another address is served meanwhile."""
+    n = CLIENT_MAX_CONNS + 4
+    with (
+        client_from(deployed, "127.0.0.30", limits=httpx.Limits(max_connections=n)) as greedy,
+        client_from(deployed, "127.0.0.31") as other,
+        ThreadPoolExecutor(n) as pool,
+    ):
+        slow = [pool.submit(greedy.get, "/async/io?delay_ms=3000") for _ in range(n)]
+        refused_at_once(slow, CLIENT_MAX_CONNS)
+        assert other.get("/async/io?delay_ms=10").status_code == 200
+        answers = [f.result() for f in slow]
+    statuses = Counter(a.status_code for a in answers)
+    assert statuses == {200: CLIENT_MAX_CONNS, 503: n - CLIENT_MAX_CONNS}, statuses
     assert all(a.json()["error"]["status"] == 503 for a in answers if a.status_code == 503)
 
 
@@ -358,14 +382,15 @@ def test_expensive_paths_have_a_stricter_rate_per_client(deployed: Stack, half: 
 def test_a_full_job_queue_answers_503_at_once(deployed: Stack, prefix: str, address: str):
     with client_from(deployed, address) as client:
         statuses, accepted = Counter(), []
-        for _ in range(8):  # 2 workers x capacity 2 can hold 4
+        room = WORKERS[prefix] * JOB_CAPACITY  # what the pool's workers can hold
+        for _ in range(room + 4):
             r = client.post(f"{prefix}/jobs", json={"delay_ms": 2000})
             statuses[r.status_code] += 1
             if r.status_code == 503:
                 assert r.json()["error"]["code"] == "jobs_busy"
             else:
                 accepted.append(r.json()["job_id"])
-        assert statuses[202] <= 4 and statuses[503] >= 4, statuses
+        assert statuses[202] <= room and statuses[503] >= 4, statuses
         # The pool still serves: jobs run on threads of their own.
         assert client.get(f"{prefix}/health").status_code == 200
         for job_id in accepted:  # leave the queues empty for the next test

@@ -15,7 +15,7 @@ import pytest
 
 from tests.support import ROOT, free_port, sessions_opened
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.alone]  # Locust's gates judge latency
 
 
 def run_profile(stack, reports: Path, *args: str) -> tuple[int, dict, str]:

@@ -50,6 +50,7 @@ def wrk(url: str, connections: int, seconds: int) -> int:
     return int(re.search(r"(\d+) requests in", out).group(1))
 
 
+@pytest.mark.alone  # wrk at full speed takes the machine
 def test_under_full_load_no_log_line_passes_through_the_supervisor(loaded: Stack):
     """wrk at full speed through nginx on both pools: the lines land in nginx.log, fastapi.log
     and flask.log, written by the processes themselves; what supervisord captures does not

@@ -190,3 +190,19 @@ def test_413_is_json_from_nginx(client: httpx.Client, prefix: str):
     r = client.post(f"{prefix}/orders", content=b"x" * 70_000, headers={"content-type": "application/json"})
     assert r.status_code == 413
     assert r.json()["error"]["code"] == "payload_too_large"
+
+
+def test_the_lab_serves_one_call_at_a_time_for_the_whole_stack(stack):
+    """Its anti-patterns freeze a worker on purpose: one at a time across every client, the next
+    gets 503 JSON at once (nginx/templates/async.conf.template)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def call(address: str) -> httpx.Response:
+        transport = httpx.HTTPTransport(local_address=address)
+        with httpx.Client(base_url=stack.base_url, timeout=30, transport=transport) as client:
+            return client.get("/async/lab/to-thread-sleep?delay_ms=2000")
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = sorted(pool.map(call, ["127.0.0.40", "127.0.0.41"]), key=lambda r: r.status_code)
+    assert [a.status_code for a in answers] == [200, 503], [a.text for a in answers]
+    assert answers[1].json()["error"]["status"] == 503
