@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
 from bench.modes import MODES
+from bench.procs import LabError
 from bench.records import CpuLayoutRecord, Latency, Machine, Results, Run
 from bench.verdicts import physical_limits
 
@@ -87,3 +90,28 @@ class FakeLab:
         return self.runs.pop(0).model_copy(update={"label": label})
 
     hold = jobs = websockets = wrk  # claim 1's connections held, claim 10's jobs, claim 11: canned runs alike
+
+
+class DbLab(FakeLab):
+    """A lab for claim 12: its pools are stand-ins, and an async pool asked for more
+    connections than the budget allows is refused at start (``refuse``), as a real master is."""
+
+    def __init__(self, runs: list[Run] = (), refuse: bool = True) -> None:
+        super().__init__(runs)
+        self.refuse = refuse
+        self.servers = self
+        self.database = SimpleNamespace(server=FakeServer())
+
+    def pool(self, name: str, kind: str, env: dict) -> Pool:
+        return Pool(ASYNC if kind == "async" else SYNC)
+
+    @contextmanager
+    def started(self, *servers: object) -> Iterator[None]:
+        yield
+
+    def start(self, server: object) -> None:
+        if self.refuse:
+            raise LabError("error: the database connection budget does not fit: 2 x 51 > max_connections 100")
+
+    def stop(self, server: object) -> None:
+        pass

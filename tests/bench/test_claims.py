@@ -13,7 +13,7 @@ from bench.claims import cpu_bound, features, io_bound, scaling, stall
 from bench.modes import MODES
 from bench.records import Curve, Curves, Latency, Series
 from bench.verdicts import FAILS, HOLDS, INCONCLUSIVE, physical_limits
-from tests.bench.fakes import ASYNC, SYNC, FakeLab, Pool
+from tests.bench.fakes import ASYNC, SYNC, DbLab, FakeLab, Pool
 from tests.bench.fakes import run as measured
 
 
@@ -303,3 +303,35 @@ def test_claim_11_verdict(asgi_opened, wsgi_handshakes, wsgi_echoed, verdict):
     refused = ws(0, 0, refused_status=404)
     attempt = ws(wsgi_echoed, wsgi_handshakes)
     assert websocket_verdict(ok, refused, attempt, 500, 20)[0] == verdict
+
+
+# --- claim 12: the database pool as the limit ----------------------------------------------------
+
+
+def db_runs(small_top_rps: float) -> list:
+    """Claim 12's runs in the order it measures them (tiny: c=1 and c=8 on each pool): the
+    small async pool (2 workers x 2 connections), the large one, the sync pool."""
+    return [
+        measured(19.0, 1), measured(small_top_rps, 8),
+        measured(19.0, 1), measured(150.0, 8),
+        measured(19.0, 1), measured(38.0, 8),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("small_top_rps", "refuse", "verdict"),
+    [
+        (76.0, True, HOLDS),  # 0.95 x 4 connections / 50 ms, and the master over budget refused
+        (88.0, True, HOLDS),  # 1.10: the band's top
+        (89.0, True, FAILS),  # above it: the pool was not the limit
+        (55.0, True, FAILS),  # 0.69: below the band's bottom (0.7)
+        (76.0, False, FAILS),  # in the band, but a master over the budget started
+    ],
+)
+def test_claim_12_holds_in_its_band_with_a_refused_master_and_fails_outside(small_top_rps, refuse, verdict):
+    from bench.claims import database
+
+    e = database.claim_12(DbLab(db_runs(small_top_rps), refuse=refuse))
+    assert e.verdict == verdict, e.reason
+    assert e.yardstick.value == pytest.approx(80.0)  # 2 workers x 2 connections / 50 ms
+    assert e.ratio == pytest.approx(small_top_rps / 80.0, abs=1e-3)

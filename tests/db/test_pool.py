@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -115,7 +116,10 @@ def test_an_async_pool_replaces_connections_the_server_closed(database_url: str)
 def test_a_forked_child_never_uses_its_parents_connections(sync_db: Database, database_url: str):
     """preload_app turned on: the child opens its own sessions and the parent's stay open."""
     sync_db.run(backend())
-    parents = pool_backends(database_url, "test-pool-sync")
+    deadline = time.monotonic() + 10
+    while len(parents := pool_backends(database_url, "test-pool-sync")) < LIMITS.pool_size:  # the pool has filled
+        assert time.monotonic() < deadline, parents
+        time.sleep(0.05)
     read, write = os.pipe()
     child = os.fork()
     if child == 0:  # pragma: no cover - the child reports through the pipe

@@ -19,7 +19,9 @@ from tests.integration import logs
 from tests.integration.conftest import ONE_CLIENT_LOAD, Stack, running_stack
 from tests.integration.load import PREFIXES, SteadyLoad
 
-pytestmark = pytest.mark.integration
+# Alone: wrk at full speed takes the machine, and the rotation test spaces its rotations 3 s
+# apart (a minute in a deployment), which a starved machine stretches past its model.
+pytestmark = [pytest.mark.integration, pytest.mark.alone]
 
 # What supervisord captures of each program's output: only start-up messages belong there.
 CONSOLES = ("fastapi-console", "flask-console", "nginx-console")
@@ -50,7 +52,6 @@ def wrk(url: str, connections: int, seconds: int) -> int:
     return int(re.search(r"(\d+) requests in", out).group(1))
 
 
-@pytest.mark.alone  # wrk at full speed takes the machine
 def test_under_full_load_no_log_line_passes_through_the_supervisor(loaded: Stack):
     """wrk at full speed through nginx on both pools: the lines land in nginx.log, fastapi.log
     and flask.log, written by the processes themselves; what supervisord captures does not
