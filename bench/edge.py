@@ -49,7 +49,8 @@ def proxy(lab: Context) -> list[ProxyRun]:
         direct = runs[-len(paths)]
         for r in runs[-len(paths) :]:
             r.ratio_to_direct = round(r.throughput_rps / direct.throughput_rps, 4) if direct.throughput_rps else 0.0
-    duration = max(2, m.duration_s * 2)
+    # At least 5 s: Locust's own start and its users' first waits fit in it on a busy machine.
+    duration = max(5, m.duration_s * 2)
     lab.section(f"mixed user traffic through nginx: Locust, {m.locust_users} users, {duration} s")
     try:
         mixed = lab.gen.locust(
