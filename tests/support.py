@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import runpy
 import socket
@@ -68,3 +69,14 @@ def serving(app: object) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def wait_until(predicate, what: str, deadline: float, lock: threading.Lock | None = None) -> None:
+    """Poll ``predicate`` (under ``lock``, if given) until it holds; fail at ``deadline``
+    (time.monotonic()) with ``what`` it waited for."""
+    while True:
+        with lock or contextlib.nullcontext():
+            if predicate():
+                return
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)

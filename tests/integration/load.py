@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 
 from tests.integration import logs
+from tests.support import wait_until
 
 PREFIXES = ("/async", "/sync")
 
@@ -135,13 +136,8 @@ class SteadyLoad:
             t.join()
 
     def wait_for(self, predicate, what: str) -> None:
-        """Poll ``predicate`` (called under the lock) while the load runs; fail at the deadline."""
-        while True:
-            with self.lock:
-                if predicate():
-                    return
-            assert time.monotonic() < self.deadline, f"timed out waiting for {what}: {self.statuses}"
-            time.sleep(0.05)
+        """Poll ``predicate`` (called under the lock) while the load runs; fail at its deadline."""
+        wait_until(predicate, f"{what} ({self.statuses})", self.deadline, self.lock)
 
     def failures(self) -> dict:
         return {k: v for k, v in self.statuses.items() if k[1] != 200}

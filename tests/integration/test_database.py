@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 from tests.integration.conftest import ONE_CLIENT_LOAD, Stack, running_stack
-from tests.support import sessions_opened
+from tests.support import sessions_opened, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -253,13 +253,7 @@ class OrderLoad:
 
     def wait_for(self, predicate, what: str, timeout_s: float = 60) -> None:
         """Poll ``predicate`` (called under the lock) while the load runs."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            with self.lock:
-                if predicate():
-                    return
-            assert time.monotonic() < deadline, f"timed out waiting for {what}: {self.answers}"
-            time.sleep(0.05)
+        wait_until(predicate, f"{what} ({self.answers})", time.monotonic() + timeout_s, self.lock)
 
 
 @pytest.mark.timeout(240)

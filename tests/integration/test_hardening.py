@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
@@ -273,31 +273,42 @@ def test_one_client_holds_a_bounded_number_of_websockets_and_others_still_connec
             assert ws.recv(timeout=10) == "ok"
 
 
-def refused_at_once(slow: list[Future], allowed: int) -> None:
-    """Wait until every greedy request beyond what one client may hold has its answer (nginx
-    refuses those at once), so the ones it let in are what the pool is now busy with."""
-    deadline = time.monotonic() + 10
-    while sum(f.done() for f in slow) < len(slow) - allowed:
-        assert time.monotonic() < deadline, "nginx did not refuse the greedy client's extra requests"
-        time.sleep(0.01)
+@contextmanager
+def greedy(stack: Stack, address: str, paths: list[str], allowed: int) -> Iterator[tuple[httpx.Client, list[Future]]]:
+    """From ``address``, every path at once; yields once nginx has answered all but ``allowed``
+    of them (it refuses what one client may not hold at once), so the ones it let in are what
+    the pool is busy with. The client and the requests' futures, to read the answers."""
+    with (
+        client_from(stack, address, limits=httpx.Limits(max_connections=len(paths))) as client,
+        ThreadPoolExecutor(len(paths)) as pool,
+    ):
+        slow = [pool.submit(client.get, path) for path in paths]
+        deadline = time.monotonic() + 10
+        while sum(f.done() for f in slow) < len(slow) - allowed:
+            assert time.monotonic() < deadline, "nginx did not refuse the greedy client's extra requests"
+            time.sleep(0.01)
+        yield client, slow
+
+
+def check_shares(answers: list[httpx.Response], allowed: int) -> None:
+    """Exactly ``allowed`` served, the rest refused with 503 JSON."""
+    statuses = Counter(a.status_code for a in answers)
+    assert statuses == {200: allowed, 503: len(answers) - allowed}, statuses
+    assert all(a.json()["error"]["status"] == 503 for a in answers if a.status_code == 503)
 
 
 def test_a_greedy_client_cannot_lock_others_out_of_the_sync_pool(deployed: Stack):
     """One address holds at most SYNC_PER_CLIENT of the sync workers; another is served by a free
     one while the greedy requests let in are still running. With no per-client limit, the
-    greedy requests hold both workers and the other waits until they finish."""
-    n = SYNC_PER_CLIENT + 4
+    greedy requests hold every worker and the other waits until they finish."""
+    paths = ["/sync/io?delay_ms=3000"] * (SYNC_PER_CLIENT + 4)
     with (
-        client_from(deployed, "127.0.0.2", limits=httpx.Limits(max_connections=n)) as greedy,
         client_from(deployed, "127.0.0.3") as other,
-        ThreadPoolExecutor(n) as pool,
+        greedy(deployed, "127.0.0.2", paths, SYNC_PER_CLIENT) as (_, slow),
     ):
-        slow = [pool.submit(greedy.get, "/sync/io?delay_ms=3000") for _ in range(n)]
-        refused_at_once(slow, SYNC_PER_CLIENT)
         assert other.get("/sync/io?delay_ms=10").status_code == 200
         assert not all(f.done() for f in slow), "the other client was answered only after the greedy one"
-        statuses = Counter(f.result().status_code for f in slow)
-    assert statuses == {200: SYNC_PER_CLIENT, 503: n - SYNC_PER_CLIENT}, statuses
+        check_shares([f.result() for f in slow], SYNC_PER_CLIENT)
 
 
 def test_a_greedy_client_cannot_take_every_database_connection_of_the_async_pool(deployed: Stack):
@@ -305,41 +316,29 @@ def test_a_greedy_client_cannot_take_every_database_connection_of_the_async_pool
     ASYNC_DB_PER_CLIENT at once, however it spells the path, and gets 503 JSON at once beyond;
     another is served from the connections left while the greedy ones are still held."""
     variants = ("/async/db", "/async//db", "/async/%64b", "/async/./db")
-    n = ASYNC_DB_PER_CLIENT + 6
+    paths = [f"{variants[i % len(variants)]}?delay_ms=3000" for i in range(ASYNC_DB_PER_CLIENT + 6)]
     with (
-        client_from(deployed, "127.0.0.20", limits=httpx.Limits(max_connections=n)) as greedy,
         client_from(deployed, "127.0.0.21") as other,
-        ThreadPoolExecutor(n) as pool,
+        greedy(deployed, "127.0.0.20", paths, ASYNC_DB_PER_CLIENT) as (client, slow),
     ):
-        slow = [pool.submit(greedy.get, f"{variants[i % len(variants)]}?delay_ms=3000") for i in range(n)]
-        refused_at_once(slow, ASYNC_DB_PER_CLIENT)
         assert other.get("/async/db?delay_ms=10").status_code == 200
         assert other.get(f"/async/orders/{'0' * 8}-0000-0000-0000-{'0' * 12}").status_code == 404
         assert not all(f.done() for f in slow), "the other client was answered only after the greedy one"
-        answers = [f.result() for f in slow]
+        check_shares([f.result() for f in slow], ASYNC_DB_PER_CLIENT)
         # The cheap paths of the same half are not counted against it.
-        assert greedy.get("/async/health").status_code == 200
-    statuses = Counter(a.status_code for a in answers)
-    assert statuses == {200: ASYNC_DB_PER_CLIENT, 503: n - ASYNC_DB_PER_CLIENT}, statuses
-    assert all(a.json()["error"]["status"] == 503 for a in answers if a.status_code == 503)
+        assert client.get("/async/health").status_code == 200
 
 
 def test_one_client_holds_a_bounded_number_of_requests_in_progress(deployed: Stack):
     """Past CLIENT_MAX_CONNS requests in progress from one address, on any path, nginx answers
     503 JSON at once; another address is served meanwhile."""
-    n = CLIENT_MAX_CONNS + 4
+    paths = ["/async/io?delay_ms=3000"] * (CLIENT_MAX_CONNS + 4)
     with (
-        client_from(deployed, "127.0.0.30", limits=httpx.Limits(max_connections=n)) as greedy,
         client_from(deployed, "127.0.0.31") as other,
-        ThreadPoolExecutor(n) as pool,
+        greedy(deployed, "127.0.0.30", paths, CLIENT_MAX_CONNS) as (_, slow),
     ):
-        slow = [pool.submit(greedy.get, "/async/io?delay_ms=3000") for _ in range(n)]
-        refused_at_once(slow, CLIENT_MAX_CONNS)
         assert other.get("/async/io?delay_ms=10").status_code == 200
-        answers = [f.result() for f in slow]
-    statuses = Counter(a.status_code for a in answers)
-    assert statuses == {200: CLIENT_MAX_CONNS, 503: n - CLIENT_MAX_CONNS}, statuses
-    assert all(a.json()["error"]["status"] == 503 for a in answers if a.status_code == 503)
+        check_shares([f.result() for f in slow], CLIENT_MAX_CONNS)
 
 
 # Each half's expensive paths share one budget per client address (its own zone, in
