@@ -71,12 +71,12 @@ def serving(app: object) -> Iterator[str]:
         thread.join(timeout=10)
 
 
-def wait_until(predicate, what: str, deadline: float, lock: threading.Lock | None = None) -> None:
+def wait_until(predicate, what, deadline: float, lock: threading.Lock | None = None) -> None:
     """Poll ``predicate`` (under ``lock``, if given) until it holds; fail at ``deadline``
-    (time.monotonic()) with ``what`` it waited for."""
+    (time.monotonic()) saying what it waited for: ``what``, or what ``what()`` says then."""
     while True:
         with lock or contextlib.nullcontext():
             if predicate():
                 return
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what() if callable(what) else what}"
         time.sleep(0.05)

@@ -137,7 +137,7 @@ class SteadyLoad:
 
     def wait_for(self, predicate, what: str) -> None:
         """Poll ``predicate`` (called under the lock) while the load runs; fail at its deadline."""
-        wait_until(predicate, f"{what} ({self.statuses})", self.deadline, self.lock)
+        wait_until(predicate, lambda: f"{what} ({self.statuses})", self.deadline, self.lock)
 
     def failures(self) -> dict:
         return {k: v for k, v in self.statuses.items() if k[1] != 200}

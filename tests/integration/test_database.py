@@ -253,7 +253,7 @@ class OrderLoad:
 
     def wait_for(self, predicate, what: str, timeout_s: float = 60) -> None:
         """Poll ``predicate`` (called under the lock) while the load runs."""
-        wait_until(predicate, f"{what} ({self.answers})", time.monotonic() + timeout_s, self.lock)
+        wait_until(predicate, lambda: f"{what} ({self.answers})", time.monotonic() + timeout_s, self.lock)
 
 
 @pytest.mark.timeout(240)
