@@ -54,7 +54,7 @@ from .load import Script
 from .modes import Mode
 from .overhead import binds
 from .peers import combine
-from .procs import LabError, Server, settle
+from .procs import LabError, Server
 from .records import DbPath, DbPathPool, DbPathRow, Run, Target
 from .registry import Context, Phase, experiment
 
@@ -204,7 +204,7 @@ def _measure(lab: Context, x: Contender, service: str, route: str, c: int, round
     if route in x.failed:
         return
     try:
-        settle([server, postgres])
+        lab.gen.settle([server, postgres])
         before = sessions(lab.database.url)
         run = lab.gen.wrk(
             f"{service} {x.label}: {LABELS[route]}", server.base_url + path, c, lab.mode.peer_duration_s,

@@ -147,8 +147,12 @@ class Generator:
         shared: bool,
         scratch: Path,
         out: Path,
+        pace_rps: int = 0,
+        settle_s: float = 30.0,
     ) -> None:
         self.cpus = tuple(cpus)
+        self.pace_rps = pace_rps  # the mode's (bench/modes.py): 0 is as fast as wrk goes
+        self.settle_s = settle_s
         self.scratch = scratch  # the lab's temporary directory (wrk's staggered script)
         self.out = out  # the report's folder: Locust's statistics, its log in logs/
         self.total_cpus = total_cpus
@@ -156,6 +160,10 @@ class Generator:
         self.progress = progress
         # wrk threads: one per generator CPU, at most two (one wrk thread drives ~100k req/s).
         self.wrk_threads = max(1, min(2, len(self.cpus)))
+
+    def settle(self, servers: Sequence[Server]) -> tuple[float, bool]:
+        """Waits for the servers to be idle, as long as the mode allows (procs.settle)."""
+        return settle(servers, self.settle_s)
 
     # --- wrk ---------------------------------------------------------------------------------
     def _start_wrk(
@@ -179,9 +187,13 @@ class Generator:
             wrk_binary(), f"-t{threads}", f"-c{concurrency}", f"-d{duration_s}s", "--timeout", "30s",
             *(arg for header in headers for arg in ("-H", header)), "-s", str(path), url, *args,
         ]  # fmt: skip
+        env = dict(os.environ)
+        if self.pace_rps:  # wrk_json.lua: each connection's wait between its requests
+            env["TWINSTACK_WRK_PACE_MS"] = str(max(1, round(concurrency * 1000 / self.pace_rps)))
         return subprocess.Popen(
-            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=_pinned(self.cpus)
-        )
+            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            preexec_fn=_pinned(self.cpus),
+        )  # fmt: skip
 
     def _script(self, extra: Path) -> Path:
         """wrk reads one script: wrk_json.lua (the summary the lab parses) with ``extra`` after it."""
@@ -193,7 +205,10 @@ class Generator:
     @staticmethod
     def _finish_wrk(proc: subprocess.Popen) -> tuple[dict, float]:
         _, usage = _wait(proc)
-        out = proc.stdout.read() if proc.stdout else ""
+        out = ""
+        if proc.stdout:
+            with proc.stdout:
+                out = proc.stdout.read()
         line = next((ln for ln in out.splitlines() if ln.startswith("TWINSTACK_WRK ")), None)
         if proc.returncode != 0 or line is None:
             raise LabError(f"wrk failed ({proc.returncode}): {out.strip()[-500:]}")
@@ -218,7 +233,7 @@ class Generator:
         ``script`` = (a Lua file of bench/, its arguments) makes the requests (wrk_orders.lua);
         ``headers`` ("Name: value") go with every request (``Connection: close`` makes wrk open
         a new connection for each: it reconnects whenever a response is not kept alive)."""
-        settled = settle(watch)
+        settled = self.settle(watch)
         other = self._start_wrk(background[0], background[1], duration_s + 1) if background else None
         side = None
         try:
@@ -283,7 +298,7 @@ class Generator:
         statements (the protocol psycopg uses after a statement's fifth run), one transaction in
         ``PGBENCH_SAMPLING`` logged and read back for the percentiles (logging them all, some
         150 000 lines a run, would cost the CPUs it measures)."""
-        settled = settle(watch)
+        settled = self.settle(watch)
         folder = Path(tempfile.mkdtemp(prefix="pgbench-", dir=self.scratch))
         (folder / "script.sql").write_text(script)
         threads = max(1, min(self.wrk_threads, clients))
@@ -371,7 +386,7 @@ class Generator:
         them at once, ``waves`` times; each request waits ``wait_s`` in the server.
 
         The concurrency held is counted, not inferred: see ``held_at_once``; the worst wave counts."""
-        settled = settle([server])
+        settled = self.settle([server])
         with self._driving(), Sampler([server]) as sampler:
             started = time.thread_time()
             latencies, errors, elapsed, held = asyncio.run(_hold(server.port, path, connections, waves, wait_s))
@@ -396,7 +411,7 @@ class Generator:
 
     # --- WebSockets (claim 11) ----------------------------------------------------------------
     def websockets(self, label: str, url: str, count: int, watch: Sequence[Server]) -> Run:
-        settled = settle(watch)
+        settled = self.settle(watch)
         with self._driving(), Sampler(watch) as sampler:
             started = time.thread_time()
             t0 = time.perf_counter()
@@ -430,7 +445,7 @@ class Generator:
         after_response = 0
         run_ms: list[float] = []
         errors = 0
-        settled = settle([server])
+        settled = self.settle([server])
         with (
             self._driving(),
             Sampler([server]) as sampler,
@@ -490,7 +505,7 @@ class Generator:
             "--stop-timeout", "5s", "--host", host, "--csv", str(base), "--profile", "bench",
             "--max-p95-async-ms", "0", "--max-p95-sync-ms", "0", "--max-p95-static-ms", "0",
         ]  # fmt: skip
-        settled = settle(watch)
+        settled = self.settle(watch)
         log = self.out / "logs" / "locust.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         # Its output goes to a file: a pipe nobody reads while it runs could fill and block it.

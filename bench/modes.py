@@ -1,6 +1,9 @@
 """How long and how hard the lab runs: ``full`` (make bench), ``quick`` (QUICK=1), ``tiny`` (make test).
 
-Every mode runs every experiment; only durations, concurrency levels and sizes shrink.
+Every mode runs every experiment; only durations, concurrency levels and sizes shrink. The tiny
+mode also paces its load generators and waits less for idle servers: it runs inside make test,
+beside the rest of the suite on the same CPUs, to show that every row of the report is made,
+and its figures say nothing of speed.
 """
 
 from __future__ import annotations
@@ -39,6 +42,11 @@ class Mode(BaseModel):
     # The database-path experiment (bench/dbpath.py): its rounds of peer_duration_s, and routes.
     db_path_rounds: int = 3
     db_path_routes: tuple[str, ...] = ("get", "post", "post-key", "list")
+    # 0: every wrk run goes as fast as it can. Otherwise each is paced to about this many
+    # requests a second (each connection waits concurrency / pace_rps between its requests).
+    pace_rps: int = 0
+    # How long a run waits for the servers to be idle before it starts anyway (marked unsettled).
+    settle_s: float = 30.0
 
 
 MODES = {
@@ -94,5 +102,7 @@ MODES = {
         # The database path on one read and one write (each of its wrk scripts), one round.
         db_path_rounds=1,
         db_path_routes=("get", "post-key"),
+        pace_rps=200,
+        settle_s=3.0,
     ),
 }

@@ -11,3 +11,19 @@ done = function(summary, latency, requests)
     latency:percentile(50), latency:percentile(95), latency:percentile(99),
     latency.mean, latency.max))
 end
+
+-- The lab's tiny mode paces each connection (TWINSTACK_WRK_PACE_MS, set by bench/load.py): it
+-- waits a random 0..2x that between its requests, that long on average, so the run's rate is
+-- even from its first request.
+local pace_ms = tonumber(os.getenv("TWINSTACK_WRK_PACE_MS") or "") or 0
+
+paced = function()
+  if pace_ms > 0 then
+    return math.random(0, 2 * pace_ms)
+  end
+  return 0
+end
+
+if pace_ms > 0 then
+  delay = paced
+end

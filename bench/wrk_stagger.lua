@@ -1,6 +1,6 @@
 -- Appended to wrk_json.lua for runs whose connections must not start in one burst: each
 -- connection's first request waits a random 0..stagger ms (wrk does not count the wait in the
--- latency), later ones go at once. Arguments after `--`: stagger ms, connections per thread.
+-- latency), later ones go at once (or as the tiny mode paces them: wrk_json.lua). Arguments after `--`: stagger ms, connections per thread.
 -- Without it, N connections each waiting the same L stay in lockstep for the whole run (a
 -- closed loop of equal waits never spreads out), and every worker meets its share of the N
 -- requests in one burst every L.
@@ -17,5 +17,5 @@ delay = function()
     first = first - 1
     return math.random(0, stagger_ms)
   end
-  return 0
+  return paced()
 end

@@ -41,7 +41,7 @@ from twinstack_runtime.serving import async_workers, sync_workers
 
 from ..database import SEED_ROWS, Activity, Pgbouncer, pgbench_script
 from ..dbpath import cpu_us_per_request
-from ..procs import LabError, Server, free_port, settle
+from ..procs import LabError, Server, free_port
 from ..records import ClaimRecord, Run
 from ..registry import Context, experiment
 from ..verdicts import NOISE, bound_by, claim_record, decide
@@ -217,7 +217,7 @@ def _run(lab: Context, c: Contender, settings: dict, ids: Path, script: str) -> 
     m, postgres = lab.mode, lab.database.server
     # Idle first (what the last run left queued is served), then count: the connections this
     # run used, not the last run's stragglers.
-    settle([*c.servers, postgres])
+    lab.gen.settle([*c.servers, postgres])
     with Activity(lab.database.url) as activity:
         if c.service == "pgbench":
             run = lab.gen.pgbench(

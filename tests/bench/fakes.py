@@ -89,6 +89,9 @@ class FakeLab:
     def wrk(self, label: str, *args, **kwargs) -> Run:
         return self.runs.pop(0).model_copy(update={"label": label})
 
+    def settle(self, servers: object) -> tuple[float, bool]:
+        return 0.0, True  # the stand-in servers are idle at once
+
     hold = jobs = websockets = wrk  # claim 1's connections held, claim 10's jobs, claim 11: canned runs alike
 
 

@@ -209,7 +209,6 @@ def test_it_runs_every_route_of_both_pools_in_quick_mode_on_a_stand_in_lab(monke
     per_pool = 3 + mode.db_path_rounds * routes * 3  # a warm-up each, then each round of each route
     counter = iter(range(0, 1000, 1))
     monkeypatch.setattr(dbpath, "sessions", lambda url: next(counter))
-    monkeypatch.setattr(dbpath, "settle", lambda servers: (0.0, True))
     canned = [
         run(1000.0, c=32, server_cpu_s=1.0, server_cpu_cores_by={"pool": 0.5, "postgres": 0.1})
         for _ in range(2 * per_pool)
@@ -246,7 +245,6 @@ def test_the_references_get_their_apps_and_connections_on_the_pools_own_configur
 
 def test_a_contender_whose_run_fails_is_reported_and_not_run_there_again(monkeypatch, tmp_path):
     monkeypatch.setattr(dbpath, "sessions", lambda url: 0)
-    monkeypatch.setattr(dbpath, "settle", lambda servers: (0.0, True))
     lab = DbLab([], tmp_path)
 
     def wrk(label, *args, **kwargs):

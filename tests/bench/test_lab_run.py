@@ -163,7 +163,7 @@ def test_claim_15_measured_https_against_http_in_every_case_over_tls(results, re
         check_run(run, where)
         assert run["errors"] == 0, where
         assert run["url"].startswith(f"{scheme}://127.0.0.1:"), where
-        assert run["nginx_cpu_ms_per_request"] > 0 and number(run["generator_cpu_ms_per_request"]), where
+        assert run["nginx_cpu_ms_per_request"] >= 0 and number(run["generator_cpu_ms_per_request"]), where
         assert run["bound_by"] and "tls-nginx" in run["server_cpu_cores_by"], where
         if scheme == "https":
             assert run["tls"].startswith("HTTP/1.1 over TLSv1."), where
@@ -176,6 +176,8 @@ def test_claim_15_measured_https_against_http_in_every_case_over_tls(results, re
             assert run["connections_opened"] <= run["concurrency"] + run["requests"] // 1000 + 1, where
         if run["settings"].get("tls_resumption") == "off":
             assert run["tls_resumed"] == 0, where
+    # nginx's CPU is read in clock ticks (10 ms): one paced second may not cost one; all do.
+    assert sum(run["nginx_cpu_ms_per_request"] for run in record["runs"]) > 0
     assert record["chart"] == "tls" and record["ratio"] > 0
     page = (report / "index.html").read_text()
     assert "TLS handshakes full / resumed" in page and NO_RESUMPTION in page
@@ -200,11 +202,14 @@ def test_the_database_path_measures_every_route_of_both_pools_against_the_refere
         for row in rows.values():
             check_run(row, row["label"])
             assert row["errors"] == 0, row["label"]
-            assert row["cpu_us_per_request"] > 0 and row["postgres_cpu_us_per_request"] > 0, row["label"]
+            assert row["cpu_us_per_request"] > 0 and row["postgres_cpu_us_per_request"] >= 0, row["label"]
             assert len(row["cpu_us_rounds"]) == len(row["sessions_rounds"]) == mode.db_path_rounds
             assert row["raw_cpu_ratio"] > 0 and f"dbpath-{service}-" in " ".join(row["server_cpu_cores_by"])
             if row["contender"] != dbpath.TWINSTACK:
                 assert row["sessions_opened"] == 0, row["label"]
+        # PostgreSQL's CPU is read in clock ticks (10 ms): a paced second of reads may not cost
+        # one, but the pool's runs together do.
+        assert sum(row["postgres_cpu_us_per_request"] for row in rows.values()) > 0, service
     assert [t["key"] for t in out["targets"]] == [f"{s}-{r}" for s in ("async", "sync") for r in mode.db_path_routes]
     for target in out["targets"]:
         assert isinstance(target["measured"], float) and isinstance(target["met"], bool), target

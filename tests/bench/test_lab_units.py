@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from bench.procs import CpuLayout, LabError, Server, Servers
 from bench.records import Background, ClaimRecord, Measured, PeerRow, StaticRun, Yardstick
 from bench.verdicts import FAILS, HOLDS, INCONCLUSIVE, decide, physical_limits
 from tests.bench import fakes
-from tests.support import ROOT, free_port
+from tests.support import ROOT, free_port, require_binary
 
 
 def run(throughput: float, cpu_ms: float = 0.0, generator_cores: float = 0.0, **extra):
@@ -238,6 +239,23 @@ def test_a_server_that_died_is_started_again(tmp_path):
         web.proc.wait()
         servers.start(web)
         assert web.proc.pid != first and web.proc.poll() is None
+    finally:
+        servers.stop_all()
+
+
+def test_a_paced_generator_sends_about_its_rate_however_fast_the_server_answers(tmp_path):
+    """The tiny mode's pacing (make test runs it beside the rest of the suite): wrk's connections
+    wait between requests, about pace_rps a second in all, where unpaced wrk sends hundreds."""
+    require_binary(shutil.which("wrk"), "wrk")
+    port = free_port()
+    web = Server("web", [sys.executable, "-m", "http.server", "-b", "127.0.0.1", str(port)], port, {}, health_path="/")
+    servers = Servers(tmp_path, CpuLayout(servers=(0,), generator=(0,)))
+    try:
+        servers.start(web)
+        paced = lab_load.Generator([0], 1, print, shared=True, scratch=tmp_path, out=tmp_path, pace_rps=20)
+        summary, _ = paced._finish_wrk(paced._start_wrk(f"{web.base_url}/", 4, 2))
+        assert 0 < summary["requests"] <= 2 * 20 * 2, summary  # twice the pace over 2 s: never reached
+        assert summary["status"] == 0
     finally:
         servers.stop_all()
 

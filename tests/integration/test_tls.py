@@ -450,20 +450,25 @@ def test_a_client_offering_only_weak_tls_1_2_suites_is_refused(stack: Stack):
         pass
 
 
-def test_sessions_are_resumed(stack: Stack):
-    """The shared session cache: a second TLS 1.2 connection resumes the first's session (no
-    full handshake), and the resumed connection still answers."""
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3], ids=["TLSv1.2", "TLSv1.3"])
+def test_sessions_are_resumed(stack: Stack, version: ssl.TLSVersion):
+    """The shared session cache: a second connection resumes the first's session (no full
+    handshake), and the resumed connection still answers. TLS 1.3 hands the session over after
+    the handshake, so the first connection is used before its session is taken."""
     context = trusting(stack)
-    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.minimum_version = context.maximum_version = version
     port = int(stack.env["TWINSTACK_TLS_PORT"])
+    request = b"GET /async/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
     with context.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="localhost") as first:
+        first.sendall(request)
+        assert first.recv(100).startswith(b"HTTP/1.1 200 ")
         session = first.session
         assert not first.session_reused
     with context.wrap_socket(
         socket.create_connection(("127.0.0.1", port)), server_hostname="localhost", session=session
     ) as second:
-        assert second.session_reused
-        second.sendall(b"GET /async/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        assert second.session_reused and second.version() == version.name.replace("v1_", "v1.")
+        second.sendall(request)
         assert second.recv(100).startswith(b"HTTP/1.1 200 ")
 
 
@@ -472,6 +477,9 @@ def test_sessions_are_resumed(stack: Stack):
 # Findings a locally made certificate cannot avoid (snippets/tls.conf says why for each).
 CERTIFICATE_FINDINGS = {"cert_chain_of_trust", "cert_revocation", "cert_expirationStatus", "DNS_CAArecord"}
 SEVERE = {"MEDIUM", "HIGH", "CRITICAL"}
+# testssl.sh rates session resumption only INFO (supported or not), or WARN when its own
+# connection failed; test_sessions_are_resumed asserts resumption for each version instead.
+RESUMPTION = {"sessionresumption_ticket", "sessionresumption_ID"}
 
 
 def run_testssl(target: str, *checks: str, jsonfile: Path) -> list[dict]:
@@ -501,7 +509,7 @@ def test_testssl_finds_nothing_medium_or_above_but_the_certificates(stack: Stack
             found = run_testssl(
                 f"localhost:{stack.env['TWINSTACK_TLS_PORT']}", *checks, jsonfile=jsonfile.with_suffix(".again.json")
             )
-        findings += found
+        findings += [f for f in found if not (f["id"] in RESUMPTION and f["severity"] == "WARN")]
     ids = {f["id"] for f in findings}
     ran = {"TLS1_2", "TLS1_3", "HSTS_time", "BREACH", "cipher_order", "PFS", "heartbleed", "ROBOT", "ALPN_HTTP2"}
     assert ran <= ids, sorted(ids)
