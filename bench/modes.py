@@ -103,6 +103,6 @@ MODES = {
         db_path_rounds=1,
         db_path_routes=("get", "post-key"),
         pace_rps=200,
-        settle_s=3.0,
+        settle_s=1.0,
     ),
 }

@@ -8,6 +8,7 @@ stack's programs get, the public base URL, and an nginx prefix rendered from tha
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -20,9 +21,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import xmlrpc.client
 from pathlib import Path
 
 from pydantic import ValidationError
+from supervisor.xmlrpc import SupervisorTransport
 
 from twinstack_db import budget
 
@@ -251,16 +254,49 @@ def render_logrotate(env: dict[str, str], run_dir: Path) -> Path:
     return target
 
 
+# A program's states once it is stopped (or never ran): supervisord's, as its RPC names them.
+_STOPPED = {"STOPPED", "EXITED", "FATAL"}
+
+
+def _supervisor(settings: StackSettings) -> xmlrpc.client.ServerProxy:
+    """supervisord's XML-RPC interface, on the stack's private socket (as supervisorctl uses it)."""
+    transport = SupervisorTransport(None, None, f"unix://{settings.run_dir / 'supervisor.sock'}")
+    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+
+
+def stop_in_order(settings: StackSettings, deadline: float) -> None:
+    """Stop the programs in reverse priority (nginx drains first, then the pools, then the
+    downstream, PostgreSQL last), each with its graceful signal and stopwaitsecs, programs of
+    one priority together. supervisord's own shutdown keeps the same order, but notices each
+    stop only at its next one-second tick; asking for the states here wakes it to reap."""
+    rpc = _supervisor(settings).supervisor
+    stages: dict[int, list[str]] = {}
+    for info in rpc.getAllConfigInfo():
+        stages.setdefault(info["process_prio"], []).append(f"{info['group']}:{info['name']}")
+    for priority in sorted(stages, reverse=True):
+        for name in stages[priority]:
+            with contextlib.suppress(xmlrpc.client.Fault):  # NOT_RUNNING: nothing to stop
+                rpc.stopProcess(name, False)
+        while any(rpc.getProcessInfo(name)["statename"] not in _STOPPED for name in stages[priority]):
+            if time.monotonic() > deadline:
+                raise StackError(f"{', '.join(stages[priority])} still running after their stop")
+            time.sleep(0.05)
+
+
 def down(settings: StackSettings, timeout_s: float = 120.0) -> None:
     pid = _pid(settings)
     if pid is None:
         print("twinstack is not running.")
         return
-    # supervisord stops programs in reverse priority, each with its graceful signal.
-    os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
+    try:
+        stop_in_order(settings, deadline)
+    except (OSError, xmlrpc.client.Error) as exc:  # its socket gone: its own shutdown stops them
+        print(f"supervisord did not answer ({exc}): stopping it with SIGTERM")
+    # Then supervisord itself (with a program still running, its own shutdown stops it in order).
+    os.kill(pid, signal.SIGTERM)
     while _pid(settings) and time.monotonic() < deadline:
-        time.sleep(0.2)
+        time.sleep(0.05)
     if _pid(settings):
         raise StackError(f"supervisord (pid {pid}) still running after {timeout_s:.0f} s")
     if (public := settings.public_dir()) is not None:  # the web root's copy (as root)

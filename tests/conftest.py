@@ -21,9 +21,10 @@ pytest_plugins = ["tests.ci_guard"]
 # the rest follow in collection order (--no-loadscope-reorder).
 LONGEST_FIRST = (
     "tests/bench/test_lab_run.py",
-    "tests/test_template.py",
+    "tests/test_variants_run.py",
     "tests/integration/test_reliability.py",
     "tests/test_halves.py",
+    "tests/test_template.py",
     "tests/integration/test_database.py",
     "tests/integration/test_supervision.py",
     "tests/integration/test_tls.py",

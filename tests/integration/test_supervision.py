@@ -114,6 +114,23 @@ def test_up_and_down_are_idempotent_and_down_is_graceful(tmp_path, nginx_bin):
         own.stop()
 
 
+def test_down_stops_everything_when_supervisords_socket_does_not_answer(tmp_path, nginx_bin):
+    """`native down` stops the programs itself over supervisord's socket, in order; with the
+    socket gone it says so and falls back on supervisord's own shutdown, which stops them too."""
+    own = make_stack(tmp_path)
+    start(own)
+    try:
+        (own.run_dir / "supervisor.sock").unlink()
+        down = own.native("down")
+        assert down.returncode == 0, down.stderr
+        assert "supervisord did not answer" in down.stdout and "twinstack stopped." in down.stdout
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{own.base_url}/", timeout=2)
+        assert not (own.run_dir / "supervisord.pid").exists()
+    finally:
+        own.stop()
+
+
 def make(stack: Stack, *args: str, **kwargs) -> subprocess.CompletedProcess[str]:
     """`make TARGET STACK=native` against this test's stack (its ports and directories come
     from the environment); never a Docker stack, whatever this machine runs."""
