@@ -29,9 +29,10 @@ from sqlalchemy import literal_column, select
 from sqlalchemy.dialects import postgresql
 
 from twinstack_db.orders import orders
+from twinstack_runtime.ports import free_port
 
 from . import runner
-from .procs import ROOT, LabError, Server, free_port
+from .procs import ROOT, LabError, Server
 
 # Room for every pool the lab may run at once (each opens its connections only when used).
 MAX_CONNECTIONS = 300

@@ -9,9 +9,10 @@ nginx and from Python workers.
 
 from __future__ import annotations
 
+from twinstack_runtime.ports import free_port
 from twinstack_runtime.serving import async_workers, sync_workers
 
-from .procs import LabError, argv, free_port
+from .procs import LabError, argv
 from .records import ProxyRun, Run, StaticRun
 from .registry import Context, Phase, experiment
 

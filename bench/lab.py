@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from twinstack_runtime.ports import free_port
 from twinstack_runtime.serving import async_workers, sync_workers
 
 from . import registry, runner
@@ -29,7 +30,7 @@ from .database import LabDatabase
 from .load import Generator
 from .machine import machine_info
 from .modes import Mode
-from .procs import CpuLayout, Server, Servers, argv, compress_logs, free_port
+from .procs import CpuLayout, Server, Servers, argv, compress_logs
 from .records import ClaimRecord, Limits, Results, Run, Settings
 from .registry import Stack
 from .verdicts import physical_limits

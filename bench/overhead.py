@@ -18,8 +18,10 @@ CPU of which process, the load generator, or nothing that was saturated.
 
 from __future__ import annotations
 
+from twinstack_runtime.ports import free_port
+
 from .peers import combine, interleaved_rounds
-from .procs import LabError, Server, free_port
+from .procs import LabError, Server
 from .records import LittleRun, Overhead, OverheadPool, OverheadRow, Run, Target
 from .registry import Context, Phase, experiment
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypeVar
 
-from .procs import LabError, Server, argv, free_port
+from twinstack_runtime.ports import free_port
+
+from .procs import LabError, Server, argv
 from .records import PeerRow, Peers, RoundsRow, Run, Settings, Workload
 from .registry import Context, Phase, experiment
 

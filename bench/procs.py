@@ -13,7 +13,6 @@ import gzip
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -39,12 +38,6 @@ class LabError(RuntimeError):
 def argv(program: str, *args: object) -> list[str]:
     """A command line for one of the virtualenv's programs."""
     return [str(BIN / program), *(str(a) for a in args)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass(frozen=True)

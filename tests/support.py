@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import runpy
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -14,13 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from twinstack_runtime.ports import free_port
+
+__all__ = ["free_port"]  # re-exported: the tests' one way to pick a port
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def require_binary(path: str | None, what: str) -> str:

@@ -6,7 +6,9 @@ response is sent, and WebSockets (which a WSGI app cannot hold).
 
 from __future__ import annotations
 
-from ..procs import argv, free_port
+from twinstack_runtime.ports import free_port
+
+from ..procs import argv
 from ..records import ClaimRecord, Run
 from ..registry import Context, experiment
 from ..verdicts import INCONCLUSIVE, REFUSALS, claim_record, decide, describe

@@ -37,11 +37,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from twinstack_runtime.ports import free_port
 from twinstack_runtime.serving import async_workers, sync_workers
 
 from ..database import SEED_ROWS, Activity, Pgbouncer, pgbench_script
 from ..dbpath import cpu_us_per_request
-from ..procs import LabError, Server, free_port
+from ..procs import LabError, Server
 from ..records import ClaimRecord, Run
 from ..registry import Context, experiment
 from ..verdicts import NOISE, bound_by, claim_record, decide

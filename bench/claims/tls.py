@@ -40,8 +40,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from twinstack_runtime.ports import free_port
+
 from .. import runner
-from ..procs import free_port
 from ..records import ClaimRecord, Run
 from ..registry import Context, experiment
 from ..verdicts import INCONCLUSIVE, NOISE, bound_by, claim_record, decide
