@@ -69,9 +69,11 @@ check: $(STAMP) .system-deps ## Validate the nginx configuration (nginx -t on th
 
 # The suite in two passes (docs/testing.md): everything but the load tests on TEST_WORKERS
 # processes side by side, each test file on one of them; then the tests marked `alone`, one at
-# a time on an otherwise quiet machine (exit code 5: a project with none of them).
+# a time on an otherwise quiet machine (exit code 5: a project with none of them). What it
+# needs first is made side by side: the virtualenv (then lint), checkov's, the system packages.
 TEST_WORKERS ?= 4
-test: lint .test-deps $(CHECKOV) ## Lint, then run the whole test suite (unit, contract, the real stack through nginx)
+test: ## Lint, then run the whole test suite (unit, contract, the real stack through nginx)
+	@$(MAKE) --no-print-directory -j3 lint .test-deps $(CHECKOV)
 	@$(PY) -m pytest -m "not alone" -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 	@$(PY) -m pytest -m alone || [ $$? -eq 5 ]
 
