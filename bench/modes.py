@@ -1,7 +1,7 @@
 """How long and how hard the lab runs: ``full`` (make bench), ``quick`` (QUICK=1), ``tiny`` (make test).
 
 Every mode runs every experiment; only durations, concurrency levels and sizes shrink. The tiny
-mode also paces its load generators and waits less for idle servers: it runs inside make test,
+mode also paces its load generators: it runs inside make test,
 beside the rest of the suite on the same CPUs, to show that every row of the report is made,
 and its figures say nothing of speed.
 """
@@ -103,6 +103,5 @@ MODES = {
         db_path_rounds=1,
         db_path_routes=("get", "post-key"),
         pace_rps=200,
-        settle_s=1.0,
     ),
 }

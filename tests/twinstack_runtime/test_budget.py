@@ -26,10 +26,10 @@ def test_the_defaults_on_two_cpus_are_the_readme_table():
     assert (MIGRATOR_CONNECTIONS, RESERVED_CONNECTIONS) == (1, 5)
     assert budget.check(pools, 100) == 41
     # The docs state the same formula and sum (docs/ is in every project generated).
-    architecture = (ROOT / "docs" / "architecture.md").read_text()
+    database = (ROOT / "docs" / "database.md").read_text()
     formula = "async_workers × TWINSTACK_ASYNC_DB_POOL_SIZE\n  + sync_workers × TWINSTACK_SYNC_DB_POOL_SIZE"
-    assert formula in architecture
-    assert "come to 41 (20 async, 15\nsync, 1, 5" in architecture
+    assert formula in database
+    assert "2 × 10 = 20 |" in database and "5 × 3 = 15 |" in database and "| **41**, within" in database
 
 
 def test_the_environment_sizes_each_pool(monkeypatch):
