@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
@@ -33,34 +33,41 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
-        async with httpx.AsyncClient(
-            base_url=settings.downstream_url, timeout=settings.downstream_timeout_s, limits=limits
-        ) as client:
-            app.state.downstream = client
+        # Each resource is closed by the lifespan that opened it, in reverse order, even when a
+        # later one fails to open: never through app.state, which a second lifespan of the
+        # same app (a test's nested client) overwrites, leaving the first one's pool running.
+        async with AsyncExitStack() as resources:
+            limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
+            app.state.downstream = await resources.enter_async_context(
+                httpx.AsyncClient(
+                    base_url=settings.downstream_url, timeout=settings.downstream_timeout_s, limits=limits
+                )
+            )
             # The pool of this worker, made in its own event loop (twinstack_db/pool.py).
             sizes = settings.db_pool
             events = app.state.metrics.db_pool(sizes.pool_size)
-            app.state.db = await AsyncDatabase.open(settings, sizes, "twinstack-async", events)
+            db = app.state.db = await AsyncDatabase.open(settings, sizes, "twinstack-async", events)
+            resources.push_async_callback(db.close)
             if settings.lab_routes:  # the sync driver the blocking-db anti-pattern misuses
                 # Opened on its first use only: outside the budget, it holds nothing until asked.
-                app.state.lab_sync_db = Database(SyncPool(settings, LAB_SYNC_POOL, "twinstack-async-lab", NoEvents()))
+                lab_db = app.state.lab_sync_db = Database(
+                    SyncPool(settings, LAB_SYNC_POOL, "twinstack-async-lab", NoEvents())
+                )
+                resources.callback(lab_db.close)
+            process_pool = app.state.process_pool = lab.ProcessPool(settings.process_pool_workers)
+            resources.callback(process_pool.shutdown)
             # The job threads reach the same pool through the loop (run_from_thread).
-            store = JobStore(app.state.db.run_from_thread, settings.job_retention_s)
-            app.state.jobs = JobRunner(store, settings.job_threads, settings.job_capacity)
-            app.state.process_pool = lab.ProcessPool(settings.process_pool_workers)
-            app.state.started = True
+            jobs = app.state.jobs = JobRunner(
+                JobStore(db.run_from_thread, settings.job_retention_s), settings.job_threads, settings.job_capacity
+            )
+            resources.push_async_callback(asyncio.to_thread, jobs.stop, settings.job_stop_grace_s)
             lag_monitor = asyncio.create_task(monitor_loop_lag(app.state.metrics))
+            resources.callback(lag_monitor.cancel)
+            app.state.started = True
             try:
                 yield
             finally:
                 app.state.started = False
-                lag_monitor.cancel()
-                await asyncio.to_thread(app.state.jobs.stop, settings.job_stop_grace_s)
-                app.state.process_pool.shutdown()
-                await app.state.db.close()
-                if settings.lab_routes:
-                    app.state.lab_sync_db.close()
 
     app = FastAPI(
         title="twinstack async service",

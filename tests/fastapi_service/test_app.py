@@ -328,7 +328,7 @@ def test_websocket_is_closed_at_its_lifetime_even_when_busy(settings_kwargs: dic
     assert exc.value.code == 1001
 
 
-def test_unhandled_error_is_500_json(app, client: TestClient):
+def test_unhandled_error_is_500_json(app):
     @app.get("/boom")
     async def boom() -> None:
         raise RuntimeError("boom")
@@ -338,6 +338,18 @@ def test_unhandled_error_is_500_json(app, client: TestClient):
     assert r.status_code == 500
     assert r.json()["error"]["code"] == "internal_error"
     assert "boom" not in r.text  # no internals leak
+
+
+def test_each_lifespan_closes_what_it_opened(app):
+    """Two lifespans of one app (nested test clients) each close their own pool. A pool left
+    open keeps retrying its connections while its loop shuts down: it once held a teardown for
+    pytest-timeout's 180 s."""
+    with TestClient(app):
+        outer = app.state.db.pool.pool  # psycopg_pool's
+        with TestClient(app):
+            inner = app.state.db.pool.pool
+        assert inner.closed and not outer.closed
+    assert outer.closed
 
 
 def test_stream_makes_each_line_at_its_interval(client: TestClient):
