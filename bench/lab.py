@@ -84,7 +84,7 @@ class Lab:
             raise
         self.gen = Generator(
             self.layout.generator, self.total_cpus, self._progress, shared=not self.layout.pinned,
-            scratch=self.scratch, out=out, pace_rps=self.mode.pace_rps, settle_s=self.mode.settle_s,
+            scratch=self.scratch, out=out, pace_rps=self.mode.pace_rps,
         )  # fmt: skip
         try:
             ports = {name: free_port() for name in ("http", "async", "sync", "downstream", "nginx_status")}

@@ -148,11 +148,9 @@ class Generator:
         scratch: Path,
         out: Path,
         pace_rps: int = 0,
-        settle_s: float = 30.0,
     ) -> None:
         self.cpus = tuple(cpus)
         self.pace_rps = pace_rps  # the mode's (bench/modes.py): 0 is as fast as wrk goes
-        self.settle_s = settle_s
         self.scratch = scratch  # the lab's temporary directory (wrk's staggered script)
         self.out = out  # the report's folder: Locust's statistics, its log in logs/
         self.total_cpus = total_cpus
@@ -162,8 +160,8 @@ class Generator:
         self.wrk_threads = max(1, min(2, len(self.cpus)))
 
     def settle(self, servers: Sequence[Server]) -> tuple[float, bool]:
-        """Waits for the servers to be idle, as long as the mode allows (procs.settle)."""
-        return settle(servers, self.settle_s)
+        """Waits for the servers to be idle (procs.settle); a stand-in lab's may not."""
+        return settle(servers)
 
     # --- wrk ---------------------------------------------------------------------------------
     def _start_wrk(

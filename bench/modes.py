@@ -45,8 +45,6 @@ class Mode(BaseModel):
     # 0: every wrk run goes as fast as it can. Otherwise each is paced to about this many
     # requests a second (each connection waits concurrency / pace_rps between its requests).
     pace_rps: int = 0
-    # How long a run waits for the servers to be idle before it starts anyway (marked unsettled).
-    settle_s: float = 30.0
 
 
 MODES = {
