@@ -71,11 +71,14 @@ check: $(STAMP) .system-deps ## Validate the nginx configuration (nginx -t on th
 # processes side by side, each test file on one of them; then the tests marked `alone`, one at
 # a time on an otherwise quiet machine (exit code 5: a project with none of them). What it
 # needs first is made side by side: the virtualenv (then lint), checkov's, the system packages.
+# TEST_MARKERS narrows both passes (a marker expression: tests/test_variants_run.py runs a
+# generated project's suite with "not repeated").
 TEST_WORKERS ?= 4
+TEST_MARKERS ?=
 test: ## Lint, then run the whole test suite (unit, contract, the real stack through nginx)
 	@$(MAKE) --no-print-directory -j3 lint .test-deps $(CHECKOV)
-	@$(PY) -m pytest -m "not alone" -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
-	@$(PY) -m pytest -m alone || [ $$? -eq 5 ]
+	@$(PY) -m pytest -m "not alone$(if $(TEST_MARKERS), and ($(TEST_MARKERS)))" -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
+	@$(PY) -m pytest -m "alone$(if $(TEST_MARKERS), and ($(TEST_MARKERS)))" || [ $$? -eq 5 ]
 
 k8s-render: $(STAMP) ## Print the Kubernetes manifests of an overlay (OVERLAY=local|production)
 	@$(PY) -m deploy.kubernetes render $(OVERLAY)

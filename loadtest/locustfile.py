@@ -9,9 +9,13 @@ to the stack's nginx). Select workloads with tags: ``--tags io cpu``.
 from __future__ import annotations
 
 import random
+import ssl
+import urllib.error
+import urllib.request
 import uuid
 
 from locust import FastHttpUser, between, tag, task
+from locust.exception import StopUser
 
 from loadtest import gate  # noqa: F401  (registers the CI gate's options and listeners)
 from loadtest.checks import check, check_created, check_db, check_error, check_page, check_replayed, check_same_order
@@ -34,6 +38,17 @@ class ContractUser(FastHttpUser):
     abstract = True
     prefix = ""
     wait_time = between(0.5, 1.5)
+    # Whether the stack serves this half: a project may have one (nginx answers 404 under the
+    # other's prefix). Asked once a process, outside Locust's statistics; a half it does not
+    # serve gets no users, so its share of the load goes nowhere and nothing fails.
+    served: bool | None = None
+
+    def on_start(self) -> None:
+        cls = type(self)
+        if cls.served is None:
+            cls.served = half_is_served(self.host, self.prefix)
+        if not cls.served:
+            raise StopUser()
 
     def get_checked(self, path: str, key: str, name: str) -> None:
         """GET ``prefix + path``, grouped under ``prefix + name``; 200 with ``key`` or a failure."""
@@ -130,6 +145,20 @@ class ContractUser(FastHttpUser):
             body = check(resp, 200, "request_id")
             if body is not None and body["request_id"] != resp.headers.get("x-request-id"):
                 resp.failure("request id in the body differs from the X-Request-ID header")
+
+
+def half_is_served(host: str, prefix: str) -> bool:
+    """Its /health answers (any status but 404: a half that is down is still the stack's)."""
+    # The probe checks no certificate, as Locust's own client does (FastHttpUser.insecure).
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    try:
+        with urllib.request.urlopen(f"{host}{prefix}/health", timeout=10, context=context):
+            return True
+    except urllib.error.HTTPError as error:
+        return error.code != 404
+    except OSError:
+        return True  # unreachable: the run's own requests say so, as failures
 
 
 class AsyncUser(ContractUser):

@@ -26,9 +26,10 @@ def render(settings: StackSettings) -> Path:
     home = settings.run_dir.resolve() / "prometheus"
     (home / "targets").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(MONITORING / "prometheus.yml", home / "prometheus.yml")
-    targets = {half.program: (half.port(settings), half.prefix) for half in deployed()}
-    targets["nginx-exporter"] = (settings.nginx_exporter_port, "edge")
-    for name, (port, pool) in targets.items():
-        entry = [{"targets": [f"127.0.0.1:{port}"], "labels": {"pool": pool}}]
+    # As targets/docker/*.json: a file a target, its job in its labels.
+    targets = {half.program: (half.program, half.port(settings), half.prefix) for half in deployed()}
+    targets["nginx-exporter"] = ("nginx", settings.nginx_exporter_port, "edge")
+    for name, (job, port, pool) in targets.items():
+        entry = [{"targets": [f"127.0.0.1:{port}"], "labels": {"job": job, "pool": pool}}]
         (home / "targets" / f"{name}.json").write_text(json.dumps(entry) + "\n")
     return home

@@ -23,13 +23,12 @@ LONGEST_FIRST = (
     "tests/bench/test_lab_run.py",
     "tests/test_variants_run.py",
     "tests/integration/test_reliability.py",
-    "tests/test_halves.py",
     "tests/test_template.py",
     "tests/integration/test_database.py",
     "tests/integration/test_supervision.py",
     "tests/integration/test_tls.py",
     "tests/integration/test_hardening.py",
-    "tests/integration/test_serving_models.py",
+    "tests/integration/sync_half/test_serving_models_sync.py",
 )
 
 

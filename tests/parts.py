@@ -23,7 +23,7 @@ DEFAULTS = {"project_name": "my-service", "halves": "both", "lab": True, "monito
 
 def left_out(halves: str = "both", lab: bool = True, monitoring: bool = True, **_: object) -> list[str]:
     """The parts a project made with these answers leaves out (copier.yml's rule)."""
-    parts = {"async": halves == "sync", "sync": halves == "async", "both": halves != "both"}
+    parts = {"template": True, "async": halves == "sync", "sync": halves == "async", "both": halves != "both"}
     parts |= {"lab": not lab or halves != "both", "monitoring": not monitoring}  # the lab compares both
     return [part for part, gone in parts.items() if gone]
 
@@ -48,7 +48,11 @@ def half_files(half: str) -> list[str]:
     """One half's files: what keeping only the other half leaves out (the tests that compare
     both halves included)."""
     other = "sync" if half == "async" else "async"
-    return excluded(halves=other)
+    return [path for path in excluded(halves=other) if path not in TEMPLATE]
+
+
+# The template's own tests, which no generated project has.
+TEMPLATE = [path.lstrip("/") for path in PARTS["template"]["files"]]
 
 
 # The files a generated project gets with its answers rendered in (their *.jinja twins); every
@@ -59,6 +63,7 @@ RENDERED = {
     "README.md",
     ".env.example",
     ".copier-answers.yml",
+    "nginx/html/index.html",
     "deploy/kubernetes/base/kustomization.yaml",
     "deploy/kubernetes/overlays/production/kustomization.yaml",
 }

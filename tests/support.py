@@ -13,11 +13,18 @@ from pathlib import Path
 
 import pytest
 
+from native.settings import deployed
 from twinstack_runtime.ports import free_port
 
 __all__ = ["free_port"]  # re-exported: the tests' one way to pick a port
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# The halves this project has, from its files (parts.yml): a test that runs on each half takes
+# its prefixes from here. A test of one half only lives in that half's files (tests/integration/
+# async_half, tests/fastapi_service, ...), one comparing both in the tests of both.
+HALVES = deployed()
+PREFIXES = tuple(f"/{half.prefix}" for half in HALVES)
 
 
 def require_binary(path: str | None, what: str) -> str:

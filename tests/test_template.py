@@ -18,6 +18,7 @@ from tests.parts import (
     DEFAULTS,
     PARTS,
     RENDERED,
+    TEMPLATE,
     commit,
     excluded,
     generate,
@@ -58,6 +59,12 @@ def test_every_variant_holds_the_files_of_its_parts_unchanged(template: Path, tm
     assert (project / "README.md").read_text().startswith("# shop-api\n")
     compose = yaml.safe_load((project / "docker-compose.yml").read_text())
     assert all((project / included).is_file() for included in compose["include"])
+    # The landing page links to the halves the project has, every cell of each, and no other.
+    page, original = (project / "nginx/html/index.html").read_text(), (ROOT / "nginx/html/index.html").read_text()
+    for half in ("async", "sync"):
+        kept = answers["halves"] in ("both", half)
+        assert page.count(f'data-half="{half}"') == (original.count(f'data-half="{half}"') if kept else 0), half
+        assert (f'href="/{half}/' in page) == kept, half
     # The rendered files differ from this repository's only where the answers say.
     original = (ROOT / "pyproject.toml").read_text().splitlines()
     assert [a for a, b in zip(original, pyproject, strict=True) if a != b] == ['name = "twinstack"']
@@ -69,11 +76,11 @@ def test_every_variant_holds_the_files_of_its_parts_unchanged(template: Path, tm
 
 
 def test_the_default_variant_is_this_repository(template: Path, tmp_path: Path):
-    """`copier copy --defaults`: every part, so every file of the repository (its own suite is
-    the default variant's full suite)."""
+    """`copier copy --defaults`: every part, so every file of the repository but the template's
+    own (its suite, less the template's tests, is the default variant's full suite)."""
     project = generate(template, tmp_path / "project")
     assert tree(project) == expected_tree(**DEFAULTS)
-    assert tree(project) - RENDERED == project_files() - RENDERED - {"copier.yml"} - {
+    assert tree(project) - RENDERED == project_files() - RENDERED - {"copier.yml", *TEMPLATE} - {
         n for n in project_files() if n.endswith(".jinja")
     }
     assert (project / "docker-compose.yml").read_text() == (ROOT / "docker-compose.yml").read_text()

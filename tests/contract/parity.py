@@ -1,5 +1,5 @@
 """What the two services may answer differently, and nothing else: used by the contract tests
-(both apps in process) and the fuzz through nginx (tests/integration/test_fuzz_contract.py)."""
+(both apps in process) and the fuzz through nginx (tests/integration/both_halves/test_fuzz_contract.py)."""
 
 from __future__ import annotations
 

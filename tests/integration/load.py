@@ -1,4 +1,4 @@
-"""A steady load through nginx on both pools, each request with an id of its own, and what
+"""A steady load through nginx on each pool the project has, each request with an id of its own, and what
 nginx's logs say happened to each: answered, lost, resent."""
 
 from __future__ import annotations
@@ -9,14 +9,13 @@ import threading
 import time
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 
 from tests.integration import logs
-from tests.support import wait_until
-
-PREFIXES = ("/async", "/sync")
+from tests.support import PREFIXES, wait_until
 
 
 def new_request_id() -> str:
@@ -160,3 +159,30 @@ def cut_connections(log_dir: Path) -> set[int]:
     closed after the response's headers, while it read the body."""
     errors = "".join(logs.read(p) for p in logs.files(log_dir, "nginx-error") if p.exists())
     return {int(n) for n in CUT_AFTER_HEADERS.findall(errors)}
+
+
+# The serving models' burst (tests/integration/*_half/test_serving_models_*.py): 50 concurrent
+# waits of 200 ms each. The event loop holds all 50 at once; a sync worker holds one.
+N, DELAY_S = 50, 0.2
+
+
+def burst(stack, path: str, n: int = N, delay_s: float = DELAY_S) -> tuple[int, list[dict]]:
+    """``n`` concurrent waits; returns how many the app served at once (its own access log:
+    each line's end time and duration, so no client-side clock or scheduling is measured)."""
+    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+    ids = [f"burst-{uuid.uuid4().hex}" for _ in range(n)]
+    with httpx.Client(base_url=stack.base_url, timeout=60, limits=limits) as client:
+        client.get(path.split("/io")[0] + "/health")  # warm up
+        with ThreadPoolExecutor(n) as pool:
+            responses = list(
+                pool.map(
+                    lambda rid: client.get(f"{path}?delay_ms={int(delay_s * 1000)}", headers={"X-Request-ID": rid}), ids
+                )
+            )
+    assert [r.status_code for r in responses] == [200] * n
+    service = "fastapi" if path.startswith("/async") else "flask"
+    deadline = time.monotonic() + 10
+    while len(served := logs.by_request_id(stack.log_dir, service, ids)) < n:
+        assert time.monotonic() < deadline, f"{len(served)} of {n} access lines"
+        time.sleep(0.1)
+    return logs.max_overlap(map(logs.served_interval, served.values())), [r.json() for r in responses]

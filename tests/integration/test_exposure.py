@@ -8,13 +8,15 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support import HALVES, PREFIXES
+
 pytestmark = pytest.mark.integration
 
 ALLOWED = "https://app.example.test"  # TWINSTACK_CORS_ORIGIN_REGEX of the test stack
 FOREIGN = "https://evil.example.net"
 
 
-@pytest.mark.parametrize("prefix", ["/async", "/sync"])
+@pytest.mark.parametrize("prefix", PREFIXES)
 def test_cors_only_for_the_configured_origin(client: httpx.Client, prefix: str):
     allowed = client.get(f"{prefix}/health", headers={"Origin": ALLOWED})
     assert allowed.headers["access-control-allow-origin"] == ALLOWED
@@ -25,7 +27,7 @@ def test_cors_only_for_the_configured_origin(client: httpx.Client, prefix: str):
     assert "access-control-allow-origin" not in foreign.headers
 
 
-@pytest.mark.parametrize("prefix", ["/async", "/sync"])
+@pytest.mark.parametrize("prefix", PREFIXES)
 def test_cors_preflight(client: httpx.Client, prefix: str):
     ask = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
     ok = client.options(f"{prefix}/orders", headers={"Origin": ALLOWED, **ask})
@@ -38,7 +40,7 @@ def test_cors_preflight(client: httpx.Client, prefix: str):
     assert not any(h.startswith("access-control-allow") for h in refused.headers)
 
 
-@pytest.mark.parametrize("path", ["/", "/static/style.css", "/async/health", "/sync/health", "/no-such-page"])
+@pytest.mark.parametrize("path", ["/", "/static/style.css", *(f"{p}/health" for p in PREFIXES), "/no-such-page"])
 def test_security_headers_and_no_banners(client: httpx.Client, path: str):
     r = client.get(path)
     assert r.headers["x-content-type-options"] == "nosniff"
@@ -69,7 +71,8 @@ def listening_addresses() -> dict[int, set[str]]:
 
 def test_only_nginx_listens_beyond_loopback(stack):
     listening = listening_addresses()
-    internal = ("TWINSTACK_ASYNC_PORT", "TWINSTACK_SYNC_PORT", "TWINSTACK_DOWNSTREAM_PORT", "TWINSTACK_LOCUST_PORT")
+    pools = tuple(f"TWINSTACK_{half.prefix.upper()}_PORT" for half in HALVES)
+    internal = (*pools, "TWINSTACK_DOWNSTREAM_PORT", "TWINSTACK_LOCUST_PORT")
     internal += ("TWINSTACK_NGINX_STATUS_PORT", "TWINSTACK_DB_PORT")
     for var in internal:
         port = int(stack.env[var])

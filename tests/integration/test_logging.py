@@ -83,6 +83,7 @@ def rotate(stack: Stack) -> None:
     subprocess.run([shutil.which("logrotate") or "/usr/sbin/logrotate", "-f", "-s", str(state), str(conf)], check=True)
 
 
+@pytest.mark.repeated
 @pytest.mark.parametrize("clients", [4, 32])
 def test_a_rotation_under_load_neither_loses_nor_repeats_a_line(loaded: Stack, clients: int):
     """Three forced rotations while requests flow: every answered request's id is in nginx's

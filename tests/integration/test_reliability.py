@@ -3,15 +3,11 @@ recycling lose no idempotent request. Every load loop is bounded in time and cou
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import re
 import signal
 import subprocess
 import time
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -20,7 +16,8 @@ import pytest
 
 from tests.integration import logs
 from tests.integration.conftest import ONE_CLIENT_LOAD, Stack, running_stack
-from tests.integration.load import PREFIXES, SteadyLoad
+from tests.integration.load import SteadyLoad
+from tests.support import HALVES, PREFIXES
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +52,7 @@ def kill_one_worker_of_each_pool(stack: Stack, load: SteadyLoad) -> None:
     several requests waiting in its loop. Then the load goes on until gunicorn has replaced
     each worker and 50 more GETs per pool were answered."""
     masters, before = {}, {}
-    for program, prefix in (("fastapi", "/async"), ("flask", "/sync")):
+    for program, prefix in ((half.program, f"/{half.prefix}") for half in HALVES):
         masters[prefix] = stack.master_pid(program)
         before[prefix] = set(workers_of(masters[prefix]))
         victim = min(before[prefix])
@@ -86,6 +83,7 @@ def check_kill_run(stack: Stack, load: SteadyLoad, run: object) -> None:
 # body about once in twenty kills.
 @pytest.mark.timeout(300)
 # At 200 clients the load takes the machine: run alone, and twice rather than three times.
+@pytest.mark.repeated
 @pytest.mark.parametrize(("clients", "runs"), [(40, 3), pytest.param(200, 2, marks=pytest.mark.alone)])
 def test_a_killed_worker_never_costs_a_get_over_repeated_runs(tmp_path, nginx_bin, clients: int, runs: int):
     """Each run: ``clients`` on /async/io and a tenth as many on /sync/io, one worker of each
@@ -128,7 +126,7 @@ def test_graceful_reload_under_load_drops_nothing_and_replaces_workers(stack: St
         load.wait_for(lambda: min(load.ok(p) for p in PREFIXES) >= 20, "the load to run")
         old = {
             p: {str(pid) for pid in workers_of(stack.master_pid(program))}
-            for p, program in (("/async", "fastapi"), ("/sync", "flask"))
+            for p, program in ((f"/{half.prefix}", half.program) for half in HALVES)
         }
         result = stack.native("reload")
         assert "reloaded" in result.stdout
@@ -168,107 +166,37 @@ def test_worker_recycling_loses_nothing(tmp_path, nginx_bin):
             assert len(load.served_by[prefix]) >= 4, (prefix, load.served_by[prefix])
 
 
-def test_overload_is_shed_fast_and_the_pool_recovers(tmp_path, nginx_bin):
-    # One client sends all of it: its own share is the whole pool's here (the per-client
-    # share is tests/integration/test_hardening.py's).
-    with running_stack(
-        tmp_path,
-        TWINSTACK_SYNC_WORKERS="2",
-        TWINSTACK_SYNC_MAX_INFLIGHT="10",
-        TWINSTACK_SYNC_MAX_INFLIGHT_PER_CLIENT="10",
-    ) as own:
-        n = 40
-        limits = httpx.Limits(max_connections=n)
-        with httpx.Client(base_url=own.base_url, timeout=30, limits=limits) as client:
-
-            def timed_get(_: int) -> tuple[int, str, dict]:
-                r = client.get("/sync/io?delay_ms=1500")
-                return r.status_code, r.headers["x-request-id"], r.json()
-
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(n) as pool:
-                results = list(pool.map(timed_get, range(n)))
-            shed = [(rid, body) for status, rid, body in results if status == 503]
-            served = [rid for status, rid, _ in results if status == 200]
-            assert len(served) <= 10 and len(shed) >= n - 10, Counter(s for s, _, _ in results)
-            assert all(body["error"]["code"] == "unavailable" for _, body in shed)
-            # Answered at once by nginx, not after waiting in a queue: no shed request ever
-            # reached the pool (nginx's log has no upstream for it).
-            edge = logs.by_request_id(own.log_dir, "nginx", [rid for rid, _ in shed])
-            assert len(edge) == len(shed) and all(r["upstream_addr"] == "" for r in edge.values()), edge
-            # Recovered: within the limit, everything is served again.
-            with ThreadPoolExecutor(8) as pool:
-                assert set(pool.map(lambda _: client.get("/sync/io?delay_ms=100").status_code, range(8))) == {200}
-            assert client.get("/async/io?delay_ms=1").status_code == 200  # the async pool was never limited
-
-
 def test_per_client_rate_limit_answers_429_json(tmp_path, nginx_bin):
     with running_stack(tmp_path, TWINSTACK_RATE_LIMIT_RPS="5", TWINSTACK_RATE_LIMIT_BURST="5") as own:
         with httpx.Client(base_url=own.base_url, timeout=10) as client:
-            statuses = [client.get("/async/health") for _ in range(30)]
+            statuses = [client.get(f"{PREFIXES[0]}/health") for _ in range(30)]
         limited = [r for r in statuses if r.status_code == 429]
         assert limited and statuses[0].status_code == 200
         assert all(r.json()["error"]["code"] == "too_many_requests" for r in limited)
 
 
 def test_a_request_past_the_proxy_timeout_gets_504_json_and_frees_the_worker(tmp_path, nginx_bin):
+    half = HALVES[-1]  # the sync one where there is one: its worker is held for the whole wait
+    name, prefix = half.prefix.upper(), f"/{half.prefix}"
     with (
-        running_stack(tmp_path, TWINSTACK_PROXY_TIMEOUT_S="2", TWINSTACK_SYNC_WORKERS="1") as own,
+        running_stack(tmp_path, TWINSTACK_PROXY_TIMEOUT_S="2", **{f"TWINSTACK_{name}_WORKERS": "1"}) as own,
         httpx.Client(base_url=own.base_url, timeout=30) as client,
     ):
-        worker = client.get("/sync/inspect").json()["served_by"]
+        worker = client.get(f"{prefix}/inspect").json()["served_by"]
         t0 = time.perf_counter()
-        r = client.get("/sync/io?delay_ms=4000")
+        r = client.get(f"{prefix}/io?delay_ms=4000")
         # 504 is nginx's own answer (the pool would have answered 200 after 4 s).
         assert r.status_code == 504 and r.json()["error"]["code"] == "gateway_timeout"
         assert time.perf_counter() - t0 >= 1.5  # it waited for the proxy timeout (2 s)
         # Sent to the pool once: a timeout is never retried.
         edge = logs.by_request_id(own.log_dir, "nginx", [r.headers["x-request-id"]])
-        assert [e["upstream_addr"] for e in edge.values()] == [f"127.0.0.1:{own.env['TWINSTACK_SYNC_PORT']}"]
+        assert [e["upstream_addr"] for e in edge.values()] == [f"127.0.0.1:{own.env[f'TWINSTACK_{name}_PORT']}"]
         # Not retried (a timeout is not a dead worker), not stuck: the same single worker
         # finishes its 4 s and serves again.
         deadline = time.monotonic() + 10
-        while (r := client.get("/sync/inspect")).status_code != 200:
+        while (r := client.get(f"{prefix}/inspect")).status_code != 200:
             assert time.monotonic() < deadline, r.status_code
         assert r.json()["served_by"] == worker
-
-
-def test_a_post_in_flight_on_a_killed_worker_is_a_clean_502_never_a_duplicate(tmp_path, nginx_bin):
-    """A POST delivered to a worker that dies before answering: nginx answers 502 JSON after
-    one upstream attempt, and no job row exists. Made deterministic: one async worker; one client
-    connection, so one nginx worker, which keeps the upstream connection of a first GET alive;
-    the worker's event loop blocked by a request sent straight to the pool; the POST then sits
-    in that kept-alive connection's receive queue (seen with ss) when the worker is killed."""
-    with running_stack(tmp_path, TWINSTACK_ASYNC_WORKERS="1") as own:
-        url = json.loads(own.native("env").stdout)["TWINSTACK_DATABASE_URL"]
-        port = own.env["TWINSTACK_ASYNC_PORT"]
-        limits = httpx.Limits(max_connections=1)
-        with httpx.Client(base_url=own.base_url, timeout=30, limits=limits) as client, ThreadPoolExecutor(2) as pool:
-            assert client.get("/async/io?delay_ms=0").status_code == 200  # nginx keeps this upstream connection
-            worker = workers_of(own.master_pid("fastapi"))[0]
-            direct = f"http://127.0.0.1:{port}/lab/blocking-sleep?delay_ms=2000"
-            blocked = pool.submit(httpx.get, direct, timeout=30)
-            deadline = time.monotonic() + 5
-            while not loop_blocked(port):  # the loop is frozen
-                assert time.monotonic() < deadline, "the worker's loop did not block"
-            assert queued_bytes(port, worker) == 0
-            post = pool.submit(client.post, "/async/jobs", json={"delay_ms": 0})
-            while queued_bytes(port, worker) == 0:  # the POST waits, unread, in the worker's socket
-                assert time.monotonic() < deadline, "the POST never reached the worker"
-                time.sleep(0.02)
-            os.kill(worker, signal.SIGKILL)
-            response = post.result()
-            with contextlib.suppress(httpx.TransportError):
-                blocked.result()
-        assert response.status_code == 502 and response.json()["error"]["code"] == "bad_gateway", response.text
-        (edge,) = logs.by_request_id(own.log_dir, "nginx", [response.headers["x-request-id"]]).values()
-        assert edge["upstream_addr"] == f"127.0.0.1:{port}"  # one attempt: never sent again
-        assert job_rows(url) == 0  # not processed, not half-done
-        # The replacement worker serves the next POST exactly once.
-        with httpx.Client(base_url=own.base_url, timeout=30) as client:
-            assert client.post("/async/jobs", json={"delay_ms": 0}).status_code == 202
-        assert job_rows(url) == 1
 
 
 def job_rows(url: str) -> int:

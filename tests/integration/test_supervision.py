@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.integration.conftest import Stack, make_stack, running_stack, start
-from tests.support import ROOT
+from tests.support import HALVES, PREFIXES, ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -42,8 +42,8 @@ def requests_in_flight(port: str) -> float:
 
 
 def test_each_pool_has_its_own_control_socket(stack: Stack):
-    assert (stack.run_dir / "gunicorn-async.ctl").is_socket()
-    assert (stack.run_dir / "gunicorn-sync.ctl").is_socket()
+    for half in HALVES:
+        assert (stack.run_dir / f"gunicorn-{half.prefix}.ctl").is_socket()
 
 
 def children(pid: int) -> set[int]:
@@ -61,7 +61,7 @@ def alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.parametrize(("program", "prefix"), [("fastapi", "/async"), ("flask", "/sync")])
+@pytest.mark.parametrize(("program", "prefix"), [(half.program, f"/{half.prefix}") for half in HALVES])
 def test_crashed_master_is_restarted_and_its_workers_go_with_it(stack: Stack, client: httpx.Client, program, prefix):
     old = wait_for(lambda: program_pid(stack, program), what=f"{program} RUNNING")
     old_workers = children(old)
@@ -79,16 +79,19 @@ def test_crashed_master_is_restarted_and_its_workers_go_with_it(stack: Stack, cl
 
 
 def test_stopped_backend_is_a_502_json(stack: Stack, client: httpx.Client):
-    stack.ctl("stop", "flask")
+    stopped, *others = reversed(HALVES)  # the sync pool where there is one
+    stack.ctl("stop", stopped.program)
     try:
-        r = client.get("/sync/health")
+        r = client.get(f"/{stopped.prefix}/health")
         assert r.status_code == 502
         assert r.json()["error"]["code"] == "bad_gateway"
         assert r.json()["error"]["request_id"] == r.headers["x-request-id"]
-        assert client.get("/async/health").status_code == 200  # the other pool is unaffected
+        for other in others:  # the other pool is unaffected
+            assert client.get(f"/{other.prefix}/health").status_code == 200
     finally:
-        stack.ctl("start", "flask")
-        wait_for(lambda: client.get("/sync/ready").status_code == 200, what="/sync/ready")
+        stack.ctl("start", stopped.program)
+        ready = f"/{stopped.prefix}/ready"
+        wait_for(lambda: client.get(ready).status_code == 200, what=ready)
 
 
 def test_up_and_down_are_idempotent_and_down_is_graceful(tmp_path, nginx_bin):
@@ -98,15 +101,15 @@ def test_up_and_down_are_idempotent_and_down_is_graceful(tmp_path, nginx_bin):
     try:
         assert "already running" in own.native("up").stdout  # up twice: harmless
         with ThreadPoolExecutor(2) as pool, httpx.Client(base_url=own.base_url, timeout=30) as client:
-            in_flight = [pool.submit(client.get, f"{p}/io?delay_ms=2000") for p in ("/async", "/sync")]
-            for port in (own.env["TWINSTACK_ASYNC_PORT"], own.env["TWINSTACK_SYNC_PORT"]):
-                # Both requests are inside a worker: in flight beside the scrape itself.
+            in_flight = [pool.submit(client.get, f"{p}/io?delay_ms=2000") for p in PREFIXES]
+            for port in (own.env[f"TWINSTACK_{half.prefix.upper()}_PORT"] for half in HALVES):
+                # Each request is inside a worker: in flight beside the scrape itself.
                 wait_for(
                     lambda port=port: requests_in_flight(port) >= 2, timeout=10, what=f"a request in flight on {port}"
                 )
             down = own.native("down")
             assert "stopped" in down.stdout
-            assert [f.result().status_code for f in in_flight] == [200, 200]
+            assert [f.result().status_code for f in in_flight] == [200] * len(PREFIXES)
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{own.base_url}/", timeout=2)
         assert not (own.run_dir / "supervisord.pid").exists()
@@ -146,7 +149,7 @@ def make(stack: Stack, *args: str, **kwargs) -> subprocess.CompletedProcess[str]
 
 
 def test_make_status_shows_each_program_and_fails_when_the_stack_does_not_answer(stack: Stack):
-    programs = ("downstream", "fastapi", "flask", "nginx", "locust")
+    programs = ("downstream", *(half.program for half in HALVES), "nginx", "locust")
 
     def all_running() -> subprocess.CompletedProcess[str] | None:
         # supervisord says STARTING for a program's first seconds (startsecs).
@@ -155,9 +158,9 @@ def test_make_status_shows_each_program_and_fails_when_the_stack_does_not_answer
 
     ok = wait_for(all_running, what="every program RUNNING")
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    # The suite's stack serves HTTPS (conftest.tls_settings): its page and both pools through it,
+    # The suite's stack serves HTTPS (conftest.tls_settings): its page and each pool through it,
     # its plain port, and the Locust UI.
-    assert len(re.findall(r"^\s+200\s+https://", ok.stdout, re.M)) == 3, ok.stdout
+    assert len(re.findall(r"^\s+200\s+https://", ok.stdout, re.M)) == 1 + len(HALVES), ok.stdout
     assert len(re.findall(r"^\s+200\s+http://", ok.stdout, re.M)) == 2, ok.stdout
     # Every program still RUNNING, but the downstream frozen: the stack does not answer ready.
     downstream = program_pid(stack, "downstream")
@@ -166,7 +169,7 @@ def test_make_status_shows_each_program_and_fails_when_the_stack_does_not_answer
         frozen = make(stack, "status")
         assert frozen.returncode != 0, frozen.stdout
         assert re.search(r"^downstream\s+RUNNING", frozen.stdout, re.M), frozen.stdout
-        assert re.search(r"^\s+(503|down)\s+https://\S+/sync/ready$", frozen.stdout, re.M), frozen.stdout
+        assert re.search(rf"^\s+(503|down)\s+https://\S+{PREFIXES[-1]}/ready$", frozen.stdout, re.M), frozen.stdout
     finally:
         os.kill(downstream, signal.SIGCONT)
     stack.ctl("stop", "downstream")
@@ -182,7 +185,8 @@ def test_make_status_shows_each_program_and_fails_when_the_stack_does_not_answer
 def test_make_logs_follows_every_program(stack: Stack):
     """It shows every program's log, then keeps following: a request made after the last
     header appears too (a `tail` without -F would have ended, or never shown it)."""
-    marker = f"/async/follow-{uuid.uuid4().hex}"
+    marker = f"{PREFIXES[0]}/follow-{uuid.uuid4().hex}"
+    programs = {half.program for half in HALVES}
     with subprocess.Popen(
         ["make", "--no-print-directory", "logs", "STACK=native"],
         cwd=ROOT,
@@ -197,7 +201,7 @@ def test_make_logs_follows_every_program(stack: Stack):
             for line in follow.stdout:
                 if m := re.match(r"^==> .*/([\w-]+)\.log <==$", line.strip()):
                     seen.add(m.group(1))
-                if not requested and {"nginx", "nginx-error", "fastapi", "flask", "downstream", "locust"} <= seen:
+                if not requested and {"nginx", "nginx-error", *programs, "downstream", "locust"} <= seen:
                     assert httpx.get(stack.base_url + marker, timeout=10).status_code == 404
                     requested = True
                 if requested and marker in line:
@@ -206,7 +210,7 @@ def test_make_logs_follows_every_program(stack: Stack):
                 assert time.monotonic() < deadline, (seen, requested)
         finally:
             os.killpg(follow.pid, signal.SIGTERM)
-    assert {"nginx", "fastapi", "flask"} <= seen
+    assert {"nginx", *programs} <= seen
     assert followed, "make logs stopped following"
 
 
@@ -226,7 +230,7 @@ def test_make_reload_with_a_broken_nginx_config_keeps_the_stack_serving(stack: S
     assert (stack.run_dir / "nginx" / "conf.d" / "cors.conf").read_text() == running  # untouched
     assert program_pid(stack, "nginx") == nginx_master
     with httpx.Client(base_url=stack.base_url, timeout=10) as client:
-        for path in ("/", "/async/ready", "/sync/ready"):
+        for path in ("/", *(f"{prefix}/ready" for prefix in PREFIXES)):
             assert client.get(path).status_code == 200, path
 
 

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from websockets.sync.client import connect
 
 from native.cli import make_certificate
 from native.settings import deployed
@@ -33,6 +32,9 @@ from tests.integration.test_through_nginx import ORDER
 from tests.support import ROOT, free_port, require_binary
 
 pytestmark = pytest.mark.integration
+
+# A pool's route where any will do: the first half this project has.
+API = PREFIXES[0]
 
 SECURITY_HEADERS = ("x-content-type-options", "x-frame-options", "referrer-policy", "x-request-id")
 HSTS = "max-age=31536000"
@@ -194,23 +196,13 @@ def test_http2_streams_a_response_as_it_is_made(stack: Stack):
 
 def test_streaming_over_https_arrives_in_chunks(stack: Stack):
     arrivals = []
-    url = f"{stack.https_url}/async/stream?chunks=3&interval_ms=400"
+    url = f"{stack.https_url}{API}/stream?chunks=3&interval_ms=400"
     with httpx.stream("GET", url, timeout=10, verify=trusting(stack)) as r:
         for line in r.iter_lines():
             if line:
                 arrivals.append(time.monotonic())
     assert len(arrivals) == 3
     assert arrivals[-1] - arrivals[0] >= 0.5
-
-
-def test_websocket_echo_over_tls(stack: Stack):
-    if "async" not in {h.prefix for h in deployed()}:
-        pytest.skip("the WebSocket is the async half's")
-    url = stack.https_url.replace("https", "wss") + "/async/ws/echo"
-    with connect(url, ssl=trusting(stack), open_timeout=10) as ws:
-        for message in ("hello", "over TLS ✓"):
-            ws.send(message)
-            assert ws.recv(timeout=10) == message
 
 
 # --- the same site, the same headers ------------------------------------------------------
@@ -220,22 +212,21 @@ def test_websocket_echo_over_tls(stack: Stack):
 ANSWERS = [
     ("page", "GET", "/", {}, None),
     ("asset", "GET", "/static/style.css", {}, None),
-    ("api", "GET", "/async/health", {}, None),
-    ("api-sync", "GET", "/sync/health", {}, None),
+    *((f"api {prefix}", "GET", f"{prefix}/health", {}, None) for prefix in PREFIXES),
     ("404 nginx", "GET", "/no-such-page", {}, None),
-    ("404 pool", "GET", "/async/no-such-route", {}, None),
-    ("404 metrics", "GET", "/async/metrics", {}, None),
+    ("404 pool", "GET", f"{API}/no-such-route", {}, None),
+    ("404 metrics", "GET", f"{API}/metrics", {}, None),
     ("405 static", "POST", "/static/style.css", {}, b"x"),
-    ("413", "POST", "/async/orders", {"content-type": "application/json"}, b"x" * 70_000),
+    ("413", "POST", f"{API}/orders", {"content-type": "application/json"}, b"x" * 70_000),
     ("501", "PROPFIND", "/", {}, None),
     (
         "preflight",
         "OPTIONS",
-        "/async/io",
+        f"{API}/io",
         {"origin": "https://app.example.test", "access-control-request-method": "GET"},
         None,
     ),
-    ("422 pool", "GET", "/async/io?delay_ms=abc", {}, None),
+    ("422 pool", "GET", f"{API}/io?delay_ms=abc", {}, None),
 ]
 
 
@@ -243,8 +234,6 @@ ANSWERS = [
 def test_https_answers_as_plain_http_does_with_hsts(stack: Stack, kind, method, path, headers, body):
     """Status, body shape and security headers equal to plain HTTP's for the same request;
     Strict-Transport-Security on every HTTPS answer (errors included), never on plain HTTP."""
-    if path.split("/")[1] in {"async", "sync"} and path.split("/")[1] not in {h.prefix for h in deployed()}:
-        pytest.skip("half not deployed")
     with stack.client() as plain, httpx.Client(base_url=stack.https_url, verify=trusting(stack), timeout=30) as tls:
         answers = [c.request(method, path, headers=headers, content=body) for c in (plain, tls)]
     (p, s) = answers
@@ -267,11 +256,11 @@ def test_only_static_files_are_compressed_over_https(stack: Stack):
     compresses as before."""
     gzip = {"accept-encoding": "gzip"}
     with stack.client() as plain, httpx.Client(base_url=stack.https_url, verify=trusting(stack), timeout=30) as tls:
-        for path in ("/", "/async/inspect", "/sync/inspect", "/async/openapi.json", "/no-such-page"):
+        for path in ("/", *(f"{prefix}/inspect" for prefix in PREFIXES), "/no-such-page"):
             assert "content-encoding" not in tls.get(path, headers=gzip).headers, path
         for path in ("/static/app.js", "/static/style.css"):
             assert tls.get(path, headers=gzip).headers.get("content-encoding") == "gzip", path
-        assert plain.get("/async/openapi.json", headers=gzip).headers.get("content-encoding") == "gzip"
+        assert plain.get("/", headers=gzip).headers.get("content-encoding") == "gzip"
 
 
 def test_oversized_headers_get_json_and_hsts_over_https(stack: Stack):
@@ -312,7 +301,11 @@ def raw_tls(stack: Stack, request: bytes, server_name: str | None) -> bytes:
 FOREIGN_HOST_REQUESTS = [
     ("foreign Host, our SNI", b"GET / HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n", "localhost"),
     ("foreign Host and SNI", b"GET / HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n", "evil.example"),
-    ("foreign Host, no SNI", b"GET /async/health HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n", None),
+    (
+        "foreign Host, no SNI",
+        f"GET {API}/health HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n".encode(),
+        None,
+    ),
     (
         "foreign absolute URI",
         b"GET https://evil.example/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
@@ -328,7 +321,7 @@ FOREIGN_HOST_REQUESTS = [
     # Our Host on a connection opened for another name (domain fronting): 421 all the same.
     (
         "our Host, foreign SNI",
-        b"GET /async/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        f"GET {API}/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode(),
         "evil.example",
     ),
     ("our IP as Host, foreign SNI", b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", "evil.example"),
@@ -352,8 +345,8 @@ def test_a_name_not_served_gets_421_json_over_https(stack: Stack, request_bytes:
 # connection (SNI, the URL's host) and the :authority (the URL's, or a Host header's) differ.
 AUTHORITIES = {
     "foreign SNI and authority": ("evil.example", "/", ()),
-    "our authority, foreign SNI": ("evil.example", "/async/health", ("-H", "Host: localhost:{port}")),
-    "our SNI, foreign authority": ("localhost", "/async/health", ("-H", "Host: evil.example:{port}")),
+    "our authority, foreign SNI": ("evil.example", f"{API}/health", ("-H", "Host: localhost:{port}")),
+    "our SNI, foreign authority": ("localhost", f"{API}/health", ("-H", "Host: evil.example:{port}")),
 }
 
 
@@ -380,14 +373,14 @@ def test_a_foreign_name_over_http2_gets_421(stack: Stack, case: str):
 def test_every_served_name_is_served_over_https(stack: Stack, host: str, sni: str | None):
     """Names compare case-insensitively; without SNI (a client connecting to an IP address)
     the Host decides."""
-    request = f"GET /async/health HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+    request = f"GET {API}/health HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
     assert raw_tls(stack, request, sni).startswith(b"HTTP/1.1 200 ")
 
 
 @pytest.mark.parametrize(
     "request_bytes",
-    [b"GET /async/health HTTP/1.1\r\nHost: localhost\r\n\r\n",
-     b"POST /sync/orders HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\n{}",
+    [f"GET {API}/health HTTP/1.1\r\nHost: localhost\r\n\r\n".encode(),
+     f"POST {PREFIXES[-1]}/orders HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\n{{}}".encode(),
      b"GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n"],
     ids=["GET", "POST", "foreign Host"],
 )  # fmt: skip
@@ -458,7 +451,7 @@ def test_sessions_are_resumed(stack: Stack, version: ssl.TLSVersion):
     context = trusting(stack)
     context.minimum_version = context.maximum_version = version
     port = int(stack.env["TWINSTACK_TLS_PORT"])
-    request = b"GET /async/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    request = f"GET {API}/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode()
     with context.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="localhost") as first:
         first.sendall(request)
         assert first.recv(100).startswith(b"HTTP/1.1 200 ")
@@ -646,6 +639,7 @@ def served_certificate(stack: Stack) -> bytes:
         return tls.getpeercert(binary_form=True)
 
 
+@pytest.mark.repeated
 def test_a_renewed_certificate_is_served_after_a_reload_that_drops_nothing(stack: Stack):
     """What an ACME client's deploy hook does (docs/tls.md): the files replaced in place, then
     `make reload`. Twice, under HTTPS load on both pools: every request answered 200, and new

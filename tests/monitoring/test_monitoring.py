@@ -17,7 +17,7 @@ import yaml
 from native import monitoring
 from native.settings import StackSettings
 from tests.docker.test_compose import SERVICES, interpolate
-from tests.support import ROOT, require_binary
+from tests.support import HALVES, PREFIXES, ROOT, require_binary
 from twinstack_runtime.metrics import Metrics
 
 MONITORING = ROOT / "monitoring"
@@ -51,9 +51,11 @@ def test_prometheus_config_as_docker_mounts_it(promtool, tmp_path):
 
 def test_prometheus_config_as_native_mode_renders_it(promtool, tmp_path):
     require_binary(shutil.which("prometheus-nginx-exporter"), "prometheus-nginx-exporter")
-    home = monitoring.render(StackSettings(run_dir=tmp_path, async_port=18001))
+    ports = {half: 18001 + n for n, half in enumerate(HALVES)}  # each pool's, as this stack's settings say
+    home = monitoring.render(StackSettings(run_dir=tmp_path, **{f"{half.prefix}_port": p for half, p in ports.items()}))
     check_config(promtool, home / "prometheus.yml")
-    assert json.loads((home / "targets/fastapi.json").read_text())[0]["targets"] == ["127.0.0.1:18001"]
+    for half, port in ports.items():
+        assert json.loads((home / f"targets/{half.program}.json").read_text())[0]["targets"] == [f"127.0.0.1:{port}"]
 
 
 def test_promtool_rejects_a_broken_config(promtool, tmp_path):
@@ -183,7 +185,7 @@ def test_dashboard_selects_only_label_values_that_exist():
 
 
 @pytest.mark.integration
-def test_native_monitoring_scrapes_both_pools_and_nginx(tmp_path, nginx_bin):
+def test_native_monitoring_scrapes_every_pool_and_nginx(tmp_path, nginx_bin):
     from tests.integration.conftest import running_stack
     from tests.support import free_port
 
@@ -196,24 +198,25 @@ def test_native_monitoring_scrapes_both_pools_and_nginx(tmp_path, nginx_bin):
         TWINSTACK_NGINX_EXPORTER_PORT=str(free_port()),
     ) as own:
         prometheus = f"http://127.0.0.1:{own.env['TWINSTACK_PROMETHEUS_PORT']}"
-        for prefix in ("/async", "/sync"):
+        pools = {half.program for half in HALVES}  # each pool's job, and its metrics' service label
+        for prefix in PREFIXES:
             httpx.get(f"{own.base_url}{prefix}/io?delay_ms=1", timeout=10)
         deadline = time.monotonic() + 60
         while True:
             targets = httpx.get(f"{prometheus}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
             health = {t["labels"]["job"]: t["health"] for t in targets}
-            if set(health) >= {"fastapi", "flask", "nginx"} and all(v == "up" for v in health.values()):
+            if set(health) >= {*pools, "nginx"} and all(v == "up" for v in health.values()):
                 break
             assert time.monotonic() < deadline, health
             time.sleep(1)
         query = "sum by (service) (twinstack_requests_total)"
         deadline = time.monotonic() + 30
-        while (
-            len(result := httpx.get(f"{prometheus}/api/v1/query", params={"query": query}).json()["data"]["result"]) < 2
-        ):
+        while len(
+            result := httpx.get(f"{prometheus}/api/v1/query", params={"query": query}).json()["data"]["result"]
+        ) < len(pools):
             assert time.monotonic() < deadline, result
             time.sleep(1)
-        assert {r["metric"]["service"] for r in result} == {"fastapi", "flask"}
+        assert {r["metric"]["service"] for r in result} == pools
         up = httpx.get(f"{prometheus}/api/v1/query", params={"query": "nginx_up"}).json()["data"]["result"]
         assert up and up[0]["value"][1] == "1"
 

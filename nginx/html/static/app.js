@@ -1,16 +1,6 @@
 // twinstack landing page: what a static page cannot do by itself.
 "use strict";
 
-// A project may deploy one half only (docs/architecture.md, "A half is a set of files"). nginx
-// answers 404 for the prefix of a half it does not route: that half's cells are hidden.
-for (const half of ["async", "sync"]) {
-  fetch(`/${half}/health`, { cache: "no-store" }).then((response) => {
-    if (response.status === 404) {
-      for (const element of document.querySelectorAll(`[data-half="${half}"]`)) element.hidden = true;
-    }
-  }).catch(() => {});
-}
-
 // A WebSocket round trip through nginx to the async service.
 const button = document.getElementById("ws-try");
 const out = document.getElementById("ws-out");
