@@ -8,7 +8,7 @@ import hashlib
 import uuid
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, text, tuple_
+from sqlalchemy import bindparam, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 
 from twinstack_contract.errors import ContractError
@@ -39,8 +39,6 @@ NEWEST_BEFORE = Statement.of(
     )
 )
 ANCHOR = Statement.of(select(orders.c.id).where(orders.c.id == bindparam("after")))
-HOLD = Statement.of(select(func.pg_sleep(bindparam("seconds"))))
-PING = Statement.of(text("SELECT 1"))
 
 
 def digest(order: OrderBody) -> str:
@@ -112,13 +110,3 @@ def page(params: OrderPageParams, served_by: str) -> Operation:
     more = len(rows) > params.limit
     found = [stored(row, served_by) for row in rows[: params.limit]]
     return OrderPage(orders=found, next_after=found[-1].order_id if more else None)
-
-
-def hold(delay_ms: int) -> Operation:
-    """One round trip that keeps its connection for ``delay_ms``: the "database query"
-    I/O workload (GET /db)."""
-    yield Query(HOLD, {"seconds": delay_ms / 1000})
-
-
-def ping() -> Operation:
-    yield Query(PING)

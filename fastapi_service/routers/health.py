@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 
 from twinstack_contract.errors import ContractError
 from twinstack_contract.models import READY_CHECKS, ErrorBody, Health
-from twinstack_db import orders
+from twinstack_db import probes
 from twinstack_runtime.work import worker_id
 
 router = APIRouter(tags=["health"])
@@ -32,5 +32,5 @@ async def ready(request: Request) -> Health:
         resp.raise_for_status()
     except httpx.HTTPError as exc:
         raise ContractError(503, "not_ready", f"Downstream unreachable: {type(exc).__name__}.") from exc
-    await request.app.state.db.run(orders.ping())  # 503 database_unavailable / pool_exhausted
+    await request.app.state.db.run(probes.ping())  # 503 database_unavailable / pool_exhausted
     return Health(status="ready", service="fastapi", served_by=worker_id(), checks=READY_CHECKS)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from twinstack_contract.errors import ContractError
 from twinstack_contract.models import CpuResult, ErrorBody, IoResult
-from twinstack_db import orders
+from twinstack_db import probes
 from twinstack_runtime.work import cpu_work, worker_id
 
 from ..errors import VALIDATION_ERROR_RESPONSE
@@ -93,7 +93,7 @@ async def blocking_db(params: Annotated[BlockParams, Query()], request: Request)
     stops for it, as with ``time.sleep``. The mistake looks like ordinary code (a sync
     SQLAlchemy engine, psycopg's sync connection, a sync ORM session)."""
     start = time.perf_counter()
-    request.app.state.lab_sync_db.run(orders.hold(params.delay_ms))  # deliberately wrong: blocks the loop
+    request.app.state.lab_sync_db.run(probes.hold(params.delay_ms))  # deliberately wrong: blocks the loop
     return _io_result(params, start)
 
 
@@ -102,7 +102,7 @@ async def to_thread_db(params: Annotated[BlockParams, Query()], request: Request
     """FIX: the same sync driver call, moved off the loop with ``asyncio.to_thread`` (for a
     library that has only a sync driver). Better still: an async driver, as GET /db uses."""
     start = time.perf_counter()
-    await asyncio.to_thread(request.app.state.lab_sync_db.run, orders.hold(params.delay_ms))
+    await asyncio.to_thread(request.app.state.lab_sync_db.run, probes.hold(params.delay_ms))
     return _io_result(params, start)
 
 

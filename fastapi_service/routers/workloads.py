@@ -20,7 +20,7 @@ from twinstack_contract.models import (
     IoResult,
     StreamParams,
 )
-from twinstack_db import orders
+from twinstack_db import probes
 from twinstack_runtime.work import cpu_work, stream_line, worker_id
 
 from ..dependencies import DbDep, DownstreamDep
@@ -42,7 +42,7 @@ async def db(params: Annotated[DbParams, Query()], database: DbDep) -> IoResult:
     """I/O-bound on the database: one query that holds a pooled connection for ``delay_ms``.
     The loop serves others while it waits; the pool, not the loop, bounds how many run at once."""
     start = time.perf_counter()
-    await database.run(orders.hold(params.delay_ms))
+    await database.run(probes.hold(params.delay_ms))
     return IoResult(delay_ms=params.delay_ms, waited_ms=(time.perf_counter() - start) * 1000, served_by=worker_id())
 
 

@@ -7,7 +7,7 @@ from flask import Blueprint
 
 from twinstack_contract.errors import ContractError
 from twinstack_contract.models import READY_CHECKS, Health
-from twinstack_db import orders
+from twinstack_db import probes
 from twinstack_runtime.work import worker_id
 
 from ..extensions import db, downstream
@@ -30,5 +30,5 @@ def ready() -> dict:
         resp.raise_for_status()
     except httpx.HTTPError as exc:
         raise ContractError(503, "not_ready", f"Downstream unreachable: {type(exc).__name__}.") from exc
-    db.database.run(orders.ping())  # 503 database_unavailable / pool_exhausted
+    db.database.run(probes.ping())  # 503 database_unavailable / pool_exhausted
     return Health(status="ready", service="flask", served_by=worker_id(), checks=READY_CHECKS).model_dump()

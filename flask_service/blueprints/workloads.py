@@ -17,7 +17,7 @@ from twinstack_contract.models import (
     IoResult,
     StreamParams,
 )
-from twinstack_db import orders
+from twinstack_db import probes
 from twinstack_runtime.work import cpu_work, stream_line, worker_id
 
 from ..extensions import db, downstream
@@ -43,7 +43,7 @@ def db_wait() -> dict:
     The worker waits with it: concurrency is the number of workers."""
     params = query(DbParams)
     start = time.perf_counter()
-    db.database.run(orders.hold(params.delay_ms))
+    db.database.run(probes.hold(params.delay_ms))
     return IoResult(
         delay_ms=params.delay_ms, waited_ms=(time.perf_counter() - start) * 1000, served_by=worker_id()
     ).model_dump()

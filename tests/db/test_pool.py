@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import bindparam, select, text
 
 from tests.support import sessions_opened
-from twinstack_db import orders
+from twinstack_db import orders, probes
 from twinstack_db.operation import Operation, Query, Statement
 from twinstack_db.session import AsyncDatabase, Database
 from twinstack_db.settings import DatabaseSettings, PoolLimits
@@ -61,10 +61,10 @@ def sync_db(database_url: str) -> Iterator[Database]:
 def test_a_sync_pool_opens_no_session_under_steady_load(sync_db: Database, database_url: str, clients: int):
     """Below, at and past the pool's size: once warm, thousands of operations open nothing."""
     with ThreadPoolExecutor(clients) as threads:
-        list(threads.map(lambda _: sync_db.run(orders.hold(20)), range(2 * clients)))  # warm-up
+        list(threads.map(lambda _: sync_db.run(probes.hold(20)), range(2 * clients)))  # warm-up
         before = sessions_opened(database_url)
-        list(threads.map(lambda _: sync_db.run(orders.ping()), range(400)))
-        list(threads.map(lambda _: sync_db.run(orders.hold(5)), range(4 * clients)))
+        list(threads.map(lambda _: sync_db.run(probes.ping()), range(400)))
+        list(threads.map(lambda _: sync_db.run(probes.hold(5)), range(4 * clients)))
         after = sessions_opened(database_url)
     assert after - before == 1, "sessions were opened under load (1 is the observer's own)"
     assert len(pool_backends(database_url, "test-pool-sync")) <= LIMITS.per_worker()
@@ -75,10 +75,10 @@ def test_an_async_pool_opens_no_session_under_steady_load(database_url: str, cli
     async def load() -> tuple[int, int, int]:
         db = await AsyncDatabase.open(DatabaseSettings(database_url=database_url), LIMITS, "test-pool-async")
         try:
-            await asyncio.gather(*(db.run(orders.hold(20)) for _ in range(2 * clients)))  # warm-up
+            await asyncio.gather(*(db.run(probes.hold(20)) for _ in range(2 * clients)))  # warm-up
             before = await asyncio.to_thread(sessions_opened, database_url)
             for _ in range(400 // clients):
-                await asyncio.gather(*(db.run(orders.ping()) for _ in range(clients)))
+                await asyncio.gather(*(db.run(probes.ping()) for _ in range(clients)))
             after = await asyncio.to_thread(sessions_opened, database_url)
             held = await asyncio.to_thread(pool_backends, database_url, "test-pool-async")
             return before, after, len(held)
