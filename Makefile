@@ -72,7 +72,7 @@ check: $(STAMP) .system-deps ## Validate the nginx configuration (nginx -t on th
 # a time on an otherwise quiet machine (exit code 5: a project with none of them). What it
 # needs first is made side by side: the virtualenv (then lint), checkov's, the system packages.
 # TEST_MARKERS narrows both passes (a marker expression: tests/test_variants_run.py runs a
-# generated project's suite with "not repeated").
+# generated project's suite with "not integration and not repeated").
 TEST_WORKERS ?= 4
 TEST_MARKERS ?=
 test: ## Lint, then run the whole test suite (unit, contract, the real stack through nginx)

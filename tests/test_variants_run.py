@@ -1,12 +1,13 @@
-"""Each one-half project `copier copy` makes passes its own suite, as its team's CI runs it:
-`CI=true bash .ci/run` in the generated project, which builds its own virtualenv, lints, and runs
-every test the project has (no list of test names here: the project's tests are the files its
-parts gave it). Left out, and run by this repository's own suite, which is the default variant's:
-the faults repeated over several runs or loads (marker `repeated`).
+"""Each one-half project `copier copy` makes passes its own CI, as its team's runs it:
+`CI=true bash .ci/run` in the generated project builds its own virtualenv, lints, and runs its
+tests (no list of test names here: the project's tests are the files its parts gave it), then
+`make up` starts it and it answers through nginx for its half only.
 
-The two halves cover both monitoring answers; the default variant with every part is this
-repository (tests/test_template.py shows it), and the file lists of the others are
-tests/test_template.py's.
+The project's runs here leave out its `integration` tests (each starts stacks of its own) and
+the faults repeated over runs or loads (`repeated`): with them, the two projects double this
+suite's time on a 2-CPU machine. This repository's own suite runs every integration test, on
+each half, from the same files. The two halves cover both monitoring answers; the default
+variant is this repository (tests/test_template.py shows it).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.parts import commit, generate, snapshot
+from tests.parts import commit, generate, running, snapshot
 from tests.support import ROOT
 
 # The project's own runner, at half this machine's test processes: it shares the machine with
@@ -38,25 +40,32 @@ def passes_its_own_ci(template: Path, dest: Path, **answers: object) -> None:
     # builds its own the same way, but it takes a minute, and the suite's time is counted.
     (project / ".venv-checkov").symlink_to(ROOT / ".venv-checkov")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TWINSTACK_", "VIRTUAL_ENV", "PYTEST_"))}
-    env |= {"PYTHON": sys.executable, "TEST_WORKERS": INNER_WORKERS, "TEST_MARKERS": "not repeated"}
+    env |= {"PYTHON": sys.executable, "TEST_WORKERS": INNER_WORKERS, "TEST_MARKERS": "not integration and not repeated"}
     run = subprocess.run(
-        ["bash", ".ci/run"], cwd=project, env=env, capture_output=True, text=True, timeout=1500
+        ["bash", ".ci/run"], cwd=project, env=env, capture_output=True, text=True, timeout=540
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-8000:] + run.stderr[-3000:]
     # Not vacuous: the project ran its tests (under CI=true a skip fails them).
     assert " passed" in run.stdout and " skipped" not in run.stdout, run.stdout[-2000:]
+    half = answers["halves"]
+    with running(project) as stack, httpx.Client(base_url=stack.base_url, timeout=10) as client:
+        assert client.get("/").status_code == 200
+        for prefix in ("async", "sync"):
+            expected = 200 if prefix == half else 404
+            assert client.get(f"/{prefix}/ready").status_code == expected, prefix
+            assert client.get(f"/{prefix}/orders?limit=1").status_code == expected, prefix
 
 
 # One class a half: `make test` hands each class to a process of its own (--dist loadscope).
 @pytest.mark.integration
-@pytest.mark.timeout(1500)
+@pytest.mark.timeout(600)
 class TestAsyncProject:
     def test_an_async_project_with_monitoring_passes_its_own_ci(self, template: Path, tmp_path: Path):
         passes_its_own_ci(template, tmp_path / "project", halves="async", monitoring=True)
 
 
 @pytest.mark.integration
-@pytest.mark.timeout(1500)
+@pytest.mark.timeout(600)
 class TestSyncProject:
     def test_a_sync_project_without_monitoring_passes_its_own_ci(self, template: Path, tmp_path: Path):
         passes_its_own_ci(template, tmp_path / "project", halves="sync", monitoring=False)

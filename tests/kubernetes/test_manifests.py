@@ -138,13 +138,14 @@ def generated_files(kustomization: dict) -> set[str]:
 
 def test_the_configmaps_are_generated_from_every_file_of_nginx_and_loadtest(rendered):
     """nginx/ and loadtest/ are not copied: each of their files (but TLS's, which no Kubernetes
-    object serves: TLS ends at the cluster's ingress) is in a generated ConfigMap, unchanged."""
+    object serves: TLS ends at the cluster's ingress, and a *.jinja twin, which only Copier
+    reads) is in a generated ConfigMap, unchanged."""
     kustomization = yaml.safe_load((BASE / "kustomization.yaml").read_text())
     served = {
         str(path.relative_to(ROOT))
         for folder in ("nginx", "loadtest")
         for path in (ROOT / folder).rglob("*")
-        if path.is_file() and "__pycache__" not in path.parts and "tls" not in path.parts
+        if path.is_file() and "__pycache__" not in path.parts and "tls" not in path.parts and path.suffix != ".jinja"
     }
     assert generated_files(kustomization) == served
     maps = {o["metadata"]["name"]: o for o in load(rendered, "local") if o["kind"] == "ConfigMap"}
