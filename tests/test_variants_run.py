@@ -22,6 +22,7 @@ import pytest
 
 from tests.parts import commit, generate, running, snapshot
 from tests.support import ROOT
+from tests.test_template import RUN_VARIANTS, holds_the_files_of_its_parts
 
 # The project's own runner, at half this machine's test processes: it shares the machine with
 # the rest of this suite (and with the other half's project).
@@ -33,12 +34,16 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return snapshot(tmp_path_factory.mktemp("template"))
 
 
-def passes_its_own_ci(template: Path, dest: Path, **answers: object) -> None:
-    project = generate(template, dest, project_name="shop-api", lab=False, **answers)
+def passes_its_own_ci(template: Path, dest: Path, answers: dict) -> None:
+    project = generate(template, dest, project_name="shop-api", **answers)
+    holds_the_files_of_its_parts(project, answers)  # tests/test_template.py's check of every variant
     commit(project, "generated")  # a team's first commit (tests/test_paths.py reads its files from git)
     # checkov's virtualenv is this repository's (its requirements are the same file): a project
     # builds its own the same way, but it takes a minute, and the suite's time is counted.
     (project / ".venv-checkov").symlink_to(ROOT / ".venv-checkov")
+    requirements = project / "deploy/kubernetes/requirements-checkov.txt"  # the same as ours: up to date
+    stamp = (ROOT / ".venv-checkov/bin/checkov").stat().st_mtime
+    os.utime(requirements, (stamp - 1, stamp - 1))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TWINSTACK_", "VIRTUAL_ENV", "PYTEST_"))}
     env |= {"PYTHON": sys.executable, "TEST_WORKERS": INNER_WORKERS, "TEST_MARKERS": "not integration and not repeated"}
     run = subprocess.run(
@@ -61,11 +66,13 @@ def passes_its_own_ci(template: Path, dest: Path, **answers: object) -> None:
 @pytest.mark.timeout(600)
 class TestAsyncProject:
     def test_an_async_project_with_monitoring_passes_its_own_ci(self, template: Path, tmp_path: Path):
-        passes_its_own_ci(template, tmp_path / "project", halves="async", monitoring=True)
+        assert RUN_VARIANTS[0]["halves"] == "async"
+        passes_its_own_ci(template, tmp_path / "project", RUN_VARIANTS[0])
 
 
 @pytest.mark.integration
 @pytest.mark.timeout(600)
 class TestSyncProject:
     def test_a_sync_project_without_monitoring_passes_its_own_ci(self, template: Path, tmp_path: Path):
-        passes_its_own_ci(template, tmp_path / "project", halves="sync", monitoring=False)
+        assert RUN_VARIANTS[1]["halves"] == "sync"
+        passes_its_own_ci(template, tmp_path / "project", RUN_VARIANTS[1])

@@ -21,15 +21,21 @@ from tests.support import HALVES, PREFIXES
 pytestmark = pytest.mark.integration
 
 
-def test_landing_page_shows_the_columns_of_the_deployed_halves_only(stack, page: Page):
-    """A project of one half serves its own page (Copier renders it from the page's .jinja twin):
-    every cell of each half it has, none of the other's, and no error in the console."""
+def open_landing_page(stack, page: Page) -> list[str]:
+    """The page, loaded; returns the list its console errors and uncaught exceptions go to."""
     errors: list[str] = []
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(stack.base_url + "/")
     expect(page).to_have_title(re.compile("twinstack"))
     expect(page.get_by_role("heading", name="Endpoints")).to_be_visible()
+    return errors
+
+
+def test_landing_page_shows_the_columns_of_the_deployed_halves_only(stack, page: Page):
+    """A project of one half serves its own page (Copier renders it from the page's .jinja twin):
+    every cell of each half it has, none of the other's, and no error in the console."""
+    errors = open_landing_page(stack, page)
     for half in settings.HALVES:
         cells = page.locator(f'[data-half="{half.prefix}"]')
         if half in HALVES:

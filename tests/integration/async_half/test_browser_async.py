@@ -9,18 +9,14 @@ from dataclasses import dataclass, field
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.integration.test_browser import open_landing_page
 from tests.support import HALVES
 
 pytestmark = pytest.mark.integration
 
 
 def test_landing_page_renders_and_its_websocket_works(stack, page: Page):
-    errors: list[str] = []
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(stack.base_url + "/")
-    expect(page).to_have_title(re.compile("twinstack"))
-    expect(page.get_by_role("heading", name="Endpoints")).to_be_visible()
+    errors = open_landing_page(stack, page)
     for half in HALVES:  # the halves deployed: their columns shown
         expect(page.locator(f'th[data-half="{half.prefix}"]')).to_be_visible()
     page.get_by_role("button", name="Send “hello”").click()
