@@ -18,13 +18,16 @@ import pytest
 from tests.integration import logs
 from tests.integration.conftest import ONE_CLIENT_LOAD, Stack, running_stack
 from tests.integration.load import PREFIXES, SteadyLoad
+from tests.support import HALVES
 
 # Alone: wrk at full speed takes the machine, and the rotation test spaces its rotations 3 s
 # apart (a minute in a deployment), which a starved machine stretches past its model.
 pytestmark = [pytest.mark.integration, pytest.mark.alone]
 
 # What supervisord captures of each program's output: only start-up messages belong there.
-CONSOLES = ("fastapi-console", "flask-console", "nginx-console")
+CONSOLES = (*(f"{half.program}-console" for half in HALVES), "nginx-console")
+# Each pool's log and the prefix it serves, for the halves this project has.
+POOLS = {half.program: f"/{half.prefix}" for half in HALVES}
 
 
 @pytest.fixture(scope="module")
@@ -53,28 +56,27 @@ def wrk(url: str, connections: int, seconds: int) -> int:
 
 
 def test_under_full_load_no_log_line_passes_through_the_supervisor(loaded: Stack):
-    """wrk at full speed through nginx on both pools: the lines land in nginx.log, fastapi.log
-    and flask.log, written by the processes themselves; what supervisord captures does not
+    """wrk at full speed through nginx on each pool: the lines land in nginx.log and each pool's
+    log (fastapi.log, flask.log), written by the processes themselves; what supervisord captures does not
     grow, and supervisord stays idle (it used about a quarter of a core when it carried them)."""
     supervisord = int((loaded.run_dir / "supervisord.pid").read_text())
-    before = {name: len(logs.records(loaded.log_dir, name)) for name in logs.JSON_LOGS}
+    names = ("nginx", *POOLS)
+    before = {name: len(logs.records(loaded.log_dir, name)) for name in names}
     consoles = sizes(loaded, CONSOLES)
     cpu_before, started = cpu_seconds(supervisord), time.monotonic()
-    sent = {
-        prefix: wrk(f"{loaded.base_url}{prefix}/health", connections=16, seconds=3) for prefix in ("/async", "/sync")
-    }
+    sent = {prefix: wrk(f"{loaded.base_url}{prefix}/health", connections=16, seconds=3) for prefix in PREFIXES}
     supervisor_share = (cpu_seconds(supervisord) - cpu_before) / (time.monotonic() - started)
     assert supervisor_share < 0.05, f"supervisord used {supervisor_share:.1%} of a core"
     assert sizes(loaded, CONSOLES) == consoles
     deadline = time.monotonic() + 10  # nginx writes its buffer at least once a second
     while True:
-        grown = {name: len(logs.records(loaded.log_dir, name)) - before[name] for name in logs.JSON_LOGS}
-        done = grown["nginx"] >= sum(sent.values()) and grown["fastapi"] >= sent["/async"]
-        if (done and grown["flask"] >= sent["/sync"]) or time.monotonic() > deadline:
+        grown = {name: len(logs.records(loaded.log_dir, name)) - before[name] for name in names}
+        done = grown["nginx"] >= sum(sent.values())
+        if (done and all(grown[pool] >= sent[prefix] for pool, prefix in POOLS.items())) or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     assert grown["nginx"] >= sum(sent.values()), (grown, sent)
-    assert grown["fastapi"] >= sent["/async"] and grown["flask"] >= sent["/sync"], (grown, sent)
+    assert all(grown[pool] >= sent[prefix] for pool, prefix in POOLS.items()), (grown, sent)
 
 
 def rotate(stack: Stack) -> None:
@@ -110,7 +112,7 @@ def test_a_rotation_under_load_neither_loses_nor_repeats_a_line(loaded: Stack, c
     assert load.resends_nginx_read(loaded.log_dir) == [], load.resent
     assert len(list(loaded.log_dir.glob("nginx.log.*"))) >= 2, sorted(p.name for p in loaded.log_dir.iterdir())
     wanted = {rid for ids in load.answered.values() for rid in ids}
-    for name, prefix in (("nginx", None), ("fastapi", "/async"), ("flask", "/sync")):
+    for name, prefix in (("nginx", None), *POOLS.items()):
         ids = {rid for p, rids in load.answered.items() for rid in rids if prefix in (None, p)}
         deadline = time.monotonic() + 10
         while True:
@@ -131,6 +133,6 @@ def test_the_rendered_logrotate_config_is_what_logrotate_accepts(loaded: Stack):
     result = subprocess.run([binary, "-d", "-s", str(state), str(conf)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert not [line for line in result.stderr.splitlines() if line.startswith("error")], result.stderr
-    for name in ("nginx", "nginx-error", "fastapi", "flask"):
+    for name in ("nginx", "nginx-error", *POOLS):
         assert str(Path(loaded.log_dir) / f"{name}.log") in conf.read_text()
     assert "logrotate" in loaded.ctl("status")
