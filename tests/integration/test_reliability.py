@@ -62,8 +62,8 @@ def kill_one_worker_of_each_pool(stack: Stack, load: SteadyLoad) -> None:
     """SIGKILL one worker of each pool while the load runs, each with a request in flight: the
     sync worker is killed in the middle of its request's sleep; the async worker once its own
     in-flight gauge counts one (on a busy machine, or under the suite stack's per-client rate
-    limit, the load's clients can leave it idle for a moment). Then the load goes on until gunicorn has replaced each worker and 50 more GETs per
-    pool were answered."""
+    limit, the load's clients can leave it idle for a moment). Then the load goes on until
+    gunicorn has replaced each worker and 50 more GETs per pool were answered."""
     masters, before = {}, {}
     for half in HALVES:
         program, prefix = half.program, f"/{half.prefix}"
