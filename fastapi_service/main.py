@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 resources.callback(lab_db.close)
             process_pool = app.state.process_pool = lab.ProcessPool(settings.process_pool_workers)
             resources.callback(process_pool.shutdown)
-            # The job threads reach the same pool through the loop (run_from_thread).
+            # The routes await the pool; the job threads reach it through the loop (run_from_thread).
             jobs = app.state.jobs = JobRunner(
                 JobStore(db.run_from_thread, settings.job_retention_s), settings.job_threads, settings.job_capacity
             )

@@ -12,6 +12,10 @@ once, in the generator; only the awaiting differs between the services::
     Database(...).run(get(order_id))          # Flask
     await AsyncDatabase(...).run(get(order_id))  # FastAPI
 
+What an operation does before its first query (checking its input, refusing at once) runs
+before a connection is taken from the pool, and an operation stopped by a failure is closed at
+once, so its own ``finally``/``except`` clean-up runs (the jobs queue gives its slot back).
+
 A statement is written with SQLAlchemy (the models are the schema's one definition, with
 Alembic) and compiled once, when its module is imported, into the SQL text psycopg runs: a
 request pays for no compilation, and the same text every time lets psycopg prepare it on the

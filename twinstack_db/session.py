@@ -87,8 +87,11 @@ class Database:
     def run(self, operation: Operation) -> Any:
         start = time.perf_counter()
         try:
+            query = next(operation)  # what precedes the first query (a check, a refusal) holds no connection
+        except StopIteration as done:
+            return done.value
+        try:
             with translated(), self.pool.connection() as conn:
-                query = next(operation)
                 while True:
                     cursor = conn.execute(query.statement.sql, query.parameters())
                     result = cursor.fetchall() if query.rows == "all" else cursor.fetchone()
@@ -97,6 +100,7 @@ class Database:
                     except StopIteration as done:
                         return done.value
         finally:
+            operation.close()  # one stopped by a failure runs its own clean-up now, not when collected
             add_sql_time(time.perf_counter() - start)
 
     def close(self) -> None:
@@ -131,9 +135,12 @@ class AsyncDatabase:
     async def run(self, operation: Operation) -> Any:
         start = time.perf_counter()
         try:
+            query = next(operation)  # as Database.run: no connection before the first query
+        except StopIteration as done:
+            return done.value
+        try:
             with translated():
                 async with self.pool.connection() as conn:
-                    query = next(operation)
                     while True:
                         cursor = await conn.execute(query.statement.sql, query.parameters())
                         result = await (cursor.fetchall() if query.rows == "all" else cursor.fetchone())
@@ -142,6 +149,7 @@ class AsyncDatabase:
                         except StopIteration as done:
                             return done.value
         finally:
+            operation.close()  # one stopped by a failure runs its own clean-up now, not when collected
             add_sql_time(time.perf_counter() - start)
 
     async def close(self) -> None:

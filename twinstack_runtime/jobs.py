@@ -81,7 +81,9 @@ def _owner_gone(owner: str) -> bool:
 
 
 class JobStore:
-    """The jobs table, through ``run`` (a blocking call: the job threads use it too)."""
+    """The jobs table. What a request asks of it (``lookup``, ``record``) is an operation, which
+    each service runs on its own database: awaited on FastAPI's event loop, called on a Flask
+    worker. The job threads run theirs through ``run``, a blocking call."""
 
     def __init__(self, run: Run, retention_s: float = 900.0):
         self.run = run
@@ -91,10 +93,11 @@ class JobStore:
     def save(self, job: Job) -> None:
         self.run(table.save(job, _owner()))
 
-    def get(self, job_id: str) -> Job:
+    def lookup(self, job_id: str) -> Operation:
+        """The job as GET /jobs/{id} reports it; KeyError (before any query) when there is none."""
         if not JOB_ID_RE.match(job_id):
             raise KeyError(job_id)
-        found = self.run(table.get(UUID(job_id), LEASE_S))
+        found = yield from table.get(UUID(job_id), LEASE_S)
         if found is None:
             raise KeyError(job_id)
         job, owner, stale = found
@@ -102,8 +105,10 @@ class JobStore:
             return failed(job, "lost: the worker that held this job stopped before it finished")
         return job
 
-    def accept(self, request: JobRequest) -> Job:
-        self.sweep()
+    def record(self, request: JobRequest) -> Operation:
+        """A new job, queued and saved (503 database_unavailable when it cannot be); it also
+        sweeps the table when a sweep is due."""
+        yield from self.sweep()
         job = Job(
             job_id=uuid.uuid4().hex,
             status="queued",
@@ -112,20 +117,20 @@ class JobStore:
             accepted_at=time.time(),
             served_by=worker_id(),
         )
-        self.save(job)  # 503 database_unavailable when it cannot be recorded
+        yield from table.save(job, _owner())
         return job
 
     def heartbeat(self, job_ids: list[str]) -> None:
         if job_ids:
             self.run(table.heartbeat([UUID(job_id) for job_id in job_ids]))
 
-    def sweep(self) -> int:
+    def sweep(self) -> Operation:
         """Delete records past the retention, at most once a minute per worker; returns how many."""
         now = time.time()
         if now < self._next_sweep:
             return 0
         self._next_sweep = now + SWEEP_EVERY_S
-        return self.run(table.sweep(self.retention_s, now))
+        return (yield from table.sweep(self.retention_s, now))
 
 
 def failed(job: Job, reason: str) -> Job:
@@ -163,13 +168,14 @@ class JobRunner:
             thread.start()
         threading.Thread(target=self._heartbeat, name="job-heartbeat", daemon=True).start()
 
-    def accept(self, request: JobRequest) -> Job:
-        """Record a job if a slot is free (503 JSON at once if not); ``start`` runs it later."""
+    def accept(self, request: JobRequest) -> Operation:
+        """An operation that records a job if a slot is free (503 JSON at once, before any
+        query, if not); the service runs it on its database, and ``start`` runs the job later."""
         if self._stopping or not self._slots.acquire(blocking=False):
             raise ContractError(503, "jobs_busy", "Too many jobs are waiting; try again later.")
         try:
-            job = self.store.accept(request)
-        except BaseException:
+            job = yield from self.store.record(request)
+        except BaseException:  # the save failed, or the operation was closed before it ended
             self._slots.release()
             raise
         with self._lock:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, BackgroundTasks
 
 from twinstack_contract.errors import ContractError
 from twinstack_contract.models import ErrorBody, Job, JobRequest
 
-from ..dependencies import JobsDep, JsonBody
+from ..dependencies import DbDep, JobsDep, JsonBody
 from ..errors import VALIDATION_ERROR_RESPONSE
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses=VALIDATION_ERROR_RESPONSE)
@@ -26,18 +24,18 @@ router = APIRouter(prefix="/jobs", tags=["jobs"], responses=VALIDATION_ERROR_RES
         503: {"model": ErrorBody, "description": "The worker's job queue is full."},
     },
 )
-async def post_job(body: JobRequest, jobs: JobsDep, background: BackgroundTasks) -> Job:
+async def post_job(body: JobRequest, jobs: JobsDep, db: DbDep, background: BackgroundTasks) -> Job:
     """Accept a job (503 at once if the worker's job queue is full); it is queued once this
     202 has been sent. Jobs run on threads of their own, never in the thread pool that
     serves FastAPI's plain ``def`` routes."""
-    job = await asyncio.to_thread(jobs.accept, body)  # a database write: off the loop's thread
+    job = await db.run(jobs.accept(body))  # recorded on the worker's async pool
     background.add_task(jobs.start, job)
     return job
 
 
 @router.get("/{job_id}", responses={404: {"model": ErrorBody}})
-async def get_job(job_id: str, jobs: JobsDep) -> Job:
+async def get_job(job_id: str, jobs: JobsDep, db: DbDep) -> Job:
     try:
-        return await asyncio.to_thread(jobs.store.get, job_id)
+        return await db.run(jobs.store.lookup(job_id))
     except KeyError:
         raise ContractError(404, "not_found", "No such job.") from None

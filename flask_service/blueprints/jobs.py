@@ -9,6 +9,7 @@ from twinstack_contract.errors import ContractError
 from twinstack_contract.models import JobRequest
 from twinstack_runtime.jobs import JobRunner
 
+from ..extensions import db
 from ..extensions import jobs as jobs_ext
 from ..fastapi_parity import json_body
 
@@ -24,7 +25,7 @@ def post_job() -> ResponseReturnValue:
     """Accept a job (503 at once if the worker's job queue is full). It is queued when the WSGI
     server closes the response, i.e. after the 202 went out."""
     runner = _runner()
-    job = runner.accept(json_body(JobRequest))
+    job = db.database.run(runner.accept(json_body(JobRequest)))
     response = jsonify(job.model_dump())
     response.status_code = 202
     response.call_on_close(lambda: runner.start(job))
@@ -34,6 +35,6 @@ def post_job() -> ResponseReturnValue:
 @bp.get("/<job_id>")
 def get_job(job_id: str) -> dict:
     try:
-        return _runner().store.get(job_id).model_dump()
+        return db.database.run(_runner().store.lookup(job_id)).model_dump()
     except KeyError:
         raise ContractError(404, "not_found", "No such job.") from None

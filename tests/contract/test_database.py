@@ -153,6 +153,7 @@ def both_database_down(settings_kwargs: dict) -> Iterator[dict]:
         ("POST", "/orders", 503),
         ("GET", f"/orders/{uuid.UUID(int=7)}", 503),
         ("GET", "/orders", 503),
+        ("GET", f"/jobs/{uuid.UUID(int=7).hex}", 503),
         # Liveness and the workloads that need no database are unaffected.
         ("GET", "/health", 200),
         ("GET", "/io?delay_ms=1", 200),
@@ -160,6 +161,7 @@ def both_database_down(settings_kwargs: dict) -> Iterator[dict]:
         # Bad input is still refused first, before any connection is tried.
         ("GET", "/orders/not-a-uuid", 422),
         ("POST", "/orders?bad", 422),
+        ("GET", "/jobs/not-a-job-id", 404),
     ],
 )
 def test_database_down_same_answer(both_database_down: dict, method: str, path: str, status: int):

@@ -1,6 +1,7 @@
 """Jobs in the database (twinstack_runtime/jobs.py on the tests' PostgreSQL): a job whose
 worker is gone is reported failed, on this host at once and from any host once its lease
-ran out; old records are deleted."""
+ran out; old records are deleted; a full queue refuses before it touches the database, and a
+job that could not be recorded gives its slot back."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
+from tests.support import free_port
+from twinstack_contract.errors import ContractError
 from twinstack_contract.models import Job, JobRequest
 from twinstack_db.session import Database
 from twinstack_db.settings import DatabaseSettings, PoolLimits
@@ -38,27 +41,27 @@ def running(owner: str, store: JobStore, database_url: str, heartbeat_age_s: flo
 
 def test_a_job_of_a_live_owner_is_running(store: JobStore, database_url: str):
     job_id = running(jobs._owner(), store, database_url)
-    assert store.get(job_id).status == "running"
+    assert store.run(store.lookup(job_id)).status == "running"
 
 
 def test_a_job_whose_worker_died_on_this_host_is_failed_at_once(store: JobStore, database_url: str):
     job_id = running(f"{jobs.HOST}:999999999:12345", store, database_url)  # no such process
-    job = store.get(job_id)
+    job = store.run(store.lookup(job_id))
     assert job.status == "failed" and job.error.startswith("lost")
 
 
 def test_another_hosts_job_is_failed_once_its_heartbeat_is_older_than_the_lease(store: JobStore, database_url: str):
     fresh = running("other-host:1:1", store, database_url, heartbeat_age_s=jobs.LEASE_S - 5)
-    assert store.get(fresh).status == "running"  # its owner may well be alive: not ours to say
+    assert store.run(store.lookup(fresh)).status == "running"  # its owner may well be alive: not ours to say
     stale = running("other-host:1:1", store, database_url, heartbeat_age_s=jobs.LEASE_S + 1)
-    assert store.get(stale).status == "failed"
+    assert store.run(store.lookup(stale)).status == "failed"
 
 
 def test_a_runner_heartbeats_the_jobs_it_holds(store: JobStore, database_url: str, monkeypatch):
     monkeypatch.setattr(jobs, "HEARTBEAT_S", 0.2)
     runner = JobRunner(store, threads=1, capacity=2)
     try:
-        job = runner.accept(JobRequest(delay_ms=1500))
+        job = store.run(runner.accept(JobRequest(delay_ms=1500)))
         runner.start(job)
         with psycopg.connect(database_url, autocommit=True) as conn:
             job_id = uuid.UUID(job.job_id)
@@ -69,7 +72,7 @@ def test_a_runner_heartbeats_the_jobs_it_holds(store: JobStore, database_url: st
             ).fetchone()[0]:
                 assert time.monotonic() < deadline, "the runner never beat the job's heart again"
                 time.sleep(0.05)
-        assert store.get(job.job_id).status == "running"  # beaten again since
+        assert store.run(store.lookup(job.job_id)).status == "running"  # beaten again since
     finally:
         runner.stop(0)
 
@@ -83,10 +86,48 @@ def test_old_records_are_deleted_and_recent_ones_kept(store: JobStore, database_
     for job in (old_done, new_done):
         store.save(job)
     abandoned = running("other-host:1:1", store, database_url, heartbeat_age_s=120)
-    assert store.sweep() >= 2
+    assert store.run(store.sweep()) >= 2
     with pytest.raises(KeyError):
-        store.get(old_done.job_id)
+        store.run(store.lookup(old_done.job_id))
     with pytest.raises(KeyError):
-        store.get(abandoned)
-    assert store.get(new_done.job_id).status == "done"
-    assert store.sweep() == 0  # at most once a minute per worker
+        store.run(store.lookup(abandoned))
+    assert store.run(store.lookup(new_done.job_id)).status == "done"
+    assert store.run(store.sweep()) == 0  # at most once a minute per worker
+
+
+def test_a_malformed_id_is_not_found_before_any_query(store: JobStore):
+    with pytest.raises(KeyError):
+        next(store.lookup("not-a-job-id"))  # raised before the operation's first query
+
+
+@pytest.fixture
+def down() -> Iterator[Database]:
+    """A database that never answers: nothing listens on its port."""
+    database = DatabaseSettings(database_url=f"postgresql://app@127.0.0.1:{free_port()}/none", db_pool_timeout_s=0.5)
+    db = Database.open(database, PoolLimits(pool_size=1), "test-jobs-down")
+    yield db
+    db.close()
+
+
+def test_a_full_queue_refuses_before_it_touches_the_database(store: JobStore, down: Database):
+    runner = JobRunner(store, threads=1, capacity=1)
+    try:
+        store.run(runner.accept(JobRequest(delay_ms=5000)))  # takes the only slot
+        with pytest.raises(ContractError) as refused:
+            down.run(runner.accept(JobRequest(delay_ms=1)))
+        assert refused.value.status == 503 and refused.value.code == "jobs_busy"  # not database_unavailable
+    finally:
+        runner.stop(0)
+
+
+def test_a_job_that_could_not_be_recorded_gives_its_slot_back(store: JobStore, down: Database):
+    runner = JobRunner(store, threads=1, capacity=1)
+    try:
+        for _ in range(3):  # each failure hands the only slot back
+            with pytest.raises(ContractError) as failed:
+                down.run(runner.accept(JobRequest(delay_ms=1)))
+            assert failed.value.code in ("database_unavailable", "pool_exhausted")
+        job = store.run(runner.accept(JobRequest(delay_ms=1)))
+        assert store.run(store.lookup(job.job_id)).status == "queued"
+    finally:
+        runner.stop(0)
