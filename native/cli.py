@@ -1,475 +1,75 @@
-"""``python -m native up|down|status|restart|logs|check``: what the Makefile's native mode runs.
-
-``env``, ``url`` and ``render-nginx PREFIX`` answer what a program beside the stack may ask of
-the runner (the lab, ``make loadtest``) without importing native mode: the environment the
-stack's programs get, the public base URL, and an nginx prefix rendered from that environment.
-"""
+"""``python -m native COMMAND``: what the Makefile's native mode runs (``python -m native --help``
+lists the commands). Each command is one line of ``COMMANDS``; the lifecycle is in
+native/lifecycle.py, the commands for programs beside the stack in native/commands.py."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
-import secrets
-import shutil
-import signal
-import socket
-import ssl
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
-import xmlrpc.client
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import ValidationError
-from supervisor.xmlrpc import SupervisorTransport
 
-from twinstack_db import budget
-
-from . import nginx_config, postgres
-from .settings import ROOT, StackSettings, deployed
-
-CONF = ROOT / "native" / "supervisord.conf"
-# supervisord.conf includes one file per program; these run only with MONITORING=1.
-PROGRAM_FILES = ROOT / "native" / "programs"
-MONITORING_PROGRAMS = ("nginx-exporter", "prometheus")
+from . import commands, lifecycle, nginx_config
+from .preflight import StackError
+from .settings import ROOT, StackSettings
 
 
-def programs(settings: StackSettings) -> tuple[str, ...]:
-    """Every program supervisord was given (one file each), monitoring only when it is on,
-    PostgreSQL only when the database is the private cluster."""
-    names = sorted(path.stem for path in PROGRAM_FILES.glob("*.conf"))
-    names = [n for n in names if not (n == "postgres" and settings.external_database())]
-    return tuple(n for n in names if settings.monitoring or n not in MONITORING_PROGRAMS)
+@dataclass(frozen=True)
+class Command:
+    help: str
+    run: Callable[[StackSettings, argparse.Namespace], int | None]  # the exit code; None is 0
+    arguments: list[tuple[tuple[str, ...], dict]] = field(default_factory=list)
 
 
-class StackError(RuntimeError):
-    pass
+def _json(value: object) -> None:
+    print(json.dumps(value, indent=1, sort_keys=True))
 
 
-def render_monitoring(settings: StackSettings) -> None:
-    """run/prometheus/ for MONITORING=1, from the monitoring part (native/monitoring.py,
-    monitoring/), which a project may be generated without."""
-    try:
-        from . import monitoring
-    except ImportError:  # native/monitoring.py is not there
-        raise StackError("this project has no monitoring (made without it): MONITORING=1 is not available") from None
-    try:
-        monitoring.render(settings)
-    except monitoring.MonitoringError as exc:
-        raise StackError(str(exc)) from None
+def _restart(settings: StackSettings) -> None:
+    lifecycle.down(settings)
+    lifecycle.up(settings)
 
 
-def _pid(settings: StackSettings) -> int | None:
-    try:
-        pid = int((settings.run_dir / "supervisord.pid").read_text())
-        os.kill(pid, 0)
-        return pid
-    except (OSError, ValueError):
-        return None
-
-
-def _ctl(env: dict[str, str], *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
-    cmd = [str(Path(sys.prefix) / "bin" / "supervisorctl"), "-c", str(CONF), *args]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, check=check)
-
-
-def _port_busy(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
-
-
-# The readiness probes ask nginx on loopback, where a certificate made for the public name (or
-# a self-signed one) cannot match: the probe checks that HTTPS answers, not who signed it.
-_PROBE_TLS = ssl.create_default_context()
-_PROBE_TLS.check_hostname = False
-_PROBE_TLS.verify_mode = ssl.CERT_NONE
-
-
-def _get(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=2, context=_PROBE_TLS) as resp:
-            return resp.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
-        return 0
-
-
-def ready_urls(settings: StackSettings) -> list[str]:
-    """What answers 200 when the stack is ready: the public entry (HTTPS when it is on) and each
-    pool through it; with HTTPS on, the plain port too (serving, or redirecting there)."""
-    base = settings.public_url()
-    urls = [f"{base}/", *(f"{base}/{half.prefix}/ready" for half in deployed())]
-    if settings.tls:
-        urls.append(f"http://127.0.0.1:{settings.http_port}/")
-    urls.append(f"http://127.0.0.1:{settings.locust_port}/")
-    if settings.monitoring:
-        urls.append(f"http://127.0.0.1:{settings.prometheus_port}/-/ready")
-    return urls
-
-
-def wait_ready(settings: StackSettings) -> None:
-    deadline = time.monotonic() + settings.ready_timeout_s
-    pending = ready_urls(settings)
-    while pending and time.monotonic() < deadline:
-        pending = [url for url in pending if _get(url) != 200]
-        if pending:
-            time.sleep(0.3)
-    if pending:
-        raise StackError(f"not ready after {settings.ready_timeout_s:.0f} s: {', '.join(pending)}")
-
-
-def start_programs(settings: StackSettings, env: dict[str, str]) -> None:
-    """Start every program that is not running yet, all at once: supervisorctl waits for each
-    one it starts (its startsecs), so one call per program, side by side. Idempotent."""
-    cmd = [str(Path(sys.prefix) / "bin" / "supervisorctl"), "-c", str(CONF), "start"]
-    calls = [subprocess.Popen([*cmd, name], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-             for name in programs(settings)]  # fmt: skip
-    for call in calls:
-        call.wait()
-
-
-def migrate(settings: StackSettings, env: dict[str, str]) -> None:
-    """Wait for PostgreSQL, create the database on first start, apply the migrations: once,
-    here, before any pool starts (never in a worker, never in a gunicorn hook). An external
-    database is waited for by connecting to it; its owner has created it."""
-    try:
-        if settings.external_database():
-            postgres.wait_connectable(env["TWINSTACK_DATABASE_URL"], settings.ready_timeout_s)
-        else:
-            binaries = settings.postgres_bin()
-            assert binaries is not None  # checked by up()
-            postgres.wait_ready(binaries, settings.db_port, settings.ready_timeout_s)
-            postgres.ensure_database(env["TWINSTACK_DATABASE_URL"])
-    except (postgres.PostgresError, OSError) as exc:
-        raise StackError(f"{exc} (see {settings.log_dir}/postgres.log)") from None
-    result = subprocess.run(
-        [sys.executable, "-m", "alembic", "-c", str(ROOT / "migrations" / "alembic.ini"), "upgrade", "head"],
-        cwd=ROOT, env=env, capture_output=True, text=True,
-    )  # fmt: skip
-    if result.returncode != 0:
-        raise StackError(f"migrations failed:\n{result.stderr.strip()}")
-
-
-def up(settings: StackSettings) -> None:
-    env = settings.environment()
-    if _pid(settings):
-        if settings.monitoring:
-            render_monitoring(settings)
-        if not settings.external_database():
-            _ctl(env, "start", "postgres")
-        migrate(settings, env)  # new migrations since the stack started
-        start_programs(settings, env)  # whatever was stopped
-        wait_ready(settings)
-        print("twinstack is already running.")
-        return
-    nginx = settings.nginx()
-    if nginx is None:
-        raise StackError(
-            "nginx is not installed. Install it from your OS packages "
-            "(Debian/Ubuntu: sudo apt-get install nginx), or set TWINSTACK_NGINX_BIN."
-        )
-    if settings.logrotate() is None:
-        raise StackError(
-            "logrotate is not installed (it rotates the logs nginx and the pools write). Install it from "
-            "your OS packages (Debian/Ubuntu: sudo apt-get install logrotate), or set TWINSTACK_LOGROTATE_BIN."
-        )
-    if not settings.external_database() and (
-        settings.postgres_bin() is None or not (settings.postgres_bin() / "initdb").exists()
-    ):
-        raise StackError(
-            "PostgreSQL is not installed. Install it from your OS packages "
-            "(Debian/Ubuntu: sudo apt-get install postgresql), or set TWINSTACK_PG_BIN_DIR."
-        )
-    try:  # the masters check it too; here it is one clear message before anything starts
-        limit = settings.max_connections()
-        if settings.external_database():  # its own max_connections is the limit, whatever is set
-            limit = postgres.max_connections(env["TWINSTACK_DATABASE_URL"], settings.ready_timeout_s)
-            env["TWINSTACK_DB_MAX_CONNECTIONS"] = str(limit)
-        budget.check(settings.connection_budget(), limit)
-    except budget.BudgetError as exc:
-        raise StackError(str(exc)) from None
-    except postgres.PostgresError as exc:
-        raise StackError(str(exc)) from None
-    if settings.tls:
-        check_certificate(settings)
-    busy = [f"{name} ({port})" for name, port in settings.ports().items() if _port_busy(port)]
-    if busy:
-        raise StackError(
-            f"port busy: {', '.join(busy)}. Stop what uses it, or choose other ports in .env "
-            "(TWINSTACK_HTTP_PORT, TWINSTACK_TLS_PORT, TWINSTACK_ASYNC_PORT, TWINSTACK_SYNC_PORT, "
-            "TWINSTACK_DOWNSTREAM_PORT, TWINSTACK_LOCUST_PORT, TWINSTACK_DB_PORT)."
-        )
-    for directory in (settings.run_dir, settings.log_dir):
-        directory.mkdir(parents=True, exist_ok=True)
-    if settings.monitoring:
-        render_monitoring(settings)
-    prefix = nginx_config.render(env, settings.run_dir.resolve() / "nginx")
-    nginx_config.check(nginx, prefix, env["TWINSTACK_NGINX_GLOBALS"])
-    render_logrotate(env, settings.run_dir.resolve())
-    try:
-        if not settings.external_database():
-            postgres.ensure_cluster(
-                settings.postgres_bin(),
-                settings.postgres_data(),
-                postgres.password(settings.run_dir.resolve(), settings.db_password),
-            )
-    except postgres.PostgresError as exc:
-        raise StackError(str(exc)) from None
-    subprocess.run([str(Path(sys.prefix) / "bin" / "supervisord"), "-c", str(CONF)], env=env, check=True)
-    try:
-        migrate(settings, env)
-        start_programs(settings, env)
-        wait_ready(settings)
-    except StackError:
-        print(_ctl(env, "status").stdout, file=sys.stderr)
-        print(f"Logs: {settings.log_dir}/", file=sys.stderr)
-        raise
-    print(f"twinstack is up (native mode, logs in {settings.log_dir}/):")
-    base = settings.public_url("localhost")
-    print(f"  {'landing page':15} {base}/")
-    for half in deployed():
-        print(f"  {half.prefix + ' ' + half.page:15} {base}/{half.prefix}/{half.page}")
-    print(f"  {'Locust web UI':15} http://localhost:{settings.locust_port}/")
-    if settings.monitoring:
-        print(f"  {'Prometheus':15} http://localhost:{settings.prometheus_port}/")
-
-
-def render_logrotate(env: dict[str, str], run_dir: Path) -> Path:
-    """run/logrotate.conf from native/logrotate.conf.template; logrotate ignores a config file
-    others may write, so it is 0644."""
-    target = run_dir / "logrotate.conf"
-    template = (ROOT / "native" / "logrotate.conf.template").read_text()
-    target.write_text(nginx_config.render_template(template, env))
-    target.chmod(0o644)
-    return target
-
-
-# A program's states once it is stopped (or never ran): supervisord's, as its RPC names them.
-_STOPPED = {"STOPPED", "EXITED", "FATAL"}
-
-
-def _supervisor(settings: StackSettings) -> xmlrpc.client.ServerProxy:
-    """supervisord's XML-RPC interface, on the stack's private socket (as supervisorctl uses it)."""
-    transport = SupervisorTransport(None, None, f"unix://{settings.run_dir / 'supervisor.sock'}")
-    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
-
-
-def stop_in_order(settings: StackSettings, deadline: float) -> None:
-    """Stop the programs in reverse priority (nginx drains first, then the pools, then the
-    downstream, PostgreSQL last), each with its graceful signal and stopwaitsecs, programs of
-    one priority together. supervisord's own shutdown keeps the same order, but notices each
-    stop only at its next one-second tick; asking for the states here wakes it to reap."""
-    rpc = _supervisor(settings).supervisor
-    stages: dict[int, list[str]] = {}
-    for info in rpc.getAllConfigInfo():
-        stages.setdefault(info["process_prio"], []).append(f"{info['group']}:{info['name']}")
-    for priority in sorted(stages, reverse=True):
-        for name in stages[priority]:
-            with contextlib.suppress(xmlrpc.client.Fault):  # NOT_RUNNING: nothing to stop
-                rpc.stopProcess(name, False)
-        while any(rpc.getProcessInfo(name)["statename"] not in _STOPPED for name in stages[priority]):
-            if time.monotonic() > deadline:
-                raise StackError(f"{', '.join(stages[priority])} still running after their stop")
-            time.sleep(0.05)
-
-
-def down(settings: StackSettings, timeout_s: float = 120.0) -> None:
-    pid = _pid(settings)
-    if pid is None:
-        print("twinstack is not running.")
-        return
-    deadline = time.monotonic() + timeout_s
-    try:
-        stop_in_order(settings, deadline)
-    except (OSError, xmlrpc.client.Error) as exc:  # its socket gone: its own shutdown stops them
-        print(f"supervisord did not answer ({exc}): stopping it with SIGTERM")
-    # Then supervisord itself (with a program still running, its own shutdown stops it in order).
-    os.kill(pid, signal.SIGTERM)
-    while _pid(settings) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if _pid(settings):
-        raise StackError(f"supervisord (pid {pid}) still running after {timeout_s:.0f} s")
-    if (public := settings.public_dir()) is not None:  # the web root's copy (as root)
-        shutil.rmtree(public, ignore_errors=True)
-    print("twinstack stopped.")
-
-
-def delete_data(settings: StackSettings) -> None:
-    """Remove the private cluster (make clean): every order, job and migration with it."""
-    if _pid(settings):
-        raise StackError("twinstack is running: stop it first (make down).")
-    data = settings.postgres_data()
-    # The folder made for it (as root: /var/lib/twinstack/<stack>/; else run/postgres/).
-    folder = data.parent if settings.db_data_dir is None else data
-    if folder.exists():
-        shutil.rmtree(folder)
-        print(f"deleted the database in {folder}")
-
-
-def make_cluster(settings: StackSettings, folder: Path, port: int) -> dict:
-    """A cluster of the stack's PostgreSQL in ``folder`` (which the server's user may enter),
-    for a runner that starts it itself: the command, the user to run it as (PostgreSQL refuses
-    root), and a URL to its ``postgres`` database on 127.0.0.1:``port``."""
-    binaries = settings.postgres_bin()
-    if binaries is None or not (binaries / "initdb").exists():
-        raise StackError("PostgreSQL is not installed (Debian/Ubuntu: apt-get install postgresql).")
-    secret = secrets.token_hex(16)
-    try:
-        postgres.ensure_cluster(binaries, folder / "data", secret)
-    except postgres.PostgresError as exc:
-        raise StackError(str(exc)) from None
-    server = [str(binaries / "postgres"), "-D", str(folder / "data"), "-p", str(port)]
-    return {
-        "argv": [*server, "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="],
-        "ready": [str(binaries / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)],
-        "run_as": postgres.as_server_user(),
-        "url": f"postgresql://{postgres.ROLE}:{secret}@127.0.0.1:{port}/postgres",
-    }
-
-
-def reload(settings: StackSettings) -> None:
-    """Graceful reload: gunicorn (HUP) starts new workers with the current config and code,
-    then retires the old ones after their requests; nginx re-renders and reloads the same way."""
-    if _pid(settings) is None:
-        raise StackError("twinstack is not running.")
-    env = settings.environment()
-    prefix = settings.run_dir.resolve() / "nginx"
-    validate_nginx(settings)  # a broken config must not replace a working one
-    nginx_config.render(env, prefix)
-    result = _ctl(env, "signal", "HUP", *(half.program for half in deployed()), "nginx")
-    if result.returncode != 0:
-        raise StackError(f"reload failed: {result.stdout}{result.stderr}")
-    print("twinstack reloaded: new gunicorn workers and nginx configuration, no request dropped.")
-
-
-def status(settings: StackSettings) -> int:
-    if _pid(settings) is None:
-        print("twinstack is not running.")
-        return 3
-    out = _ctl(settings.environment(), "status", *programs(settings))
-    print(out.stdout, end="")
-    answers = {url: _get(url) for url in ready_urls(settings)}
-    for url, code in answers.items():
-        print(f"  {code or 'down':>4}  {url}")
-    # Non-zero when a program is not RUNNING (supervisorctl's own code) or the stack does not
-    # answer ready, so scripts and health checks can rely on the exit code.
-    return out.returncode or (0 if set(answers.values()) == {200} else 1)
-
-
-def logs(settings: StackSettings) -> None:
-    # The files the processes write (nginx's messages apart from its JSON access log), then
-    # what supervisord captured of their output (start-up errors).
-    names = [*programs(settings), "nginx-error", *(f"{h.program}-console" for h in deployed()), "nginx-console"]
-    files = [str(settings.log_dir / f"{name}.log") for name in names]
-    os.execvp("tail", ["tail", "-n", "20", "-F", *files])
-
-
-def validate_nginx(settings: StackSettings) -> None:
-    """Render the nginx config into a scratch prefix and run nginx -t on it; the running
-    configuration is not touched."""
-    nginx = settings.nginx()
-    if nginx is None:
-        raise StackError("nginx is not installed (needed for nginx -t).")
-    prefix = settings.run_dir.resolve() / "nginx-check"
-    env = {
-        **settings.environment(),
-        "TWINSTACK_NGINX_TEMP_DIR": str(prefix / "temp"),
-        # nginx -t opens the log files: scratch ones, so a check touches no real log.
-        "TWINSTACK_NGINX_ACCESS_LOG": str(prefix / "access.log"),
-        "TWINSTACK_NGINX_ERROR_LOG": str(prefix / "error.log"),
-    }
-    nginx_config.render(env, prefix)
-    nginx_config.check(nginx, prefix, settings.nginx_globals(prefix, foreground=False))
-
-
-def check(settings: StackSettings) -> None:
-    validate_nginx(settings)
-    print("nginx -t: configuration is valid")
-
-
-def environment(settings: StackSettings) -> dict[str, str]:
-    """The environment native mode gives its programs, with every TWINSTACK_* variable the
-    caller set taking precedence over a derived one: a caller that runs programs of its own
-    (the lab) points the rendered configuration at them (upstreams, log files)."""
-    env = settings.environment()
-    env.update({name: value for name, value in os.environ.items() if name.startswith("TWINSTACK_")})
-    return env
-
-
-# ECDSA P-256, as ACME clients issue by default: the cheapest handshake of the keys browsers
-# accept. 90 days, as a public CA's certificate.
-CERTIFICATE_DAYS = 90
-
-
-def make_certificate(folder: Path, days: int = CERTIFICATE_DAYS) -> tuple[Path, Path]:
-    """A self-signed certificate for localhost (and 127.0.0.1, ::1) in ``folder``: tls.crt and
-    tls.key, the key readable by its owner only. For local use: no client trusts it unasked."""
-    folder.mkdir(parents=True, exist_ok=True)
-    cert, key = folder / "tls.crt", folder / "tls.key"
-    key.unlink(missing_ok=True)
-    result = subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-days", str(days), "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1",
-         "-addext", "extendedKeyUsage=serverAuth",
-         "-keyout", str(key), "-out", str(cert)],
-        capture_output=True, text=True, preexec_fn=lambda: os.umask(0o077),
-    )  # fmt: skip
-    if result.returncode != 0:
-        raise StackError(f"openssl could not make the certificate: {result.stderr.strip()}")
-    cert.chmod(0o644)
-    return cert, key
-
-
-def check_certificate(settings: StackSettings) -> None:
-    """The certificate and key nginx will load: present, readable, PEM, and a pair; said in
-    one sentence before anything starts, rather than as nginx's failure to start."""
-    cert, key = settings.tls_certificate, settings.tls_certificate_key
-    made_here = cert == StackSettings.model_fields["tls_certificate"].default
-    hint = "make tls-cert makes one for localhost" if made_here else "set TWINSTACK_TLS_CERTIFICATE(_KEY)"
-    for name, path in (("certificate", cert), ("key", key)):
-        if not path.is_file():
-            raise StackError(f"TLS is on, but there is no {name} at {path} ({hint}).")
-    try:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert, key)
-    except (ssl.SSLError, OSError) as exc:
-        raise StackError(f"TLS is on, but {cert} and {key} are not a PEM certificate and its key: {exc}") from None
-
-
-def render_nginx(settings: StackSettings, prefix: Path, templates: list[Path]) -> dict:
-    """Lay out an nginx prefix from ``environment()``: twinstack's configuration, plus each of
-    ``templates`` rendered into conf.d/ beside it; ``nginx -t`` on the result. Returns what a
-    caller needs to run that nginx in the foreground: the binary, the prefix, the command line."""
-    nginx = settings.nginx()
-    if nginx is None or shutil.which(nginx) is None:
-        raise StackError(
-            f"nginx is not installed{f' ({nginx} is not an executable)' if nginx else ''}. Install it from your "
-            "OS packages (Debian/Ubuntu: sudo apt-get install nginx), or set TWINSTACK_NGINX_BIN."
-        )
-    missing = [str(t) for t in templates if not t.is_file()]
-    if missing:
-        raise StackError(f"no such template: {', '.join(missing)}")
-    env = environment(settings)
-    prefix = prefix.resolve()
-    nginx_config.render(env, prefix)
-    for template in templates:
-        target = prefix / "conf.d" / template.name.removesuffix(".template")
-        target.write_text(nginx_config.render_template(template.read_text(), env))
-    globals_ = settings.nginx_globals(prefix)
-    nginx_config.check(nginx, prefix, globals_)
-    argv = [nginx, "-p", f"{prefix}/", "-c", "nginx.conf", "-e", "stderr", "-g", globals_]
-    return {"nginx": nginx, "prefix": str(prefix), "globals": globals_, "argv": argv}
+COMMANDS = {
+    "up": Command("Start the stack: checks, migrations, every program, ready.",
+                  lambda s, a: lifecycle.up(s)),
+    "down": Command("Stop the stack gracefully: nginx first, PostgreSQL last.",
+                    lambda s, a: lifecycle.down(s)),
+    "restart": Command("down, then up.", lambda s, a: _restart(s)),
+    "reload": Command("New workers and nginx config, no request dropped.",
+                      lambda s, a: lifecycle.reload(s)),
+    "status": Command("Each program's state and readiness; exit 0 when all is up.",
+                      lambda s, a: lifecycle.status(s)),
+    "logs": Command("Follow every program's log file.", lambda s, a: lifecycle.logs(s)),
+    "check": Command("nginx -t on the rendered configuration (a scratch copy).",
+                     lambda s, a: lifecycle.check(s)),
+    "delete-data": Command("Delete the stack's database; the stack must be down.",
+                           lambda s, a: lifecycle.delete_data(s)),
+    "env": Command("Print the environment the stack's programs get (JSON).",
+                   lambda s, a: _json(s.environment())),
+    "url": Command("Print the stack's public base URL (nginx).", lambda s, a: print(s.public_url())),
+    "render-nginx": Command(
+        "Render nginx into PREFIX, nginx -t, print how to run it.",
+        lambda s, a: _json(commands.render_nginx(s, a.prefix, a.template)),
+        [(("prefix",), {"type": Path}),
+         (("--template",), {"type": Path, "action": "append", "default": [],
+                            "help": "Also render this file into conf.d/ (repeatable)."})],
+    ),
+    "cluster": Command(
+        "Make a PostgreSQL cluster in FOLDER as make up does (JSON).",
+        lambda s, a: _json(commands.make_cluster(s, a.folder, a.port)),
+        [(("folder",), {"type": Path}), (("--port",), {"type": int, "required": True})],
+    ),
+    "tls-cert": Command(
+        "Make a self-signed localhost certificate in FOLDER.",
+        lambda s, a: print(commands.tls_cert(a.folder)),
+        [(("folder",), {"type": Path, "nargs": "?", "default": ROOT / "nginx" / "tls" / "certs"})],
+    ),
+}  # fmt: skip
 
 
 def _env_prefix(model_name: str) -> str:
@@ -498,72 +98,26 @@ def invalid_settings(exc: ValidationError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    width = max(map(len, COMMANDS))
     parser = argparse.ArgumentParser(
-        prog="python -m native", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m native",
+        description="twinstack's stack as local processes under supervisord (make up without Docker).",
+        # One line a command (argparse's own list wraps the longer names).
+        epilog="commands:\n" + "\n".join(f"  {name:<{width}}  {c.help}" for name, c in COMMANDS.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("up", "down", "restart", "reload", "status", "logs", "check"):
-        sub.add_parser(name)
-    sub.add_parser("delete-data", help="Delete the stack's database (its PostgreSQL cluster); the stack must be down.")
-    sub.add_parser("env", help="Print the environment the stack's programs get, as JSON.")
-    sub.add_parser("url", help="Print the stack's public base URL (nginx).")
-    render = sub.add_parser(
-        "render-nginx", help="Render the nginx configuration into PREFIX, run nginx -t, print how to run it (JSON)."
-    )
-    render.add_argument("prefix", type=Path)
-    render.add_argument(
-        "--template", type=Path, action="append", default=[], help="Also render this file into conf.d/ (repeatable)."
-    )
-    cluster = sub.add_parser(
-        "cluster",
-        help="Make a PostgreSQL cluster in FOLDER, as make up makes its own, for another runner (the lab); "
-        "print how to run it on PORT and its URL (JSON).",
-    )
-    cluster.add_argument("folder", type=Path)
-    cluster.add_argument("--port", type=int, required=True)
-    cert = sub.add_parser(
-        "tls-cert", help="Make a self-signed certificate for localhost: FOLDER/tls.crt and tls.key (local use only)."
-    )
-    cert.add_argument("folder", type=Path, nargs="?", default=ROOT / "nginx" / "tls" / "certs")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        parser_ = sub.add_parser(name, description=command.help)
+        for flags, options in command.arguments:
+            parser_.add_argument(*flags, **options)
     args = parser.parse_args(argv)
     try:
         settings = StackSettings()
-    except ValidationError as exc:
-        print(f"error: {invalid_settings(exc)}", file=sys.stderr)
-        return 1
-    try:
-        if args.command == "env":
-            print(json.dumps(environment(settings), indent=1, sort_keys=True))
-        elif args.command == "url":
-            print(settings.public_url())
-        elif args.command == "delete-data":
-            delete_data(settings)
-        elif args.command == "render-nginx":
-            print(json.dumps(render_nginx(settings, args.prefix, args.template), indent=1))
-        elif args.command == "tls-cert":
-            cert, _ = make_certificate(args.folder)
-            print(f"{cert} (self-signed for localhost, {CERTIFICATE_DAYS} days): for local use only")
-        elif args.command == "cluster":
-            print(json.dumps(make_cluster(settings, args.folder, args.port), indent=1))
-        elif args.command == "up":
-            up(settings)
-        elif args.command == "down":
-            down(settings)
-        elif args.command == "restart":
-            down(settings)
-            up(settings)
-        elif args.command == "reload":
-            reload(settings)
-        elif args.command == "status":
-            return status(settings)
-        elif args.command == "logs":
-            logs(settings)
-        else:
-            check(settings)
+        return COMMANDS[args.command].run(settings, args) or 0
     except (StackError, nginx_config.RenderError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except ValidationError as exc:  # a pool's settings, read when they are first needed
+    except ValidationError as exc:  # a setting, or a pool's, read when it is first needed
         print(f"error: {invalid_settings(exc)}", file=sys.stderr)
         return 1
-    return 0

@@ -15,7 +15,7 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from .settings import PUBLIC_ROOT, ROOT
+from .paths import PUBLIC_ROOT, ROOT
 
 NGINX_DIR = ROOT / "nginx"
 PLACEHOLDER = re.compile(r"\$\{(TWINSTACK_[A-Z0-9_]+)\}")

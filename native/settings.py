@@ -21,12 +21,8 @@ from twinstack_db.budget import PoolBudget
 from twinstack_db.settings import DEFAULT_MAX_CONNECTIONS
 from twinstack_runtime.serving import ASYNC_PORT, DOWNSTREAM_PORT, SYNC_PORT, SyncPool, database_budget
 
-from . import postgres
-
-ROOT = Path(__file__).resolve().parent.parent
-# As root, each stack's web root copy and nginx temp files live below this (see public_dir).
-PUBLIC_ROOT = Path("/run/twinstack")
-
+from . import nginx_config, postgres
+from .paths import PUBLIC_ROOT, ROOT
 
 # The halves a native stack runs, found on disk: a half is deployed when its service package is
 # there. Deleting a half's files (docs/architecture.md, "A half is a set of files") removes it
@@ -239,10 +235,9 @@ class StackSettings(BaseSettings):
     def tls_environment(self) -> dict[str, str]:
         """The HTTPS server's variables (nginx/tls/twinstack-tls.conf.template), HTTP/2 as the
         nginx that runs it needs it; rendered only when TWINSTACK_TLS is on."""
-        from . import nginx_config  # it imports this module
-
         nginx = self.nginx()
-        version = nginx_config.version(nginx) if nginx else nginx_config.HTTP2_DIRECTIVE_SINCE
+        # No nginx to ask (make up says so, once): the template's oldest form.
+        version = nginx_config.version(nginx) if nginx and shutil.which(nginx) else nginx_config.HTTP2_DIRECTIVE_SINCE
         return {
             "TWINSTACK_TLS": "true" if self.tls else "false",
             "TWINSTACK_TLS_PORT": str(self.tls_port),
@@ -266,8 +261,14 @@ class StackSettings(BaseSettings):
         return PUBLIC_ROOT / digest
 
     def environment(self) -> dict[str, str]:
-        """Everything supervisord and its programs read: the caller's environment plus the
-        derived values, so the nginx templates, gunicorn.conf.py and the apps agree."""
+        """Everything supervisord and its programs read (and the lab's servers, through
+        ``python -m native env``), so the nginx templates, gunicorn.conf.py and the apps agree.
+
+        Precedence, lowest first: .env; the caller's environment; the values derived here. A
+        variable that is a setting always comes as these settings read it (from .env or the
+        environment, a path resolved); a derived variable that is no setting (an upstream, a
+        log file) is the caller's when the caller set it: a runner that starts programs of its
+        own (the lab) points the configuration at them that way."""
         run_dir, log_dir = self.run_dir.resolve(), self.log_dir.resolve()
         sync_inflight = self.sync_max_inflight or 10 * self.sync_workers()
         public = self.public_dir()
@@ -335,6 +336,8 @@ class StackSettings(BaseSettings):
             TWINSTACK_PROMETHEUS_BIN=shutil.which("prometheus") or "prometheus",
             TWINSTACK_NGINX_EXPORTER_BIN=shutil.which("prometheus-nginx-exporter") or "prometheus-nginx-exporter",
         )
+        settings = {f"TWINSTACK_{name.upper()}" for name in type(self).model_fields}
+        env.update({k: v for k, v in os.environ.items() if k.startswith("TWINSTACK_") and k not in settings})
         # Natively every pool binds loopback only: nginx is the one public entry.
         env.setdefault("TWINSTACK_ASYNC_HOST", "127.0.0.1")
         env.setdefault("TWINSTACK_SYNC_HOST", "127.0.0.1")

@@ -97,14 +97,14 @@ def page(browser: Browser) -> Iterator[Page]:
 @pytest.fixture(scope="session")
 def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A PostgreSQL of the tests' own, made as native mode makes its own (``python -m native
-    cluster``, native/cli.py) on a free port, with the application's database created and
+    cluster``, native/commands.py) on a free port, with the application's database created and
     nothing else: a libpq URL."""
     import signal
     import subprocess
     import tempfile
 
     from native import postgres
-    from native.cli import make_cluster
+    from native.commands import make_cluster
     from native.settings import StackSettings
 
     settings = StackSettings()

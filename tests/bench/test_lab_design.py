@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 import json
 import re
-from pathlib import Path
 
 import pytest
 
@@ -19,32 +18,9 @@ from bench import records, registry
 from bench.lab import Lab
 from bench.registry import Context, Experiment, Phase, Registry, RegistryError
 from bench.verdicts import CLAIMS
-from tests.support import ROOT
+from tests.support import ROOT, imported, imports_of, modules
 
 BENCH = ROOT / "bench"
-
-
-def modules(*folders: str) -> list[Path]:
-    return sorted(path for folder in folders for path in (ROOT / folder).rglob("*.py"))
-
-
-def imported(text: str, package: tuple[str, ...]) -> set[str]:
-    """Every module a file of ``package`` imports (and each name it takes from one), relative
-    imports resolved."""
-    names = set()
-    for node in ast.walk(ast.parse(text)):
-        if isinstance(node, ast.Import):
-            names |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            base = list(package[: len(package) - node.level + 1]) if node.level else []
-            module = ".".join([*base, *([node.module] if node.module else [])])
-            names.add(module)
-            names |= {f"{module}.{alias.name}" for alias in node.names}
-    return names
-
-
-def imports_of(path: Path) -> set[str]:
-    return imported(path.read_text(), path.relative_to(ROOT).with_suffix("").parts[:-1])
 
 
 def test_the_import_check_sees_every_kind_of_import():

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from native import nginx_config
-from native.cli import make_certificate
+from native.certificates import make_certificate
 from native.settings import StackSettings, deployed
 from tests.support import ROOT, require_binary
 

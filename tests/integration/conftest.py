@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from native.cli import make_certificate
+from native.certificates import make_certificate
 from tests.support import ROOT, free_port
 
 SYNC_WORKERS = 2

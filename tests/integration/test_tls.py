@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from native.cli import make_certificate
+from native.certificates import make_certificate
 from native.settings import deployed
 from tests.integration.conftest import Stack, tls_settings
 from tests.integration.load import PREFIXES, SteadyLoad

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from native import nginx_config
-from native.cli import StackError, check_certificate, make_certificate
+from native.certificates import check_certificate, make_certificate
+from native.preflight import StackError
 from native.settings import StackSettings
 from tests.support import ROOT, free_port
 
