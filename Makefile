@@ -158,8 +158,9 @@ $(CHECKOV): deploy/kubernetes/requirements-checkov.txt
 
 # --- set-up (not listed) ---------------------------------------------------------------------
 # The project (the contract and the runtime, native mode, Locust, the tests) and each part's own
-# requirements.txt: a service's, the lab's. A part that is not there installs nothing.
-REQUIREMENTS := $(wildcard *_service/requirements.txt migrations/requirements.txt bench/requirements.txt)
+# requirements.txt (a service's, the migrations', an optional part's). A part that is not there
+# installs nothing.
+REQUIREMENTS := $(wildcard */requirements.txt)
 $(STAMP): pyproject.toml $(REQUIREMENTS)
 	@scripts/system-deps.sh python3-venv
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -172,10 +173,11 @@ $(STAMP): pyproject.toml $(REQUIREMENTS)
 .system-deps:
 	@scripts/system-deps.sh nginx logrotate postgresql
 # The browser tests drive Debian's chromium through Playwright; promtool checks the
-# Prometheus config and the monitoring test runs Prometheus and the nginx exporter; the lab's
-# test runs wrk, and pgbouncer in front of its PostgreSQL.
+# Prometheus config and the monitoring test runs Prometheus and the nginx exporter; an optional
+# part's make file adds what its own tests run.
+TEST_PACKAGES := nginx logrotate postgresql chromium prometheus prometheus-nginx-exporter testssl.sh
 .test-deps:
-	@scripts/system-deps.sh nginx logrotate postgresql chromium prometheus prometheus-nginx-exporter wrk pgbouncer testssl.sh
+	@scripts/system-deps.sh $(TEST_PACKAGES)
 
-# The lab's targets (make bench, make bench-compare), where the project has the lab.
--include bench/lab.mk
+# Each optional part's own targets (a *.mk file in its folder), where the project has the part.
+-include $(wildcard */*.mk)

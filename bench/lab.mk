@@ -1,5 +1,8 @@
 # The lab's make targets, included by the Makefile where the project has the lab (bench/).
 
+# The lab's test runs wrk, and pgbouncer in front of its PostgreSQL (make test installs them).
+TEST_PACKAGES += wrk pgbouncer
+
 # make bench QUICK=1: the same experiments, short (about 3 minutes instead of 10-15).
 QUICK ?=
 BENCH_MODE := $(if $(filter 1 true,$(QUICK)),quick,full)

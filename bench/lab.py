@@ -48,8 +48,9 @@ LAB_SETTINGS = {
     "TWINSTACK_WS_MAX_PER_CLIENT": "65535",
     "TWINSTACK_SYNC_MAX_INFLIGHT_PER_CLIENT": "65535",
     "TWINSTACK_ASYNC_DB_MAX_INFLIGHT_PER_CLIENT": "65535",
-    "TWINSTACK_LAB_ROUTES": "true",  # the anti-patterns claims 3 and 9 measure
 }
+# twinstack's FastAPI app with /lab/* added; no deployment serves it.
+LAB_APP = "bench.lab_app:create_app()"
 # The caller's pool settings must not leak into the lab's servers: each pool sets its own.
 OWN_SETTINGS = ("TWINSTACK_ASYNC_", "TWINSTACK_SYNC_W", "TWINSTACK_SYNC_THREADS", "TWINSTACK_SYNC_LOG_")
 NOTES = [
@@ -90,7 +91,8 @@ class Lab:
             ports = {name: free_port() for name in ("http", "async", "sync", "downstream", "nginx_status")}
             self.env = self._environment(ports)
             self.stack = self._stack(ports)
-            self.async_one_server = self.pool("async-1-worker", "async", workers=1)
+            # The app with the lab's anti-patterns (bench/lab_app.py): claims 3, 9 and 14 call them.
+            self.async_one_server = self.pool("async-1-worker", "async", workers=1, app=LAB_APP)
         except BaseException:
             shutil.rmtree(self.scratch, ignore_errors=True)
             self.database.delete()
@@ -192,7 +194,7 @@ class Lab:
         env: Mapping[str, str] | None = None,
     ) -> Server:
         """A twinstack pool: the service's own gunicorn.conf.py, only the environment differs.
-        ``app`` runs another app on it (the overhead experiment's bare apps); ``env`` adds
+        ``app`` runs another app on it (the overhead experiment's bare apps, the lab's app); ``env`` adds
         settings (its switches); at ``log_level`` info the access lines are written (to
         logs/<name>-app.log, through the same handler as natively)."""
         prefix = "ASYNC" if service == "async" else "SYNC"

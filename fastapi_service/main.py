@@ -9,9 +9,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from twinstack_db.pool import NoEvents, SyncPool
-from twinstack_db.session import AsyncDatabase, Database
-from twinstack_db.settings import PoolLimits
+from twinstack_db.session import AsyncDatabase
 from twinstack_runtime.jobs import JobRunner, JobStore
 from twinstack_runtime.metrics import Metrics
 
@@ -19,13 +17,8 @@ from . import docs, errors, flask_parity
 from .flask_parity import BodyLimitMiddleware, HeadMiddleware
 from .middleware import ForwardedMiddleware
 from .observability import ObservabilityMiddleware, monitor_loop_lag
-from .routers import health, inspect, jobs, lab, metrics, orders, workloads, ws
+from .routers import health, inspect, jobs, metrics, orders, workloads, ws
 from .settings import Settings
-
-# The lab's sync pool (only with TWINSTACK_LAB_ROUTES): two connections per worker, outside
-# the deployment's budget, as the lab's routes are outside a deployment. nginx lets one /lab/
-# request in at a time for the whole stack.
-LAB_SYNC_POOL = PoolLimits(pool_size=2)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -48,14 +41,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             events = app.state.metrics.db_pool(sizes.pool_size)
             db = app.state.db = await AsyncDatabase.open(settings, sizes, "twinstack-async", events)
             resources.push_async_callback(db.close)
-            if settings.lab_routes:  # the sync driver the blocking-db anti-pattern misuses
-                # Opened on its first use only: outside the budget, it holds nothing until asked.
-                lab_db = app.state.lab_sync_db = Database(
-                    SyncPool(settings, LAB_SYNC_POOL, "twinstack-async-lab", NoEvents())
-                )
-                resources.callback(lab_db.close)
-            process_pool = app.state.process_pool = lab.ProcessPool(settings.process_pool_workers)
-            resources.callback(process_pool.shutdown)
             # The routes await the pool; the job threads reach it through the loop (run_from_thread).
             jobs = app.state.jobs = JobRunner(
                 JobStore(db.run_from_thread, settings.job_retention_s), settings.job_threads, settings.job_capacity
@@ -93,8 +78,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Starlette tries the routes in order, and FastAPI's included routers cost a few µs each to
     # try: the database routes, which real traffic hits most, come first; the docs, last.
     routers = [m.router for m in (orders, jobs, health, workloads, inspect, ws, metrics)]
-    if settings.lab_routes:  # the lab's anti-patterns: never in a deployment unless asked for
-        routers.append(lab.router)
     for router in routers:
         app.include_router(router)
     docs.install(app)

@@ -12,14 +12,6 @@ from twinstack_runtime.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):
-    lab_routes: bool = Field(
-        False,
-        description="Serve /lab/*, the labelled anti-patterns the lab measures. Off in a deployment: "
-        "they block a worker's event loop on request.",
-    )
-    process_pool_workers: int = Field(
-        1, ge=1, le=16, description="Processes for the CPU fix endpoint (/lab/cpu-in-process-pool)."
-    )
     ws_idle_timeout_s: float = Field(300.0, gt=0, description="A WebSocket silent this long is closed (1001).")
     ws_max_lifetime_s: float = Field(3600.0, gt=0, description="A WebSocket is closed (1001) after this long.")
     db_pool: AsyncDbPool = Field(

@@ -114,7 +114,6 @@ class StackSettings(BaseSettings):
         description="/sync/ requests one client address may have in progress; default half "
         "of TWINSTACK_SYNC_MAX_INFLIGHT, so one client never takes the whole pool.",
     )
-    lab_routes: bool = Field(False, description="Serve the lab's anti-pattern routes (/async/lab/*).")
     log_rotate_size: str = Field(
         "100M", pattern=r"^[0-9]+[kMG]?$", description="logrotate rotates a log file once it is larger than this."
     )
@@ -316,7 +315,6 @@ class StackSettings(BaseSettings):
             TWINSTACK_ASYNC_DB_MAX_INFLIGHT_PER_CLIENT=str(self.async_db_per_client()),
             TWINSTACK_EXPENSIVE_RATE_LIMIT_RPS=str(self.expensive_rate_limit_rps),
             TWINSTACK_EXPENSIVE_RATE_LIMIT_BURST=str(self.expensive_rate_limit_burst),
-            TWINSTACK_LAB_ROUTES="true" if self.lab_routes else "false",
             TWINSTACK_PROXY_TIMEOUT_S=str(self.proxy_timeout_s),
             TWINSTACK_SERVER_NAMES=self.server_names,
             TWINSTACK_CORS_ORIGIN_REGEX=self.cors_origin_regex,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import filecmp
 import itertools
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -82,6 +83,26 @@ def holds_the_files_of_its_parts(project: Path, answers: dict) -> None:
     gone = tuple(prefix for part in left_out(**answers) for prefix in PARTS[part]["variables"])
     documented = [line.lstrip("#").split("=")[0] for line in kept if line.lstrip("#").startswith("TWINSTACK_")]
     assert documented and not [name for name in documented if gone and name.startswith(gone)]
+    if "lab" in left_out(**answers):
+        assert not lines_of_the_lab(project)
+
+
+# What belongs to the lab: its folder, its make targets and include, its app and routes, its
+# variables. The docs and the tests are not searched: they describe every part of the template.
+LAB_LINE = re.compile(r"/lab/|TWINSTACK_LAB|lab_routes|\bbench/|make bench|lab\.mk|lab_app")
+
+
+def lines_of_the_lab(project: Path) -> list[str]:
+    files = [name for name in tree(project) if not name.startswith(("docs/", "tests/")) and name != "parts.yml"]
+    return [f"{name}:{n}: {line.strip()}" for name in sorted(files)
+            for n, line in enumerate((project / name).read_text(errors="replace").splitlines(), 1)
+            if LAB_LINE.search(line)]  # fmt: skip
+
+
+def test_the_lab_check_finds_a_line_of_the_lab(tmp_path: Path):
+    (tmp_path / "Makefile").write_text("all:\n\t@echo\n-include bench/lab.mk\n")
+    (tmp_path / "conf").write_text("location /async/lab/ {}\n")
+    assert lines_of_the_lab(tmp_path) == ["Makefile:3: -include bench/lab.mk", "conf:1: location /async/lab/ {}"]
 
 
 def test_the_default_variant_is_this_repository(template: Path, tmp_path: Path):

@@ -48,8 +48,8 @@ class IsoJsonFormatter(OrjsonFormatter):
 
     The access line (one per request, see log_request) is on every request's path, so it
     takes a short way to the same output: its fields arrive as one dict, serialised after the
-    standard ones, instead of the library's walk over every attribute of the record. The lab
-    measured that walk at about a third of the line's cost (make bench, "overhead")."""
+    standard ones, instead of the library's walk over every attribute of the record. We
+    measured that walk at about a third of the line's cost."""
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds")

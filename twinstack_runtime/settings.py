@@ -39,8 +39,8 @@ class ServiceSettings(DatabaseSettings):
     job_stop_grace_s: float = Field(
         5.0, ge=0, le=30, description="On worker stop, how long running jobs may finish before they are failed."
     )
-    # The per-request instrumentation, one switch each. All on in a deployment; the lab turns
-    # them off one at a time to show what each costs (make bench, "overhead").
+    # The per-request instrumentation, one switch each. All on in a deployment; each can be
+    # turned off alone, to measure what it costs.
     access_log: bool = Field(True, description="One JSON access line per request (twinstack.access).")
     metrics: bool = Field(True, description="Per-request Prometheus metrics (counts, durations, in flight).")
     request_id: bool = Field(

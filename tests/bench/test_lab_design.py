@@ -162,3 +162,21 @@ def test_the_report_template_escapes_what_it_is_given():
     assert environment().autoescape is True
     page = environment().from_string("{{ x }}").render(x="<b>&")
     assert page == "&lt;b&gt;&amp;"
+
+
+# What a deployment is made of: the product's settings, Compose files, manifests, nginx
+# configuration and .env.example.
+PRODUCT = (
+    "*/settings.py", "docker-compose*.yml", "*/compose.yaml", "deploy/kubernetes/**/*.yaml", "nginx/**/*.template",
+    "nginx/**/*.conf", ".env.example",
+)  # fmt: skip
+LAB_WORDS = re.compile(r"/lab/|TWINSTACK_LAB|lab_routes|PROCESS_POOL|process_pool|bench\.lab_app")
+
+
+def test_the_product_has_no_lab_variable_route_or_location():
+    """The lab's app wraps the product's (bench/lab_app.py); nothing a deployment runs names it."""
+    files = sorted({path for pattern in PRODUCT for path in ROOT.glob(pattern)})
+    assert len(files) > 15, files  # not vacuous: the globs find the product
+    found = [f"{path.relative_to(ROOT)}:{n}: {line.strip()}" for path in files
+             for n, line in enumerate(path.read_text().splitlines(), 1) if LAB_WORDS.search(line)]  # fmt: skip
+    assert not found, "\n".join(found)

@@ -35,7 +35,6 @@ def test_env_prints_the_environment_of_the_stacks_programs_with_the_callers_sett
     # Derived the way native mode derives them for its programs.
     assert env["TWINSTACK_SYNC_UPSTREAM"] == "127.0.0.1:18124"
     assert env["TWINSTACK_NGINX_TEMP_DIR"].startswith((str(tmp_path), "/run/twinstack/"))
-    assert env["TWINSTACK_LAB_ROUTES"] == "false"
     assert all(isinstance(value, str) for value in env.values())
 
 

@@ -395,12 +395,11 @@ def test_fanout_modes_differ_as_designed(both: dict):
 
 
 def test_both_services_implement_every_contract_path():
-    """The paths in the published OpenAPI schema (minus the ASGI-only lab) are exactly Flask's."""
+    """The paths in the published OpenAPI schema are exactly Flask's."""
     schema = create_fastapi(FastAPISettings()).openapi()
     contract = {
         (method.upper(), re.sub(r"\{(\w+)\}", r"<\1>", path))  # Flask spells {id} <id>
         for path, operations in schema["paths"].items()
-        if not path.startswith("/lab/")
         for method in operations
     }
     assert ("POST", "/orders") in contract

@@ -6,7 +6,6 @@ import asyncio
 
 from fastapi_service.routers.ws import MAX_MESSAGE_BYTES
 from fastapi_service.worker import HttpProtocol, OneWritePerTurn, Worker
-from tests.support import ROOT
 
 
 class Recorder:
@@ -69,10 +68,3 @@ def test_the_worker_sets_the_limits_in_the_server():
     assert Worker.CONFIG_KWARGS["http"] is HttpProtocol
     assert Worker.CONFIG_KWARGS["ws_max_size"] == MAX_MESSAGE_BYTES == 64 * 1024
     assert Worker.CONFIG_KWARGS["ws_per_message_deflate"] is False
-
-
-def test_the_lab_routes_are_off_in_the_compose_deployment():
-    import yaml
-
-    service = yaml.safe_load((ROOT / "fastapi_service/compose.yaml").read_text())["services"]["fastapi"]
-    assert service["environment"]["TWINSTACK_LAB_ROUTES"] == "${TWINSTACK_LAB_ROUTES:-false}"

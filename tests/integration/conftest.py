@@ -100,9 +100,6 @@ def make_stack(tmp: Path, **extra: str) -> Stack:
         # The serving-model test sends 50 concurrent requests to 2 sync workers on purpose.
         TWINSTACK_SYNC_MAX_INFLIGHT="100",
         TWINSTACK_CORS_ORIGIN_REGEX=r"^https://app\.example\.test$",
-        # The suite's stacks serve the lab's routes (the landing page links them, the stall and
-        # kill tests use them); tests/integration/test_hardening.py runs the deployment default.
-        TWINSTACK_LAB_ROUTES="true",
     )
     env.update(defaults, **extra)
     return Stack(env=env, run_dir=tmp / "run", log_dir=tmp / "logs")

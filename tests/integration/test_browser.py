@@ -85,7 +85,7 @@ def test_the_landing_page_over_https_and_http2(stack, browser):
 def test_every_landing_page_link_resolves_in_the_browser(stack, page: Page):
     page.goto(stack.base_url + "/")
     hrefs = page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
-    # Each half's routes, seven at least (with its docs and lab where it has them), and Locust's.
+    # Each half's routes, seven at least (with its docs where it has them), and Locust's.
     assert len(hrefs) > 7 * len(HALVES)
     # A half the project does not have has no link on its page.
     missing = tuple(f"{stack.base_url}/{half.prefix}/" for half in settings.HALVES if half not in HALVES)

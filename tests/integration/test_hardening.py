@@ -42,10 +42,9 @@ ASYNC_DB_PER_CLIENT = 2
 
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory: pytest.TempPathFactory, nginx_bin: str) -> Iterator[Stack]:
-    """A stack as deployed (lab routes off), with small per-client limits to reach quickly."""
+    """A stack as deployed, with small per-client limits to reach quickly."""
     with running_stack(
         tmp_path_factory.mktemp("hardening"),
-        TWINSTACK_LAB_ROUTES="false",
         TWINSTACK_WS_MAX_PER_CLIENT=str(WS_PER_CLIENT),
         TWINSTACK_CLIENT_MAX_CONNS=str(CLIENT_MAX_CONNS),
         TWINSTACK_SYNC_MAX_INFLIGHT="40",

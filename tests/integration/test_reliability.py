@@ -226,11 +226,3 @@ def queued_bytes(port: str, worker: int) -> int:
         ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"], capture_output=True, text=True, check=True
     ).stdout
     return sum(int(line.split()[0]) for line in out.splitlines() if f"pid={worker}," in line)
-
-
-def loop_blocked(port: str) -> bool:
-    try:
-        httpx.get(f"http://127.0.0.1:{port}/health", timeout=0.2)
-    except httpx.TimeoutException:
-        return True
-    return False

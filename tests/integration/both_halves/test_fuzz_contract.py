@@ -180,12 +180,11 @@ def fuzz_stack(tmp_path_factory: pytest.TempPathFactory, nginx_bin: str) -> Iter
     """A stack of its own: the fuzz sends a few hundred requests a second to /sync, /cpu,
     /fanout and /jobs from one address, past the expensive-path rate limit (200 r/s, burst
     400) the session stack keeps, and a 429 would be a finding about the fuzz, not the
-    contract. Lab routes off, as deployed: they are ASGI-only, outside the shared contract."""
+    contract."""
     with running_stack(
         tmp_path_factory.mktemp("fuzz"),
         TWINSTACK_EXPENSIVE_RATE_LIMIT_RPS="100000",
         TWINSTACK_EXPENSIVE_RATE_LIMIT_BURST="100000",
-        TWINSTACK_LAB_ROUTES="false",
     ) as own:
         yield own
 

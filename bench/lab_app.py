@@ -1,10 +1,12 @@
-"""Labelled anti-patterns and their fixes, for the lab to measure. Do not copy the anti-patterns.
+"""The lab's async app: twinstack's FastAPI app (``fastapi_service.main.create_app``) with the
+labelled anti-patterns and their fixes added under /lab/, for claims 3, 9 and 14 to measure.
+Do not copy the anti-patterns. The lab runs it on the async pool's own gunicorn.conf.py
+(``lab.pool(..., app="bench.lab_app:create_app()")``); no deployment serves it.
 
 Only ASGI has these failure modes: one event loop serves every request of the worker, so any
-code that does not ``await`` stalls all of them. The app serves them only when
-``TWINSTACK_LAB_ROUTES`` is on (the lab and the tests that need them); even then each call is
-bounded far below gunicorn's worker timeout (40 s), so no call can get its worker killed, and
-the process pool's queue is bounded, so no work outlives its request by more than one call.
+code that does not ``await`` stalls all of them. Each call is bounded far below gunicorn's
+worker timeout (40 s), so no call can get its worker killed, and the process pool's queue is
+bounded, so no work outlives its request by more than one call.
 """
 
 from __future__ import annotations
@@ -12,20 +14,33 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import time
+from collections.abc import AsyncIterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from pydantic import BaseModel, Field
 
+from fastapi_service import flask_parity
+from fastapi_service.errors import VALIDATION_ERROR_RESPONSE
+from fastapi_service.main import create_app as create_twinstack_app
+from fastapi_service.settings import Settings
 from twinstack_contract.errors import ContractError
 from twinstack_contract.models import CpuResult, ErrorBody, IoResult
 from twinstack_db import probes
+from twinstack_db.pool import NoEvents, SyncPool
+from twinstack_db.session import Database
+from twinstack_db.settings import PoolLimits
 from twinstack_runtime.work import cpu_work, worker_id
 
-from ..errors import VALIDATION_ERROR_RESPONSE
-
 router = APIRouter(prefix="/lab", responses=VALIDATION_ERROR_RESPONSE)
+
+# The sync driver the blocking-db anti-pattern misuses: two connections a worker, outside the
+# deployment's connection budget (the lab's PostgreSQL allows for them), opened on first use.
+LAB_SYNC_POOL = PoolLimits(pool_size=2)
+# Processes behind /lab/cpu-in-process-pool.
+PROCESS_POOL_WORKERS = 1
 
 # The longest a lab call may hold its worker: 2 s of blocking, or about 1 s of hashing.
 MAX_BLOCK_MS = 2_000
@@ -125,3 +140,27 @@ async def cpu_in_process_pool(params: Annotated[LabCpuParams, Query()], request:
     return CpuResult(
         work=params.work, digest=digest, cpu_ms=(time.perf_counter() - start) * 1000, served_by=worker_id()
     )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """twinstack's app, plus /lab/* and what those routes use (the process pool and a sync
+    pool), opened and closed with the app's own resources."""
+    settings = settings or Settings()
+    app = create_twinstack_app(settings)
+    twinstack_lifespan = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with twinstack_lifespan(app), AsyncExitStack() as resources:
+            lab_db = app.state.lab_sync_db = Database(
+                SyncPool(settings, LAB_SYNC_POOL, "twinstack-async-lab", NoEvents())
+            )
+            resources.callback(lab_db.close)
+            process_pool = app.state.process_pool = ProcessPool(PROCESS_POOL_WORKERS)
+            resources.callback(process_pool.shutdown)
+            yield
+
+    app.router.lifespan_context = lifespan
+    app.include_router(router)
+    app.state.route_methods += flask_parity.route_methods([router])  # its 405s, as the app's own
+    return app
