@@ -102,12 +102,13 @@ def snapshot(dest: Path) -> Path:
     return dest
 
 
-def generate(template: Path, dest: Path, **answers: object) -> Path:
-    """``copier copy`` of a template repository (a snapshot()) with these answers, unattended."""
+def generate(template: Path, dest: Path, ref: str = "HEAD", **answers: object) -> Path:
+    """``copier copy`` of a template repository (a snapshot()) at ``ref`` with these answers,
+    unattended."""
     data = [arg for name, value in answers.items() for arg in ("--data", f"{name}={str(value).lower()}")]
     copier = Path(sys.executable).with_name("copier")
     result = subprocess.run(
-        [str(copier), "copy", "--defaults", "--quiet", "--vcs-ref", "HEAD", *data, str(template), str(dest)],
+        [str(copier), "copy", "--defaults", "--quiet", "--vcs-ref", ref, *data, str(template), str(dest)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
