@@ -59,10 +59,10 @@ def in_flight(stack: Stack, half: str, pid: int) -> float:
 
 
 def kill_one_worker_of_each_pool(stack: Stack, load: SteadyLoad) -> None:
-    """SIGKILL one worker of each pool while the load runs, each with a request in flight: the
-    sync worker is killed in the middle of its request's sleep; the async worker once its own
-    in-flight gauge counts one (on a busy machine, or under the suite stack's per-client rate
-    limit, the load's clients can leave it idle for a moment). Then the load goes on until
+    """SIGKILL one worker of each pool while the load runs, each with a request in flight: once
+    its own in-flight gauge counts one (on a busy machine, or under the suite stack's per-client
+    rate limit, the load's clients can leave it idle for a moment), the sync worker in the
+    middle of that request's sleep. Then the load goes on until
     gunicorn has replaced each worker and 50 more GETs per pool were answered."""
     masters, before = {}, {}
     for half in HALVES:
@@ -70,7 +70,13 @@ def kill_one_worker_of_each_pool(stack: Stack, load: SteadyLoad) -> None:
         masters[prefix] = stack.master_pid(program)
         before[prefix] = set(workers_of(masters[prefix]))
         victim = min(before[prefix])
-        busy = sleeping if program == "flask" else lambda pid, half=half.prefix: in_flight(stack, half, pid) >= 1
+
+        # Its own in-flight gauge counts a request (a sleep alone may be no request's: a kill of a
+        # worker in a sleep between requests once caught nothing), and a sync worker is in that
+        # request's sleep, with most of it still to go.
+        def busy(pid: int, half: str = half.prefix, program: str = program) -> bool:
+            return in_flight(stack, half, pid) >= 1 and (program != "flask" or sleeping(pid))
+
         deadline = time.monotonic() + 10
         while not busy(victim):
             assert time.monotonic() < deadline, f"the {half.prefix} worker never had a request in flight"
