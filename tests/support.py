@@ -6,6 +6,8 @@ import ast
 import contextlib
 import os
 import runpy
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -108,3 +110,18 @@ def imported(text: str, package: tuple[str, ...]) -> set[str]:
 
 def imports_of(path: Path) -> set[str]:
     return imported(path.read_text(), path.relative_to(ROOT).with_suffix("").parts[:-1])
+
+
+def clean_environment() -> dict[str, str]:
+    """This process's environment without the caller's own TWINSTACK_* settings (a developer's
+    shell, a `make test` run), which must not change what a test expects."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("TWINSTACK_")}
+
+
+def native_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m native ARGS`` as a program beside the stack calls it: a clean environment
+    plus ``env``, help formatted for 80 columns."""
+    return subprocess.run(
+        [sys.executable, "-m", "native", *args], cwd=ROOT, env={**clean_environment(), "COLUMNS": "80", **env},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip

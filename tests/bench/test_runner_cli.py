@@ -14,17 +14,10 @@ import pytest
 
 from bench import runner
 from bench.procs import LabError
-from tests.support import ROOT, free_port
+from tests.support import ROOT, clean_environment, free_port
+from tests.support import native_cli as native
 
-# The caller's own TWINSTACK_* settings (a developer's shell, a `make test` run) must not
-# change what these tests expect.
-CLEAN = {k: v for k, v in os.environ.items() if not k.startswith("TWINSTACK_")}
-
-
-def native(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "native", *args], cwd=ROOT, env={**CLEAN, **env}, capture_output=True, text=True
-    )
+CLEAN = clean_environment()
 
 
 def test_env_prints_the_environment_of_the_stacks_programs_with_the_callers_settings(tmp_path):

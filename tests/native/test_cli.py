@@ -3,25 +3,16 @@ prints one line a command, each "not installed" sentence written once, and no im
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from native.cli import COMMANDS
 from tests.support import ROOT, imports_of, modules
+from tests.support import native_cli as native
 
 NATIVE = ROOT / "native"
-
-
-def native(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "native", *args], cwd=ROOT, env={**os.environ, "COLUMNS": "80", **env},
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
 
 
 def test_help_lists_every_command_on_one_line_at_80_columns():
