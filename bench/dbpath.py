@@ -10,7 +10,7 @@ its port (no nginx), three contenders (bench/db_apps.py has the two references):
   hand-written SQL, the same JSON;
 - the same libraries, plainly: FastAPI or Flask with SQLAlchemy 2 Core, an engine per worker.
 The references keep ``CONNECTIONS`` a worker: twinstack's own default pool size for the async
-pool (TWINSTACK_ASYNC_DB_POOL_SIZE, 10); one for the sync pool, whose worker serves one request
+pool (TWINSTACK_ASYNC_DB_POOL_SIZE's default); one for the sync pool, whose worker serves one request
 at a time.
 
 The routes (``mode.db_path_routes``): ``GET /orders/{id}`` on the orders claim 13 seeds, ids at

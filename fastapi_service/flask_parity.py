@@ -17,9 +17,7 @@ from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from twinstack_contract.errors import ContractError, invalid_json
-
-# nginx's client_max_body_size 64k, and Flask's MAX_CONTENT_LENGTH.
-MAX_BODY_BYTES = 64 * 1024
+from twinstack_contract.limits import MAX_BODY_BYTES
 
 
 class BodyLimitMiddleware:

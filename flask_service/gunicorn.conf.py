@@ -61,7 +61,7 @@ logconfig_dict = logging_config(pool.log_level, pool.log_file)
 
 def worker_exit(server, worker):
     """Stop the job threads: queued jobs are failed at once, running ones get
-    TWINSTACK_JOB_STOP_GRACE_S (5 s), far inside graceful_timeout; never the whole queue."""
+    TWINSTACK_JOB_STOP_GRACE_S, far inside graceful_timeout; never the whole queue."""
     from flask_service.main import shutdown
 
     if getattr(worker, "wsgi", None) is not None:

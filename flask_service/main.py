@@ -7,6 +7,8 @@ from typing import Any
 
 from flask import Flask
 
+from twinstack_contract.limits import MAX_BODY_BYTES
+
 from . import errors, observability
 from .blueprints import health, inspect, jobs, orders, workloads
 from .extensions import EXTENSIONS
@@ -20,7 +22,7 @@ def create_app(settings: Settings | None = None, test_config: Mapping[str, Any] 
     # Defaults, then FLASK_* from the environment, then the test mapping (Flask tutorial order).
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the models' field order
     app.config.from_mapping(
-        MAX_CONTENT_LENGTH=64 * 1024,  # same limit as nginx client_max_body_size
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,  # the contract's limit, nginx's client_max_body_size
         # No OPTIONS answered by Flask itself (200, an HTML content type, an empty body): nginx
         # answers OPTIONS (the CORS preflight) for every API path, and the async service has
         # none, so here too it is a 405 JSON whose Allow names the same methods as FastAPI's.

@@ -15,15 +15,24 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
+from dotenv import dotenv_values
+
 from .paths import PUBLIC_ROOT, ROOT
 
 NGINX_DIR = ROOT / "nginx"
+# The defaults of the templates' variables that have one (see the file).
+DEFAULTS = NGINX_DIR / "defaults.env"
 PLACEHOLDER = re.compile(r"\$\{(TWINSTACK_[A-Z0-9_]+)\}")
 SYSTEM_MIME_TYPES = (Path("/etc/nginx/mime.types"), Path("/usr/local/etc/nginx/mime.types"))
 
 
 class RenderError(RuntimeError):
     pass
+
+
+def defaults() -> dict[str, str]:
+    """nginx/defaults.env's values (what the settings, Compose and Kubernetes read it for)."""
+    return {k: v for k, v in dotenv_values(DEFAULTS).items() if v is not None}
 
 
 def render_template(text: str, env: Mapping[str, str]) -> str:

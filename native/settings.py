@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from twinstack_db import budget
 from twinstack_db.budget import PoolBudget
 from twinstack_db.settings import DEFAULT_MAX_CONNECTIONS
+from twinstack_runtime import serving
 from twinstack_runtime.serving import ASYNC_PORT, DOWNSTREAM_PORT, SYNC_PORT, SyncPool, database_budget
 
 from . import nginx_config, postgres
@@ -50,7 +51,11 @@ def deployed(root: Path = ROOT) -> tuple[Half, ...]:
 
 
 class StackSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TWINSTACK_", env_file=ROOT / ".env", extra="ignore")
+    # nginx's defaults (nginx/defaults.env, which Compose and Kubernetes read too) under .env,
+    # under the environment: the fields below without a default of their own take theirs there.
+    model_config = SettingsConfigDict(
+        env_prefix="TWINSTACK_", env_file=(nginx_config.DEFAULTS, ROOT / ".env"), extra="ignore"
+    )
 
     http_port: int = Field(8080, ge=1, le=65535, description="nginx, the only public port (with HTTPS, one of two).")
     tls: bool = Field(False, description="Serve HTTPS too, on TWINSTACK_TLS_PORT (make up TLS=1).")
@@ -82,24 +87,22 @@ class StackSettings(BaseSettings):
         None, ge=1, description="Requests nginx lets into the sync pool at once; default 10 x its workers."
     )
     proxy_timeout_s: int = Field(
-        35, ge=1, le=3600, description="nginx proxy read/send timeout; keep it between 30 s and gunicorn's 40 s."
+        ge=1, le=3600, description="nginx proxy read/send timeout; keep it between 30 s and gunicorn's 40 s."
     )
-    server_names: str = Field(
-        "localhost 127.0.0.1", description="Host names nginx serves; any other Host gets 421 (space-separated)."
-    )
+    server_names: str = Field(description="Host names nginx serves; any other Host gets 421 (space-separated).")
     cors_origin_regex: str = Field(
-        "^(?!)", description="Origins allowed to call the API from a browser (a regex; default: none)."
+        description="Origins allowed to call the API from a browser (a regex; default: none)."
     )
-    rate_limit_rps: int = Field(1000, ge=1, description="Requests per second per client address.")
-    rate_limit_burst: int = Field(2000, ge=0)
+    rate_limit_rps: int = Field(ge=1, description="Requests per second per client address.")
+    rate_limit_burst: int = Field(ge=0)
     expensive_rate_limit_rps: int = Field(
-        200, ge=1, description="Requests per second per client address to /sync/, /async/cpu, /fanout, /jobs."
+        ge=1, description="Requests per second per client address to /sync/, /async/cpu, /fanout, /jobs."
     )
-    expensive_rate_limit_burst: int = Field(400, ge=0)
+    expensive_rate_limit_burst: int = Field(ge=0)
     client_max_conns: int = Field(
-        512, ge=1, le=65535, description="Requests one client address may have in progress (WebSockets included)."
+        ge=1, le=65535, description="Requests one client address may have in progress (WebSockets included)."
     )
-    ws_max_per_client: int = Field(16, ge=1, le=65535, description="WebSockets one client address may hold open.")
+    ws_max_per_client: int = Field(ge=1, le=65535, description="WebSockets one client address may hold open.")
     async_db_max_inflight_per_client: int | None = Field(
         None,
         ge=1,
@@ -201,7 +204,7 @@ class StackSettings(BaseSettings):
         if self.async_db_max_inflight_per_client:
             return self.async_db_max_inflight_per_client
         (pool,) = database_budget(["async"], ROOT / ".env")
-        return max(1, pool.connections // 2)
+        return serving.client_share(pool.connections)
 
     def max_connections(self) -> int:
         """As configured, else room for the budget (twinstack_db/budget.py), at least 100: the
@@ -269,7 +272,7 @@ class StackSettings(BaseSettings):
         log file) is the caller's when the caller set it: a runner that starts programs of its
         own (the lab) points the configuration at them that way."""
         run_dir, log_dir = self.run_dir.resolve(), self.log_dir.resolve()
-        sync_inflight = self.sync_max_inflight or 10 * self.sync_workers()
+        sync_inflight = self.sync_max_inflight or serving.sync_max_inflight(self.sync_workers())
         public = self.public_dir()
         # .env first, the real environment over it: the same precedence pydantic-settings uses.
         env = {k: v for k, v in dotenv_values(ROOT / ".env").items() if v is not None}
@@ -309,7 +312,9 @@ class StackSettings(BaseSettings):
             TWINSTACK_LOG_ROTATE_KEEP=str(self.log_rotate_keep),
             TWINSTACK_NGINX_GLOBALS=self.nginx_globals(run_dir / "nginx"),
             TWINSTACK_SYNC_MAX_INFLIGHT=str(sync_inflight),
-            TWINSTACK_SYNC_MAX_INFLIGHT_PER_CLIENT=str(self.sync_max_inflight_per_client or max(1, sync_inflight // 2)),
+            TWINSTACK_SYNC_MAX_INFLIGHT_PER_CLIENT=str(
+                self.sync_max_inflight_per_client or serving.client_share(sync_inflight)
+            ),
             TWINSTACK_CLIENT_MAX_CONNS=str(self.client_max_conns),
             TWINSTACK_WS_MAX_PER_CLIENT=str(self.ws_max_per_client),
             TWINSTACK_ASYNC_DB_MAX_INFLIGHT_PER_CLIENT=str(self.async_db_per_client()),

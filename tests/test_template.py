@@ -70,7 +70,8 @@ def holds_the_files_of_its_parts(project: Path, answers: dict) -> None:
     assert [line for line in pyproject if line.startswith("name = ")] == ['name = "shop-api"']
     assert (project / "README.md").read_text().startswith("# shop-api\n")
     compose = yaml.safe_load((project / "docker-compose.yml").read_text())
-    assert all((project / included).is_file() for included in compose["include"])
+    included = [entry if isinstance(entry, str) else entry["path"] for entry in compose["include"]]
+    assert included and all((project / name).is_file() for name in included)
     # The landing page links to the halves the project has, every cell of each, and no other.
     page, original = (project / "nginx/html/index.html").read_text(), (ROOT / "nginx/html/index.html").read_text()
     for half in ("async", "sync"):

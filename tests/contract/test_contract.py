@@ -37,6 +37,7 @@ from flask_service.main import shutdown as shutdown_flask
 from flask_service.settings import Settings as FlaskSettings
 from tests.contract.parity import ANY, SIDES, VOLATILE, Answer, masked, model_for, parse
 from tests.support import free_port
+from twinstack_contract.limits import MAX_BODY_BYTES
 from twinstack_contract.models import ErrorBody, Job
 from twinstack_runtime.logs import ACCESS_FIELDS
 
@@ -50,7 +51,6 @@ WIDEST = {
 }
 # Well-formed, so a trusted peer's id is kept and echoed (twinstack_runtime.proxy.request_id).
 REQUEST_ID = "contract-0001-abcd"
-BODY_LIMIT = 64 * 1024  # nginx's client_max_body_size 64k; each service must hold it too
 
 
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -263,8 +263,8 @@ CASES = [
     ("order-no-content-type", "POST", "/orders", json.dumps(ORDER).encode(), {}, 415),
     ("order-form", "POST", "/orders", b"sku=TS-1", {"Content-Type": "application/x-www-form-urlencoded"}, 415),
     # The body limit, at the byte: 64 KiB is accepted, one byte more is 413 JSON on both.
-    ("order-at-body-limit", "POST", "/orders", padded(ORDER, BODY_LIMIT), JSON, 201),
-    ("order-over-body-limit", "POST", "/orders", padded(ORDER, BODY_LIMIT + 1), JSON, 413),
+    ("order-at-body-limit", "POST", "/orders", padded(ORDER, MAX_BODY_BYTES), JSON, 201),
+    ("order-over-body-limit", "POST", "/orders", padded(ORDER, MAX_BODY_BYTES + 1), JSON, 413),
     ("job-over-body-limit", "POST", "/jobs", padded({"delay_ms": 1}, 1024 * 1024), JSON, 413),
     ("job", "POST", "/jobs", b'{"delay_ms": 1}', JSON, 202),
     ("job-invalid", "POST", "/jobs", b'{"delay_ms": -5}', JSON, 422),
@@ -313,7 +313,7 @@ def test_a_chunked_body_over_the_limit_is_413_on_both(both: dict):
     gunicorn hands Flask a chunked body (wsgi.input_terminated) and uvicorn hands FastAPI one.
     The order comes first and white space after it, so a body cut at the limit would still
     parse: only a refusal of the whole body answers 413."""
-    body = json.dumps(ORDER).encode().ljust(BODY_LIMIT + 1)
+    body = json.dumps(ORDER).encode().ljust(MAX_BODY_BYTES + 1)
     headers = {**JSON, "X-Request-ID": REQUEST_ID}
     a = both["fastapi"]("POST", "/orders", (body[i : i + 4096] for i in range(0, len(body), 4096)), headers)
     b = both["flask"](

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from dotenv import dotenv_values
 
 from native import nginx_config
 from native.certificates import make_certificate
@@ -42,16 +43,25 @@ def resolve_extends(service: dict, path: Path) -> dict:
 
 def load_compose(path: Path) -> dict:
     """A compose file as Compose reads it: its include:d files' services added, each service's
-    extends resolved; paths relative to the file that names them."""
+    extends resolved; paths relative to the file that names them. An include's env_file gives
+    the defaults its file's ${VAR}s take when neither .env nor the shell sets them: kept in
+    DEFAULTS, by service."""
     model = yaml.safe_load(path.read_text())
     services = {name: resolve_extends(service, path) for name, service in model.get("services", {}).items()}
     for included in model.get("include", []):
-        for name, service in load_compose(path.parent / included)["services"].items():
-            assert name not in services, f"{included} redefines {name}"
+        entry = {"path": included} if isinstance(included, str) else included
+        defaults = {}
+        for env_file in [entry["env_file"]] if isinstance(entry.get("env_file"), str) else entry.get("env_file", []):
+            defaults |= {k: v for k, v in dotenv_values(path.parent / env_file).items() if v is not None}
+        for name, service in load_compose(path.parent / entry["path"])["services"].items():
+            assert name not in services, f"{entry['path']} redefines {name}"
             services[name] = service
+            DEFAULTS[name] = defaults
     return {**model, "services": services}
 
 
+# The include env_file defaults of each service that has some (nginx: nginx/defaults.env).
+DEFAULTS: dict[str, dict[str, str]] = {}
 COMPOSE = load_compose(ROOT / "docker-compose.yml")
 SERVICES = COMPOSE["services"]
 HALF_SERVICES = {half.program for half in deployed()}
@@ -67,6 +77,7 @@ PYTHON_SERVICES = {"downstream", "migrate", *HALF_SERVICES}
 COMPOSE_FILES = [
     "docker-compose.yml",
     "docker-compose.tls.yml",
+    "nginx/compose.yaml",
     "compose/python-service.yml",
     *(f"{half.package}/compose.yaml" for half in deployed()),
     *(["monitoring/compose.yaml"] if MONITORING else []),
@@ -82,16 +93,18 @@ def env_example() -> dict[str, str]:
     return dict(pairs)
 
 
-def interpolate(value: str, source: dict[str, str] | None = None) -> str:
+def interpolate(value: str, source: dict[str, str] | None = None, defaults: dict[str, str] | None = None) -> str:
     """Compose's ${VAR}, ${VAR:-default}, ${VAR:?error}, resolved from .env.example (or from
-    ``source``: {} gives each default, as Compose does with no .env)."""
-    example = env_example() if source is None else source
+    ``source``: {} gives each default, as Compose does with no .env), then from ``defaults``
+    (an include's env_file)."""
+    example = {k: v for k, v in (env_example() if source is None else source).items() if v}
+    known = {**(defaults or {}), **example}
 
     def one(m: re.Match) -> str:
         name, op, arg = m.group(1), m.group(2), m.group(3)
-        if op == ":-" and not example.get(name):
+        if op == ":-" and not known.get(name):
             return arg
-        return example.get(name, "")
+        return known.get(name, "")
 
     return re.sub(r"\$\{([A-Z0-9_]+)(?:(:-|:\?)([^}]*))?\}", one, str(value))
 
@@ -104,7 +117,7 @@ def environment(service: str, tls: bool = False) -> dict[str, str]:
     values = dict(SERVICES[service].get("environment", {}))
     if tls:
         values.update(TLS_OVERRIDE.get(service, {}).get("environment", {}))
-    return {k: interpolate(v) for k, v in values.items()}
+    return {k: interpolate(v, defaults=DEFAULTS.get(service)) for k, v in values.items()}
 
 
 def seconds(text: str) -> float:
@@ -163,7 +176,7 @@ def test_operator_tools_are_published_on_loopback_only_by_default():
     for name in {"locust-master"} | MONITORING - {"nginx-exporter"}:
         (mapping,) = SERVICES[name]["ports"]
         assert interpolate(mapping).startswith("127.0.0.1:"), (name, mapping)
-    assert env_example()["TWINSTACK_OPS_BIND_ADDRESS"] == "127.0.0.1"
+    assert env_example()["TWINSTACK_OPS_BIND_ADDRESS"] == ""  # documented, left to the default
 
 
 def test_nginx_may_open_enough_files():
@@ -194,7 +207,8 @@ def test_each_half_and_monitoring_is_one_included_file_beside_its_files():
     parts = [f"{half.package}/compose.yaml" for half in deployed()] + (
         ["monitoring/compose.yaml"] if MONITORING else []
     )
-    assert COMPOSE["include"] == parts
+    # nginx's first, with its defaults (nginx/defaults.env) as the env_file of its variables.
+    assert COMPOSE["include"] == [{"path": "nginx/compose.yaml", "env_file": "nginx/defaults.env"}, *parts]
     for half in deployed():
         (service,) = yaml.safe_load((ROOT / half.package / "compose.yaml").read_text())["services"]
         assert service == half.program
@@ -299,14 +313,20 @@ def test_postgres_max_connections_is_the_budgets_limit():
     from twinstack_db.settings import DEFAULT_MAX_CONNECTIONS, DatabaseSettings
 
     command = SERVICES["postgres"]["command"]
-    assert command == ["postgres", "-c", "max_connections=${TWINSTACK_DB_MAX_CONNECTIONS:-100}"]
-    reference = command[2].split("=", 1)[1]
-    for name in {*HALF_SERVICES, "migrate"}:
-        assert SERVICES[name]["environment"]["TWINSTACK_DB_MAX_CONNECTIONS"] == reference, name
+    # The server must be given a number: the code's default, stated (the one place Compose does).
+    assert command == [
+        "postgres",
+        "-c",
+        f"max_connections=${{TWINSTACK_DB_MAX_CONNECTIONS:-{DEFAULT_MAX_CONNECTIONS}}}",
+    ]
+    for name in {*HALF_SERVICES, "migrate"}:  # the clients: the same variable, else the same default
+        assert SERVICES[name]["environment"]["TWINSTACK_DB_MAX_CONNECTIONS"] == "${TWINSTACK_DB_MAX_CONNECTIONS:-}", (
+            name
+        )
     # Native mode sizes its own server: at least the same default, more if the budget needs it.
     assert StackSettings.model_fields["db_max_connections"].default is None
-    defaults = {DatabaseSettings.model_fields["db_max_connections"].default, DEFAULT_MAX_CONNECTIONS}
-    assert defaults == {int(default(reference))} == {int(env_example()["TWINSTACK_DB_MAX_CONNECTIONS"])}
+    assert DatabaseSettings.model_fields["db_max_connections"].default == DEFAULT_MAX_CONNECTIONS
+    assert env_example()["TWINSTACK_DB_MAX_CONNECTIONS"] == ""
 
 
 def test_postgres_keeps_its_data_in_a_named_volume():
@@ -355,47 +375,86 @@ def test_migrate_runs_alembic_upgrade_head_once_before_the_pools():
 
 def test_database_settings_reach_the_services_that_use_the_database():
     """The URL goes to the pools and the migrator, not the downstream; every pool gets every
-    pool's budget numbers (each master checks the whole budget), with the code's defaults."""
-    from tests.parts import PARTS, answers_on_disk, left_out
+    pool's budget variables (each master checks the whole budget), passed through: unset, each
+    is the code's default (one home: the settings classes), never a number restated here."""
     from twinstack_db.settings import AsyncDbPool, DatabaseSettings, SyncDbPool
 
-    # A project made without a half documents none of its variables (.env.example.jinja).
-    gone = tuple(prefix for part in left_out(**answers_on_disk()) for prefix in PARTS[part]["variables"])
     assert "TWINSTACK_DATABASE_URL" not in SERVICES["downstream"]["environment"]
     assert not {k for k in SERVICES["postgres"]["environment"] if k.startswith("TWINSTACK_")}
-    expected = {"TWINSTACK_DB_POOL_TIMEOUT_S": DatabaseSettings.model_fields["db_pool_timeout_s"].default}
+    variables = {"TWINSTACK_DB_POOL_TIMEOUT_S", "TWINSTACK_DB_PREPARED_STATEMENTS"}
     for pool in (AsyncDbPool, SyncDbPool):
-        prefix = pool.model_config["env_prefix"]
-        expected |= {prefix + field.upper(): info.default for field, info in pool.model_fields.items()}
+        variables |= {pool.model_config["env_prefix"].upper() + field.upper() for field in pool.model_fields}
+    assert {f"TWINSTACK_{f.upper()}" for f in ("db_pool_timeout_s", "db_prepared_statements")} <= {
+        f"TWINSTACK_{f.upper()}" for f in DatabaseSettings.model_fields
+    }
     for name in {*HALF_SERVICES, "migrate"}:
         env = SERVICES[name]["environment"]
         assert env["TWINSTACK_DATABASE_URL"].startswith("postgresql://"), name
-        for variable, value in expected.items():
-            assert env[variable] == f"${{{variable}:-{value:g}}}", (name, variable)
-            assert variable.startswith(gone) or float(env_example()[variable]) == value, variable
-        prepared = str(DatabaseSettings.model_fields["db_prepared_statements"].default).lower()
-        assert env["TWINSTACK_DB_PREPARED_STATEMENTS"] == f"${{TWINSTACK_DB_PREPARED_STATEMENTS:-{prepared}}}", name
-        assert env_example()["TWINSTACK_DB_PREPARED_STATEMENTS"] == prepared
+        for variable in variables:
+            assert env[variable] == f"${{{variable}:-}}", (name, variable)
     for half in deployed():
         env = SERVICES[half.program]["environment"]
         assert {"TWINSTACK_ASYNC_WORKERS", "TWINSTACK_SYNC_WORKERS"} <= set(env), half.program
 
 
+def settings_variables() -> set[str]:
+    """Every variable a settings class of the services reads and has a default for."""
+    from twinstack_db.settings import AsyncDbPool, DatabaseSettings, SyncDbPool
+    from twinstack_runtime.serving import AsyncPool, SyncPool
+    from twinstack_runtime.settings import ServiceSettings
+
+    names = set()
+    for cls in (ServiceSettings, DatabaseSettings, AsyncDbPool, SyncDbPool, AsyncPool, SyncPool):
+        prefix = cls.model_config.get("env_prefix", "")
+        for field, info in cls.model_fields.items():
+            if not info.is_required():
+                alias = info.validation_alias
+                names.add(alias if isinstance(alias, str) else (prefix + field).upper())
+    return names
+
+
+def test_every_python_default_is_passed_through_never_restated():
+    """A variable a settings class has a default for reaches a container as ${X:-} (or as a
+    value the runner sets on purpose, such as an address): Compose restates no default."""
+    defaults = settings_variables()
+    assert {"TWINSTACK_JOB_CAPACITY", "TWINSTACK_SYNC_DB_POOL_SIZE", "TWINSTACK_SYNC_THREADS"} <= defaults
+    passed = 0
+    for name in PYTHON_SERVICES:
+        for variable, value in SERVICES[name].get("environment", {}).items():
+            if variable in defaults and str(value).startswith("${"):
+                assert value == f"${{{variable}:-}}", (name, variable, value)
+                passed += 1
+    assert passed >= 10  # not vacuous: the pools' tunables are all passed through
+
+
 def test_the_default_budget_fits_the_default_max_connections():
-    """With .env.example's values and the containers' CPU limit, both masters start."""
+    """With the code's defaults and the containers' CPU limit, both masters start."""
     from twinstack_db import budget
-    from twinstack_db.settings import AsyncDbPool, SyncDbPool
+    from twinstack_db.settings import DEFAULT_MAX_CONNECTIONS, AsyncDbPool, SyncDbPool
     from twinstack_runtime.serving import async_workers, sync_workers
 
-    env = environment(next(iter(HALF_SERVICES)))
     cpus = int(interpolate(SERVICES[next(iter(HALF_SERVICES))]["deploy"]["resources"]["limits"]["cpus"]))
     pools = [
-        budget.PoolBudget("async", int(env["TWINSTACK_ASYNC_WORKERS"] or async_workers(cpus)),
-                          AsyncDbPool(pool_size=int(env["TWINSTACK_ASYNC_DB_POOL_SIZE"]))),
-        budget.PoolBudget("sync", int(env["TWINSTACK_SYNC_WORKERS"] or sync_workers(cpus)),
-                          SyncDbPool(pool_size=int(env["TWINSTACK_SYNC_DB_POOL_SIZE"]))),
-    ]  # fmt: skip
-    assert budget.check(pools, int(env["TWINSTACK_DB_MAX_CONNECTIONS"])) <= int(env["TWINSTACK_DB_MAX_CONNECTIONS"])
+        budget.PoolBudget("async", async_workers(cpus), AsyncDbPool(_env_file=None)),
+        budget.PoolBudget("sync", sync_workers(cpus), SyncDbPool(_env_file=None)),
+    ]
+    assert budget.check(pools, DEFAULT_MAX_CONNECTIONS) <= DEFAULT_MAX_CONNECTIONS
+
+
+def test_the_shedding_limits_are_the_rules_values_at_the_default_cpu_limit():
+    """nginx cannot see the pools' sizes under Compose, so it states them: they must be what
+    native mode derives (twinstack_runtime/serving.py) for the containers' default CPU limit."""
+    from twinstack_db import budget
+    from twinstack_db.settings import AsyncDbPool
+    from twinstack_runtime.serving import async_workers, client_share, sync_max_inflight, sync_workers
+
+    cpus = int(interpolate(SERVICES[next(iter(HALF_SERVICES))]["deploy"]["resources"]["limits"]["cpus"]))
+    env = environment("nginx")
+    inflight = sync_max_inflight(sync_workers(cpus))
+    connections = budget.PoolBudget("async", async_workers(cpus), AsyncDbPool(_env_file=None)).connections
+    assert int(env["TWINSTACK_SYNC_MAX_INFLIGHT"]) == inflight
+    assert int(env["TWINSTACK_SYNC_MAX_INFLIGHT_PER_CLIENT"]) == client_share(inflight)
+    assert int(env["TWINSTACK_ASYNC_DB_MAX_INFLIGHT_PER_CLIENT"]) == client_share(connections)
 
 
 # --- Parity with native mode --------------------------------------------------------------------
@@ -403,12 +462,13 @@ def test_the_default_budget_fits_the_default_max_connections():
 
 def test_same_nginx_files():
     mounts = {v.split(":")[0]: v.split(":")[1] for v in SERVICES["nginx"]["volumes"]}
+    # nginx/compose.yaml's paths are relative to its own folder.
     assert mounts == {
-        "./nginx/nginx.conf": "/etc/nginx/nginx.conf",
-        "./nginx/snippets": "/etc/nginx/snippets",
-        "./nginx/locations": "/etc/nginx/locations",
-        "./nginx/templates": "/etc/nginx/templates",
-        "./nginx/html": environment("nginx")["TWINSTACK_WEB_ROOT"],
+        "./nginx.conf": "/etc/nginx/nginx.conf",
+        "./snippets": "/etc/nginx/snippets",
+        "./locations": "/etc/nginx/locations",
+        "./templates": "/etc/nginx/templates",
+        "./html": environment("nginx")["TWINSTACK_WEB_ROOT"],
     }
     # Native mode renders exactly those (native/nginx_config.py).
     assert nginx_config.NGINX_DIR == ROOT / "nginx"

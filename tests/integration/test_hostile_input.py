@@ -5,7 +5,6 @@ outside the web root, or a second smuggled request."""
 from __future__ import annotations
 
 import json
-import re
 import socket
 import threading
 import time
@@ -13,7 +12,8 @@ import time
 import httpx
 import pytest
 
-from tests.support import HALVES, PREFIXES, ROOT
+from tests.support import HALVES, PREFIXES
+from twinstack_contract.limits import MAX_BODY_BYTES
 
 pytestmark = pytest.mark.integration
 
@@ -154,12 +154,6 @@ def test_known_hosts_are_served(client):
     for host in ("localhost", "127.0.0.1"):
         for prefix in PREFIXES:
             assert client.get(f"{prefix}/health", headers={"Host": host}).status_code == 200
-
-
-# nginx's client_max_body_size, which each pool's own limit matches (fastapi_service/flask_parity.py,
-# Flask's MAX_CONTENT_LENGTH).
-EDGE_LIMIT = re.search(r"client_max_body_size (\d+)k;", (ROOT / "nginx/nginx.conf").read_text())
-MAX_BODY_BYTES = int(EDGE_LIMIT.group(1)) * 1024
 
 
 @pytest.mark.parametrize("port_variable", [f"TWINSTACK_{half.prefix.upper()}_PORT" for half in HALVES])

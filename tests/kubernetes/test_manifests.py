@@ -20,13 +20,20 @@ import pytest
 import yaml
 
 from deploy.kubernetes import CHECKOV, KUBERNETES_VERSION, OVERLAYS, TARGETS, checkov, objects, render, tool, validate
+from native import nginx_config
 from native.settings import deployed
-from tests.docker.test_compose import SERVICES, interpolate, known_variables, service_names_nginx
+from tests.docker.test_compose import DEFAULTS, SERVICES, interpolate, known_variables, service_names_nginx
 from tests.parts import PARTS, answers_on_disk, left_out
 from tests.support import ROOT, free_port, require_binary
 from twinstack_db import budget
-from twinstack_db.settings import MIGRATOR_CONNECTIONS, RESERVED_CONNECTIONS, AsyncDbPool, SyncDbPool
-from twinstack_runtime.serving import AsyncPool, SyncPool
+from twinstack_db.settings import (
+    DEFAULT_MAX_CONNECTIONS,
+    MIGRATOR_CONNECTIONS,
+    RESERVED_CONNECTIONS,
+    AsyncDbPool,
+    SyncDbPool,
+)
+from twinstack_runtime.serving import AsyncPool, SyncPool, client_share, sync_max_inflight
 
 BASE = ROOT / "deploy" / "kubernetes" / "base"
 WORKLOADS = ("Deployment", "StatefulSet", "Job")
@@ -35,7 +42,11 @@ WORKLOADS = ("Deployment", "StatefulSet", "Job")
 DIFFERENT = {"TWINSTACK_TRUSTED_PROXIES", "TWINSTACK_NGINX_STATUS_LISTEN", "TWINSTACK_NGINX_STATUS_ALLOW"}
 # The production overlay's external server allows more connections than Compose's default.
 SIZED = {
-    "production": {"TWINSTACK_DB_MAX_CONNECTIONS", "TWINSTACK_ASYNC_DB_POOL_SIZE"},
+    "production": {
+        "TWINSTACK_DB_MAX_CONNECTIONS",
+        "TWINSTACK_ASYNC_DB_POOL_SIZE",
+        "TWINSTACK_ASYNC_DB_MAX_INFLIGHT_PER_CLIENT",  # half its pool's (the shedding test)
+    },
     "local": set(),
 }
 # The checks skipped, each with its reason in an annotation beside the object.
@@ -71,8 +82,10 @@ def containers(spec: dict) -> list[dict]:
 
 
 def compose_defaults(service: str) -> dict[str, str]:
-    """A Compose service's environment as it is with no .env: each ${VAR:-default} its default."""
-    return {name: interpolate(value, source={}) for name, value in SERVICES[service].get("environment", {}).items()}
+    """A Compose service's environment as it is with no .env: each ${VAR:-default} its default,
+    each ${VAR} its include's env_file value (nginx/defaults.env)."""
+    env = SERVICES[service].get("environment", {})
+    return {name: interpolate(value, source={}, defaults=DEFAULTS.get(service)) for name, value in env.items()}
 
 
 def env_of(objs: list[dict], container: dict) -> dict[str, object]:
@@ -83,7 +96,10 @@ def env_of(objs: list[dict], container: dict) -> dict[str, object]:
     for source in container.get("envFrom", []):
         env.update(maps[source["configMapRef"]["name"]])
     for var in container.get("env", []):
-        env[var["name"]] = var.get("value", var.get("valueFrom"))
+        value = var.get("value", var.get("valueFrom"))
+        if isinstance(value, str):  # $(VAR): the value of a variable given before, as the kubelet expands it
+            value = re.sub(r"\$\(([A-Z0-9_]+)\)", lambda m: str(env.get(m.group(1), m.group(0))), value)
+        env[var["name"]] = value
     return env
 
 
@@ -132,25 +148,28 @@ def generated_files(kustomization: dict) -> set[str]:
     return {
         str((BASE / path).resolve().relative_to(ROOT))
         for generator in kustomization.get("configMapGenerator", [])
-        for path in generator.get("files", [])
+        for path in generator.get("files", []) + generator.get("envs", [])
     }
 
 
 def test_the_configmaps_are_generated_from_every_file_of_nginx_and_loadtest(rendered):
     """nginx/ and loadtest/ are not copied: each of their files (but TLS's, which no Kubernetes
-    object serves: TLS ends at the cluster's ingress, and a *.jinja twin, which only Copier
-    reads) is in a generated ConfigMap, unchanged."""
+    object serves: TLS ends at the cluster's ingress, a *.jinja twin, which only Copier
+    reads, and nginx's Compose file) is in a generated ConfigMap, unchanged; nginx/defaults.env
+    as the nginx-defaults ConfigMap's variables."""
     kustomization = yaml.safe_load((BASE / "kustomization.yaml").read_text())
     served = {
         str(path.relative_to(ROOT))
         for folder in ("nginx", "loadtest")
         for path in (ROOT / folder).rglob("*")
         if path.is_file() and "__pycache__" not in path.parts and "tls" not in path.parts and path.suffix != ".jinja"
-    }
+    } - {"nginx/compose.yaml"}
     assert generated_files(kustomization) == served
     maps = {o["metadata"]["name"]: o for o in load(rendered, "local") if o["kind"] == "ConfigMap"}
     snippets = next(m for name, m in maps.items() if name.startswith("nginx-snippets"))
     assert snippets["data"]["routes.conf"] == (ROOT / "nginx/snippets/routes.conf").read_text()
+    defaults = next(m for name, m in maps.items() if name.startswith("nginx-defaults"))
+    assert defaults["data"] == nginx_config.defaults()
 
 
 def test_the_same_images_and_tags_as_compose(rendered):
@@ -279,9 +298,9 @@ def pools_at_most(objs: list[dict], monkeypatch: pytest.MonkeyPatch, extra_repli
         assert deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"] <= most  # else the surge adds more
         per_pod = workers(half.prefix, container["resources"]["limits"]["cpu"], monkeypatch)
         prefix = half.prefix.upper()
-        limits = (AsyncDbPool if half.prefix == "async" else SyncDbPool).model_construct(
-            pool_size=int(env[f"TWINSTACK_{prefix}_DB_POOL_SIZE"])
-        )
+        pool = AsyncDbPool if half.prefix == "async" else SyncDbPool
+        size = env.get(f"TWINSTACK_{prefix}_DB_POOL_SIZE", pool.model_fields["pool_size"].default)
+        limits = pool.model_construct(pool_size=int(size))
         pools.append(budget.PoolBudget(half.prefix, (2 * most + extra_replicas) * per_pod, limits))
     return pools
 
@@ -290,7 +309,7 @@ def pools_at_most(objs: list[dict], monkeypatch: pytest.MonkeyPatch, extra_repli
 def test_the_connection_budget_fits_at_the_autoscalers_maximum_during_a_rollout(rendered, overlay, monkeypatch):
     objs = load(rendered, overlay)
     env = env_of(objs, find(objs, "Deployment", deployed()[0].program)["spec"]["template"]["spec"]["containers"][0])
-    max_connections = int(env["TWINSTACK_DB_MAX_CONNECTIONS"])
+    max_connections = int(env.get("TWINSTACK_DB_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS))
     if overlay == "local":  # the in-cluster server is started with the same number
         args = find(objs, "StatefulSet", "postgres")["spec"]["template"]["spec"]["containers"][0]["args"]
         assert f"max_connections={max_connections}" in args
@@ -337,6 +356,30 @@ def test_each_pool_sizes_its_workers_from_its_own_cpu_limit(rendered, monkeypatc
         given = cpus(container["resources"]["limits"]["cpu"])
         expected = given if half.prefix == "async" else 2 * given + 1
         assert workers(half.prefix, container["resources"]["limits"]["cpu"], monkeypatch) == expected
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_nginx_sheds_at_the_rules_limits_for_one_pod_of_each_pool(rendered, overlay, monkeypatch):
+    """nginx cannot see the pools' sizes in the cluster, so it states its shedding limits: they
+    must be what native mode derives (twinstack_runtime/serving.py) for one pod of each pool,
+    from its CPU limit and its database pool's size."""
+    objs = load(rendered, overlay)
+    nginx = env_of(objs, find(objs, "Deployment", "nginx")["spec"]["template"]["spec"]["containers"][0])
+    for half in deployed():
+        container = find(objs, "Deployment", half.program)["spec"]["template"]["spec"]["containers"][0]
+        count = workers(half.prefix, container["resources"]["limits"]["cpu"], monkeypatch)
+        if half.prefix == "sync":
+            inflight = sync_max_inflight(count)
+            assert int(nginx["TWINSTACK_SYNC_MAX_INFLIGHT"]) == inflight
+            assert int(nginx["TWINSTACK_SYNC_MAX_INFLIGHT_PER_CLIENT"]) == client_share(inflight)
+        else:
+            size = env_of(objs, container).get(
+                "TWINSTACK_ASYNC_DB_POOL_SIZE", AsyncDbPool.model_fields["pool_size"].default
+            )
+            share = client_share(
+                budget.PoolBudget("async", count, AsyncDbPool.model_construct(pool_size=int(size))).connections
+            )
+            assert int(nginx["TWINSTACK_ASYNC_DB_MAX_INFLIGHT_PER_CLIENT"]) == share
 
 
 def test_rollouts_drain_and_never_drop_capacity_and_one_job_migrates(rendered):

@@ -88,3 +88,12 @@ def test_the_web_root_is_copied_only_when_the_native_runner_asks(tmp_path: Path)
         nginx_config.publish(tmp_path / "html", tmp_path / "temp")
     with pytest.raises(nginx_config.RenderError, match="refusing"):
         nginx_config.publish(NGINX / "html", tmp_path / "temp")
+
+
+def test_nginx_refuses_bodies_over_the_contracts_limit():
+    """nginx.conf is copied, not rendered, so it states the body limit; it must be the one
+    both services hold (twinstack_contract/limits.py)."""
+    from twinstack_contract.limits import MAX_BODY_BYTES
+
+    stated = re.findall(r"^\s*client_max_body_size (\d+)k;", (NGINX / "nginx.conf").read_text(), re.M)
+    assert [int(k) * 1024 for k in stated] == [MAX_BODY_BYTES]
