@@ -75,6 +75,10 @@ check: $(STAMP) .system-deps ## Validate the nginx configuration (nginx -t on th
 # generated project's suite with "not integration and not repeated").
 TEST_WORKERS ?= 4
 TEST_MARKERS ?=
+# The suite starts hundreds of Python processes (test processes, pools, the lab's servers):
+# each reads the bytecode the first one wrote instead of compiling every module (and pytest
+# rewriting every test file) again, whatever PYTHONDONTWRITEBYTECODE says outside.
+test: export PYTHONDONTWRITEBYTECODE :=
 test: ## Lint, then run the whole test suite (unit, contract, the real stack through nginx)
 	@$(MAKE) --no-print-directory -j3 lint .test-deps $(CHECKOV)
 	@$(PY) -m pytest -m "not alone$(if $(TEST_MARKERS), and ($(TEST_MARKERS)))" -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder

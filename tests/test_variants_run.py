@@ -24,9 +24,10 @@ from tests.parts import commit, generate, running, snapshot
 from tests.support import ROOT
 from tests.test_template import RUN_VARIANTS, holds_the_files_of_its_parts
 
-# The project's own runner, at half this machine's test processes: it shares the machine with
-# the rest of this suite (and with the other half's project).
-INNER_WORKERS = "2"
+# The project's own runner, on one test process: it shares the machine with the rest of this
+# suite (and with the other half's project), which keeps both CPUs busy; a second process
+# would only collect the project's tests once more.
+INNER_WORKERS = "1"
 
 
 @pytest.fixture(scope="module")
