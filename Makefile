@@ -75,7 +75,7 @@ check: $(STAMP) .system-deps ## Validate the nginx configuration (nginx -t on th
 # generated project's suite with "not integration and not repeated").
 TEST_WORKERS ?= 4
 TEST_MARKERS ?=
-# The suite starts hundreds of Python processes (test processes, pools, the lab's servers):
+# The suite starts hundreds of Python processes (test processes, pools, the servers it runs):
 # each reads the bytecode the first one wrote instead of compiling every module (and pytest
 # rewriting every test file) again, whatever PYTHONDONTWRITEBYTECODE says outside.
 test: export PYTHONDONTWRITEBYTECODE :=

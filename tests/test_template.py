@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -80,7 +81,12 @@ def holds_the_files_of_its_parts(project: Path, answers: dict) -> None:
         assert (f'href="/{half}/' in page) == kept, half
     # The rendered files differ from this repository's only where the answers say.
     original = (ROOT / "pyproject.toml").read_text().splitlines()
-    assert [a for a, b in zip(original, pyproject, strict=True) if a != b] == ['name = "twinstack"']
+    if "lab" in left_out(**answers):  # pyproject.toml.jinja also leaves the lab's package out
+        removed, added = Counter(original) - Counter(pyproject), Counter(pyproject) - Counter(original)
+        assert set(added) == WITHOUT_THE_LAB | {'name = "shop-api"'}, added
+        assert set(removed) - {'name = "twinstack"', ""} == LAB_PACKAGING, removed
+    else:
+        assert [a for a, b in zip(original, pyproject, strict=True) if a != b] == ['name = "twinstack"']
     kept = (project / ".env.example").read_text().splitlines()
     assert set(kept) <= set((ROOT / ".env.example").read_text().splitlines())
     gone = tuple(prefix for part in left_out(**answers) for prefix in PARTS[part]["variables"])
@@ -90,9 +96,32 @@ def holds_the_files_of_its_parts(project: Path, answers: dict) -> None:
         assert not lines_of_the_lab(project)
 
 
-# What belongs to the lab: its folder, its make targets and include, its app and routes, its
-# variables. The docs and the tests are not searched: they describe every part of the template.
-LAB_LINE = re.compile(r"/lab/|TWINSTACK_LAB|lab_routes|\bbench/|make bench|lab\.mk|lab_app")
+# What belongs to the lab: its folder, its package, its make targets and include, its app and
+# routes, its variables. The docs and the tests are not searched: they describe every part of
+# the template.
+LAB_LINE = re.compile(r"/lab/|TWINSTACK_LAB|lab_routes|\bbench/|\"bench|make bench|lab\.mk|lab_app")
+# pyproject.toml's lines of the lab's package, and what a project without it has instead.
+KNOWN_FIRST_PARTY = next(
+    line for line in (ROOT / "pyproject.toml").read_text().splitlines() if line.startswith("known-first-party")
+)
+LAB_PACKAGING = {
+    'description = "FastAPI (ASGI) and Flask (WSGI) side by side behind one nginx, with a lab that measures them"',
+    "# Whatever of these is present: a project without one half (or without the lab) builds as it is.",
+    'include = ["twinstack_contract", "twinstack_runtime", "twinstack_db", "*_service", "*_service.*", "native", '
+    '"loadtest", "bench", "bench.*"]',
+    "[tool.setuptools.package-data]",
+    "# What a non-editable install needs besides the code: the lab's wrk scripts, nginx servers,",
+    "# report templates and results schema.",
+    'bench = ["*.lua", "*.template", "templates/*.j2", "results.schema.json"]',
+    KNOWN_FIRST_PARTY,
+}
+WITHOUT_THE_LAB = {
+    'description = "FastAPI (ASGI) and Flask (WSGI) side by side behind one nginx"',
+    "# Whatever of these is present: a project without one half builds as it is.",
+    'include = ["twinstack_contract", "twinstack_runtime", "twinstack_db", "*_service", "*_service.*", "native", '
+    '"loadtest"]',
+    KNOWN_FIRST_PARTY.replace('"bench", ', ""),
+}
 
 
 def lines_of_the_lab(project: Path) -> list[str]:
