@@ -30,6 +30,7 @@ def test_passes():
 def test_a_skip_fails_only_in_ci(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, ci: str, outcomes: dict):
     monkeypatch.setenv("CI", ci)
     monkeypatch.setenv("PYTHONPATH", str(ROOT))  # the plugin is tests.ci_guard
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")  # only the guard: the run starts in a fraction
     pytester.makepyfile(SKIPPING)
     result = pytester.runpytest_subprocess("-p", "tests.ci_guard", "-p", "no:cacheprovider")
     result.assert_outcomes(**outcomes)
@@ -50,6 +51,7 @@ def test_a_module_skipped_at_collection_fails_only_in_ci(
 ):
     monkeypatch.setenv("CI", ci)
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
     pytester.makepyfile(test_skipped_module=MODULE_SKIPS[how], test_other="def test_passes():\n    pass\n")
     result = pytester.runpytest_subprocess("-p", "tests.ci_guard", "-p", "no:cacheprovider")
     if ci:  # a collection error: pytest runs nothing and fails
