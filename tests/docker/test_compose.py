@@ -397,26 +397,12 @@ def test_database_settings_reach_the_services_that_use_the_database():
         assert {"TWINSTACK_ASYNC_WORKERS", "TWINSTACK_SYNC_WORKERS"} <= set(env), half.program
 
 
-def settings_variables() -> set[str]:
-    """Every variable a settings class of the services reads and has a default for."""
-    from twinstack_db.settings import AsyncDbPool, DatabaseSettings, SyncDbPool
-    from twinstack_runtime.serving import AsyncPool, SyncPool
-    from twinstack_runtime.settings import ServiceSettings
-
-    names = set()
-    for cls in (ServiceSettings, DatabaseSettings, AsyncDbPool, SyncDbPool, AsyncPool, SyncPool):
-        prefix = cls.model_config.get("env_prefix", "")
-        for field, info in cls.model_fields.items():
-            if not info.is_required():
-                alias = info.validation_alias
-                names.add(alias if isinstance(alias, str) else (prefix + field).upper())
-    return names
-
-
 def test_every_python_default_is_passed_through_never_restated():
     """A variable a settings class has a default for reaches a container as ${X:-} (or as a
     value the runner sets on purpose, such as an address): Compose restates no default."""
-    defaults = settings_variables()
+    from tests.test_defaults import defaults as homes  # every default, read from its home
+
+    defaults = set(homes())
     assert {"TWINSTACK_JOB_CAPACITY", "TWINSTACK_SYNC_DB_POOL_SIZE", "TWINSTACK_SYNC_THREADS"} <= defaults
     passed = 0
     for name in PYTHON_SERVICES:
