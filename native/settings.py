@@ -19,8 +19,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from twinstack_db import budget
 from twinstack_db.budget import PoolBudget
 from twinstack_db.settings import DEFAULT_MAX_CONNECTIONS
-from twinstack_runtime import serving
-from twinstack_runtime.serving import ASYNC_PORT, DOWNSTREAM_PORT, SYNC_PORT, SyncPool, database_budget
+from twinstack_runtime.serving import (
+    ASYNC_PORT,
+    DOWNSTREAM_PORT,
+    SYNC_PORT,
+    SyncPool,
+    client_share,
+    database_budget,
+    sync_max_inflight,
+)
 
 from . import nginx_config, postgres
 from .paths import PUBLIC_ROOT, ROOT
@@ -204,7 +211,7 @@ class StackSettings(BaseSettings):
         if self.async_db_max_inflight_per_client:
             return self.async_db_max_inflight_per_client
         (pool,) = database_budget(["async"], ROOT / ".env")
-        return serving.client_share(pool.connections)
+        return client_share(pool.connections)
 
     def max_connections(self) -> int:
         """As configured, else room for the budget (twinstack_db/budget.py), at least 100: the
@@ -272,7 +279,7 @@ class StackSettings(BaseSettings):
         log file) is the caller's when the caller set it: a runner that starts programs of its
         own (the lab) points the configuration at them that way."""
         run_dir, log_dir = self.run_dir.resolve(), self.log_dir.resolve()
-        sync_inflight = self.sync_max_inflight or serving.sync_max_inflight(self.sync_workers())
+        sync_inflight = self.sync_max_inflight or sync_max_inflight(self.sync_workers())
         public = self.public_dir()
         # .env first, the real environment over it: the same precedence pydantic-settings uses.
         env = {k: v for k, v in dotenv_values(ROOT / ".env").items() if v is not None}
@@ -313,7 +320,7 @@ class StackSettings(BaseSettings):
             TWINSTACK_NGINX_GLOBALS=self.nginx_globals(run_dir / "nginx"),
             TWINSTACK_SYNC_MAX_INFLIGHT=str(sync_inflight),
             TWINSTACK_SYNC_MAX_INFLIGHT_PER_CLIENT=str(
-                self.sync_max_inflight_per_client or serving.client_share(sync_inflight)
+                self.sync_max_inflight_per_client or client_share(sync_inflight)
             ),
             TWINSTACK_CLIENT_MAX_CONNS=str(self.client_max_conns),
             TWINSTACK_WS_MAX_PER_CLIENT=str(self.ws_max_per_client),
